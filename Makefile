@@ -1,0 +1,65 @@
+# One task runner for LeadFlow. Needs only python3 (3.11+) and make: uv is bootstrapped
+# into .tools/ and installs everything else from uv.lock.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+LEADS ?= 5000
+SIZE ?= 10000
+
+# Nothing may wait on the network: telemetry off for every tool we run.
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export GX_ANALYTICS_ENABLED := false
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: demo test test-fast lint format bench docs clean help
+
+help:
+	@echo "make demo   - install, generate $(LEADS) sample leads and run the whole pipeline"
+	@echo "make test   - install with dev tools and run the whole test suite"
+	@echo "make lint   - ruff, mypy and sqlfluff"
+	@echo "make bench  - benchmarks (SIZE=$(SIZE) leads)"
+	@echo "make docs   - dbt docs and GX data docs"
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced-runtime: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --inexact --python $(PYTHON) --quiet
+	@touch $@
+
+$(VENV)/.synced-dev: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --inexact --group dev --python $(PYTHON) --quiet
+	@touch $@ $(VENV)/.synced-runtime
+
+demo: $(VENV)/.synced-runtime
+	$(VENV)/bin/leadflow demo --leads $(LEADS)
+
+test: $(VENV)/.synced-dev
+	$(VENV)/bin/python -m pytest
+
+test-fast: $(VENV)/.synced-dev
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+lint: $(VENV)/.synced-dev
+	$(VENV)/bin/ruff check flows tests bench
+	$(VENV)/bin/ruff format --check flows tests bench
+	$(VENV)/bin/mypy
+	cd dbt_project && ../$(VENV)/bin/sqlfluff lint models
+
+format: $(VENV)/.synced-dev
+	$(VENV)/bin/ruff check --fix flows tests bench
+	$(VENV)/bin/ruff format flows tests bench
+
+bench: $(VENV)/.synced-runtime
+	$(VENV)/bin/python -m bench.run --size $(SIZE)
+
+docs: $(VENV)/.synced-runtime
+	$(VENV)/bin/leadflow docs
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs dbt_project/dbt_packages

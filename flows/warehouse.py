@@ -1,0 +1,177 @@
+"""The DuckDB warehouse: connections and the tables LeadFlow writes itself.
+
+``raw.*`` holds loaded source rows (append-only, every row with its load and source file);
+``ops.*`` holds LeadFlow's operational state: the load ledger, quarantine, gate results,
+sales tasks, the email send ledger and the nurture steps published from ``templates/``.
+dbt reads both schemas as sources and writes its models to ``main``.
+
+DuckDB allows one writer process, so the pipeline opens the file from one process, one
+stage at a time, and closes it before dbt (which opens its own connection) runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+RAW_TABLES: dict[str, str] = {
+    "leads": """
+        source_lead_id varchar not null,
+        email varchar not null,
+        first_name varchar,
+        last_name varchar,
+        company varchar,
+        title varchar,
+        industry varchar,
+        employee_count integer,
+        country varchar,
+        phone varchar,
+        lead_source varchar,
+        first_campaign varchar,
+        is_do_not_email boolean not null,
+        created_at timestamp not null,
+        updated_at timestamp not null""",
+    "events": """
+        event_id varchar not null,
+        email varchar not null,
+        event_type varchar not null,
+        occurred_at timestamp not null,
+        campaign varchar,
+        url varchar,
+        message_key varchar""",
+    "outcomes": """
+        outcome_id varchar not null,
+        email varchar not null,
+        outcome varchar not null,
+        reason varchar,
+        rep_id varchar,
+        task_id varchar,
+        amount decimal(14, 2),
+        occurred_at timestamp not null""",
+    "reps": """
+        rep_id varchar not null,
+        name varchar not null,
+        email varchar not null,
+        region varchar not null,
+        segment varchar,
+        is_active boolean not null""",
+}
+
+# Lineage columns on every raw row: which load, which source system, which file and line.
+RAW_LINEAGE_COLUMNS = """
+        load_id varchar not null,
+        source varchar not null,
+        source_file varchar not null,
+        source_line bigint not null,
+        loaded_at timestamp not null"""
+
+OPS_TABLES: dict[str, str] = {
+    "loads": """
+        load_id varchar primary key,
+        run_id varchar,
+        entity varchar not null,
+        source varchar not null,
+        file_path varchar not null,
+        file_sha256 varchar not null unique,
+        rows_read bigint not null,
+        rows_loaded bigint not null,
+        rows_quarantined bigint not null,
+        loaded_at timestamp not null""",
+    "quarantine": """
+        load_id varchar,
+        run_id varchar,
+        stage varchar not null,
+        entity varchar not null,
+        source_file varchar,
+        source_line bigint,
+        record_key varchar,
+        reason_code varchar not null,
+        reason varchar not null,
+        record json,
+        quarantined_at timestamp not null""",
+    "runs": """
+        run_id varchar primary key,
+        started_at timestamp not null,
+        finished_at timestamp,
+        status varchar not null,
+        summary json""",
+    "gate_results": """
+        run_id varchar not null,
+        asset varchar not null,
+        suite varchar not null,
+        severity varchar not null,
+        success boolean not null,
+        evaluated_rows bigint not null,
+        failed_expectations json,
+        checked_at timestamp not null""",
+    "sales_tasks": """
+        task_id varchar primary key,
+        lead_id varchar not null,
+        email varchar not null,
+        owner_rep_id varchar not null,
+        owner_email varchar not null,
+        reason varchar not null,
+        track varchar,
+        step integer,
+        title varchar not null,
+        why_now varchar not null,
+        due_at timestamp not null,
+        status varchar not null,
+        created_at timestamp not null,
+        run_id varchar not null""",
+    "email_sends": """
+        message_key varchar primary key,
+        lead_id varchar not null,
+        email varchar not null,
+        track varchar not null,
+        step integer not null,
+        template varchar not null,
+        subject varchar,
+        status varchar not null,
+        provider varchar not null,
+        provider_message_id varchar,
+        error varchar,
+        created_at timestamp not null,
+        sent_at timestamp,
+        run_id varchar not null""",
+    "nurture_steps": """
+        track varchar not null,
+        step integer not null,
+        template varchar not null,
+        delay_days integer not null,
+        subject varchar not null,
+        follow_up_title varchar not null,
+        follow_up_due_days integer not null,
+        primary key (track, step)""",
+}
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+@contextmanager
+def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is always closed, so the next stage (or dbt) can open the file."""
+    connection = connect(path, read_only=read_only)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw and ops tables if they are missing (safe to call on every run)."""
+    connection.execute("create schema if not exists raw")
+    connection.execute("create schema if not exists ops")
+    for name, columns in RAW_TABLES.items():
+        connection.execute(
+            f"create table if not exists raw.{name} ({columns},{RAW_LINEAGE_COLUMNS})"
+        )
+    for name, columns in OPS_TABLES.items():
+        connection.execute(f"create table if not exists ops.{name} ({columns})")
