@@ -1,4 +1,4 @@
-"""LeadFlow: the lead-nurturing pipeline (Prefect flows, dbt models, GX gate, sales tasks, nurture)."""
+"""LeadFlow: lead pipeline of Prefect flows, dbt models, a GX gate, sales tasks and nurture."""
 
 import os
 

@@ -39,14 +39,21 @@ class Settings(BaseSettings):
         description="With no key, email goes to the local outbox.",
     )
     email_from: str = Field(default="LeadFlow Demo <hello@leadflow.example>")
+    sender_address: str = Field(
+        default="LeadFlow Demo Inc., 1 Example Street, Springfield",
+        description="Postal address in every email footer (required by anti-spam law).",
+    )
     unsubscribe_url: str = Field(default="https://leadflow.example/unsubscribe?key={message_key}")
     dbt_threads: int = Field(default=2, ge=1, le=64)
 
     @field_validator("project_dir")
     @classmethod
     def _project_has_assets(cls, value: Path) -> Path:
-        missing = [name for name in ("dbt_project", "expectations", "templates")
-                   if not (value / name).is_dir()]
+        missing = [
+            name
+            for name in ("dbt_project", "expectations", "templates")
+            if not (value / name).is_dir()
+        ]
         if missing:
             raise ValueError(
                 f"{value} has no {', '.join(missing)} folder; point LEADFLOW_PROJECT_DIR "
@@ -107,7 +114,9 @@ def load_settings() -> Settings:
         problems = []
         for issue in error.errors():
             key = ".".join(str(part) for part in issue["loc"]) or "settings"
-            env_name = key.upper() if key.upper() == "SENDGRID_API_KEY" else f"LEADFLOW_{key.upper()}"
+            env_name = (
+                key.upper() if key.upper() == "SENDGRID_API_KEY" else f"LEADFLOW_{key.upper()}"
+            )
             problems.append(f"{env_name}: {issue['msg']}")
         source = "the environment" + (" and .env" if Path(".env").exists() else "")
         raise ConfigError(

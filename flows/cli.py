@@ -1,0 +1,295 @@
+"""The ``leadflow`` command: generate sample data, run the pipeline, inspect what it did."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
+
+app = typer.Typer(
+    help="LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+templates_app = typer.Typer(
+    help="Lint and preview the nurture email templates.", no_args_is_help=True
+)
+app.add_typer(templates_app, name="templates")
+
+out = Console()
+err = Console(stderr=True)
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show Prefect's logs and full error traces.")
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings_or_fail() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        fail(str(error), code=2)
+
+
+def prepare_prefect(settings: Settings, verbose: bool) -> None:
+    """Environment for Prefect before it is imported: project-local state, a quiet terminal.
+
+    Prefect keeps the full logs (visible in its UI); the terminal shows LeadFlow's summary.
+    """
+    apply_prefect_defaults(settings)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exception types that describe a mistake in the user's input or configuration."""
+    from flows.checks.gate import GateConfigError
+    from flows.email.templates import TemplateError
+    from flows.sources.inbox import SourceFileError
+
+    return (ConfigError, SourceFileError, TemplateError, GateConfigError)
+
+
+def run_pipeline(settings: Settings, *, as_json: bool, verbose: bool) -> None:
+    prepare_prefect(settings, verbose)
+    from flows.pipeline import lead_pipeline
+
+    if not as_json:
+        err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
+    try:
+        summary = lead_pipeline()
+    except user_errors() as error:
+        fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
+    except Exception as error:
+        if verbose:
+            raise
+        fail(
+            f"the run failed: {type(error).__name__}: {error}\n"
+            "Run again with --verbose for the full trace; the run's logs are in the Prefect UI."
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
+    else:
+        out.print(summary.to_rich())
+    if not summary.gate.passed:
+        raise typer.Exit(3)
+
+
+@app.command()
+def run(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run the whole pipeline once over what is new in the inbox."""
+    run_pipeline(settings_or_fail(), as_json=as_json, verbose=verbose)
+
+
+def midnight_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+
+
+@app.command()
+def generate(
+    leads: Annotated[int, typer.Option(min=1, help="How many distinct people.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder (default: the inbox).")
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Generate history up to this UTC time (default: today 00:00)."),
+    ] = None,
+) -> None:
+    """Generate a realistic synthetic data set (leads from two sources, events, reps, outcomes)."""
+    from flows.demo.generate import generate_dataset
+
+    target = out_dir or settings_or_fail().inbox_dir
+    dataset = generate_dataset(target, leads=leads, seed=seed, as_of=as_of or midnight_utc())
+    table = Table(title=f"Generated into {dataset.out_dir}", title_justify="left")
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    for name, rows in dataset.files.items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+    out.print(f"{dataset.bad_rows:,} rows are deliberately malformed (they will be quarantined).")
+
+
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option(min=1, help="How many sample people to generate.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample data.")] = 42,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Generate sample data into the inbox and run the whole pipeline on it."""
+    from flows.demo.generate import generate_dataset
+
+    settings = settings_or_fail()
+    settings.ensure_dirs()
+    dataset = generate_dataset(settings.inbox_dir, leads=leads, seed=seed, as_of=midnight_utc())
+    if not as_json:
+        total = sum(dataset.files.values())
+        err.print(f"[dim]Generated {total:,} sample rows into {dataset.out_dir}.[/dim]")
+    run_pipeline(settings, as_json=as_json, verbose=verbose)
+    if not as_json:
+        out.print(
+            f"\nEmails: {settings.outbox_dir}   Sales tasks: {settings.tasks_dir}   "
+            f"Warehouse: {settings.warehouse_path}\n"
+            "Next: `leadflow quarantine` shows rejected rows, `leadflow tasks` the sales queue."
+        )
+
+
+@app.command()
+def serve(
+    cron: Annotated[
+        str, typer.Option(help="When to run, as a cron expression in UTC.")
+    ] = "0 * * * *",
+    verbose: VerboseOption = False,
+) -> None:
+    """Serve lead_pipeline on a schedule (needs a running `prefect server start`)."""
+    settings = settings_or_fail()
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(
+            "schedules need a Prefect server, and the temporary one cannot fire them. Start one "
+            "with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
+            "or deploy with prefect.yaml (see docs/operating.md)."
+        )
+    prepare_prefect(settings, verbose)
+    from flows.pipeline import lead_pipeline
+
+    # limit=1: DuckDB allows one writer process, so runs must never overlap.
+    lead_pipeline.serve(name="leadflow-scheduled", cron=cron, limit=1)
+
+
+@app.command()
+def quarantine(
+    limit: Annotated[int, typer.Option(help="Sample rows to show per reason.")] = 3,
+) -> None:
+    """Rows that were not loaded or acted on, grouped by stage and reason."""
+    from flows.warehouse import ensure_schema, open_warehouse
+
+    settings = settings_or_fail()
+    with open_warehouse(settings.warehouse_path) as connection:
+        ensure_schema(connection)
+        rows = connection.execute(
+            """
+            select stage, entity, reason_code, count(*) as n,
+                   list(coalesce(source_file || ':' || source_line, record_key) || ' ' || reason
+                        order by quarantined_at desc)[1:?] as samples
+            from ops.quarantine group by all order by n desc
+            """,
+            [limit],
+        ).fetchall()
+    if not rows:
+        out.print("Nothing in quarantine.")
+        return
+    table = Table(title="Quarantine", title_justify="left")
+    for column in ("stage", "entity", "reason", "rows", "examples"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for stage, entity, reason, count, samples in rows:
+        table.add_row(stage, entity, reason, f"{count:,}", "\n".join(samples))
+    out.print(table)
+
+
+@app.command()
+def tasks(
+    rep: Annotated[str | None, typer.Option(help="Only this rep's tasks.")] = None,
+    limit: Annotated[int, typer.Option(help="How many tasks to show.")] = 20,
+) -> None:
+    """Open sales tasks, soonest due first."""
+    from flows.warehouse import ensure_schema, open_warehouse
+
+    settings = settings_or_fail()
+    with open_warehouse(settings.warehouse_path) as connection:
+        ensure_schema(connection)
+        rows = connection.execute(
+            """
+            select owner_rep_id, due_at, reason, title, why_now from ops.sales_tasks
+            where status = 'open' and (? is null or owner_rep_id = ?)
+            order by due_at, task_id limit ?
+            """,
+            [rep, rep, limit],
+        ).fetchall()
+    table = Table(title="Open sales tasks", title_justify="left")
+    for column in ("rep", "due (UTC)", "reason", "task", "why now"):
+        table.add_column(column)
+    for owner, due_at, reason, title, why in rows:
+        table.add_row(owner, f"{due_at:%Y-%m-%d %H:%M}", reason, title, why)
+    out.print(table)
+
+
+@templates_app.command("lint")
+def templates_lint() -> None:
+    """Check every track and template: front matter, variables, unsubscribe link, subject."""
+    from flows.email.templates import TemplateError, lint_templates, load_sample_context
+
+    settings = settings_or_fail()
+    try:
+        problems = lint_templates(
+            settings.templates_dir, load_sample_context(settings.templates_dir)
+        )
+    except TemplateError as error:
+        fail(str(error))
+    for problem in problems:
+        where = f"{problem.file}" + (f":{problem.line}" if problem.line else "")
+        err.print(f"[red]{where}[/red]: {problem.message}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"All templates in {settings.templates_dir} are fine.")
+
+
+@templates_app.command("preview")
+def templates_preview(
+    template: Annotated[
+        str, typer.Argument(help="Path under templates/, e.g. tracks/warm_up/01-welcome.html")
+    ],
+    context: Annotated[
+        Path | None, typer.Option(help="YAML context (default: templates/sample_context.yml).")
+    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the HTML here.")] = None,
+) -> None:
+    """Render one template with a sample context: subject, preheader and body."""
+    import yaml
+
+    from flows.email.templates import TemplateError, load_sample_context, preview
+
+    settings = settings_or_fail()
+    try:
+        values = (
+            yaml.safe_load(context.read_text())
+            if context
+            else load_sample_context(settings.templates_dir)
+        )
+        rendered = preview(settings.templates_dir, template, values)
+    except (TemplateError, OSError, yaml.YAMLError) as error:
+        fail(str(error))
+    out.print(f"[bold]Subject:[/bold] {rendered.subject}", highlight=False)
+    out.print(f"[bold]Preheader:[/bold] {rendered.preheader}", highlight=False)
+    if out_file:
+        out_file.write_text(rendered.html)
+        out.print(f"HTML written to {out_file}")
+    else:
+        out.print(rendered.text, highlight=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,35 @@
+"""Hand-off: a sales task for every newly sales-ready lead, delivered to each rep's task file."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.sales.sinks import write_rep_task_files
+from flows.sales.tasks import create_handoff_tasks
+from flows.settings import load_settings
+from flows.warehouse import open_warehouse
+
+
+@task(cache_policy=NO_CACHE)
+def create_tasks_for_sales_ready_leads(run_id: str, as_of: datetime) -> int:
+    settings = load_settings()
+    with open_warehouse(settings.warehouse_path) as connection:
+        return create_handoff_tasks(connection, run_id, as_of)
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+def deliver_task_files() -> dict[str, int]:
+    """Every rep's open tasks as a CSV; retried, and rewritten whole on the next run anyway."""
+    settings = load_settings()
+    with open_warehouse(settings.warehouse_path) as connection:
+        return write_rep_task_files(connection, settings.tasks_dir)
+
+
+@flow(name="handoff")
+def handoff(run_id: str, as_of: datetime) -> int:
+    created = create_tasks_for_sales_ready_leads(run_id, as_of)
+    deliver_task_files()
+    return created

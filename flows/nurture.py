@@ -1,0 +1,60 @@
+"""Nurture: send each lead the step of its track that is due, then a follow-up task for sales."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.email.dispatch import DispatchReport, Sender, dispatch_due_steps, settle_earlier_sends
+from flows.email.outbox import OutboxSender
+from flows.email.render import TemplateRenderer
+from flows.email.templates import load_tracks
+from flows.sales.sinks import write_rep_task_files
+from flows.sales.tasks import create_follow_up_tasks
+from flows.settings import Settings, load_settings
+from flows.warehouse import open_warehouse
+
+
+def email_sender(settings: Settings) -> OutboxSender:
+    """The local outbox: the embedded default that shows every email a run would send."""
+    return OutboxSender(settings.outbox_dir)
+
+
+@task(cache_policy=NO_CACHE)
+def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
+    settings = load_settings()
+    sender = email_sender(settings)
+    with open_warehouse(settings.warehouse_path) as connection:
+        settle_earlier_sends(connection, sender)
+        return dispatch_due_steps(
+            connection,
+            tracks=load_tracks(settings.templates_dir),
+            renderer=TemplateRenderer(settings.templates_dir),
+            email_sender=sender,
+            sender=Sender(
+                from_email=settings.email_from,
+                name=settings.email_from.split("<")[0].strip() or settings.email_from,
+                address=settings.sender_address,
+                unsubscribe_url=settings.unsubscribe_url,
+            ),
+            run_id=run_id,
+            as_of=as_of,
+        )
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+def create_follow_ups(run_id: str, as_of: datetime) -> int:
+    settings = load_settings()
+    with open_warehouse(settings.warehouse_path) as connection:
+        created = create_follow_up_tasks(connection, run_id, as_of)
+        write_rep_task_files(connection, settings.tasks_dir)
+    return created
+
+
+@flow(name="nurture")
+def nurture(run_id: str, as_of: datetime) -> tuple[DispatchReport, int]:
+    report = send_due_steps(run_id, as_of)
+    follow_ups = create_follow_ups(run_id, as_of)
+    return report, follow_ups

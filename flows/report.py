@@ -1,0 +1,124 @@
+"""The run summary: one object, shown as JSON, a Rich table and a Prefect markdown artifact."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+STAGE_ORDER = (
+    "new",
+    "engaged",
+    "mql",
+    "sql",
+    "opportunity",
+    "customer",
+    "recycled",
+    "disqualified",
+)
+
+
+@dataclass
+class GateSummary:
+    passed: bool
+    blocked: list[str] = field(default_factory=list)  # assets whose critical suite failed
+    explanation: str = ""
+    warnings: int = 0
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    as_of: str
+    files_loaded: int = 0
+    files_skipped: int = 0
+    leads_loaded: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    stage_counts: dict[str, int] = field(default_factory=dict)
+    gate: GateSummary = field(default_factory=lambda: GateSummary(passed=True))
+    handed_off: int = 0
+    tasks_created: int = 0
+    emails_due: int = 0
+    emails_sent: int = 0
+    emails_failed: int = 0
+    email_provider: str = "outbox"
+    durations_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def ordered_stages(self) -> list[tuple[str, int]]:
+        known = [(stage, self.stage_counts.get(stage, 0)) for stage in STAGE_ORDER]
+        extra = sorted((s, n) for s, n in self.stage_counts.items() if s not in STAGE_ORDER)
+        return known + extra
+
+    def to_markdown(self) -> str:
+        gate = "passed" if self.gate.passed else f"BLOCKED ({', '.join(self.gate.blocked)})"
+        lines = [
+            f"# LeadFlow run {self.run_id}",
+            f"As of {self.as_of} UTC.",
+            "",
+            "| step | result |",
+            "|---|---|",
+            f"| extract | {self.files_loaded} files, {self.rows_loaded} rows loaded, "
+            f"{self.rows_quarantined} quarantined, {self.files_skipped} already loaded |",
+            "| stages | "
+            + ", ".join(f"{stage} {count}" for stage, count in self.ordered_stages())
+            + " |",
+            f"| gate | {gate}, {self.gate.warnings} warnings |",
+            f"| hand-off | {self.handed_off} leads handed to sales |",
+            f"| tasks | {self.tasks_created} sales tasks created |",
+            f"| nurture | {self.emails_sent} of {self.emails_due} due emails sent via "
+            f"{self.email_provider}, {self.emails_failed} failed |",
+        ]
+        if self.gate.explanation:
+            lines += ["", self.gate.explanation]
+        return "\n".join(lines)
+
+    def to_rich(self) -> Group:
+        table = Table(title=f"LeadFlow run {self.run_id}", title_justify="left")
+        table.add_column("step", style="bold")
+        table.add_column("result")
+        table.add_column("seconds", justify="right", style="dim")
+
+        def seconds(step: str) -> str:
+            return f"{self.durations_s[step]:.1f}" if step in self.durations_s else ""
+
+        reasons = ", ".join(f"{code} {n}" for code, n in sorted(self.quarantine_reasons.items()))
+        table.add_row(
+            "extract",
+            f"{self.files_loaded} files: {self.rows_loaded:,} rows loaded "
+            f"({self.leads_loaded:,} leads), {self.rows_quarantined:,} quarantined"
+            + (f" [dim]({reasons})[/dim]" if reasons else "")
+            + (f", {self.files_skipped} already loaded" if self.files_skipped else ""),
+            seconds("extract"),
+        )
+        table.add_row(
+            "transform",
+            ", ".join(f"{stage} {count:,}" for stage, count in self.ordered_stages()),
+            seconds("transform"),
+        )
+        gate = (
+            "[green]passed[/green]"
+            if self.gate.passed
+            else f"[red]blocked[/red]: {', '.join(self.gate.blocked)}"
+        )
+        table.add_row("gate", f"{gate}, {self.gate.warnings} warnings", seconds("gate"))
+        table.add_row("hand-off", f"{self.handed_off:,} leads handed to sales", seconds("handoff"))
+        table.add_row(
+            "nurture",
+            f"{self.emails_sent:,} of {self.emails_due:,} due emails sent via "
+            f"{self.email_provider}"
+            + (f", {self.emails_failed} failed" if self.emails_failed else ""),
+            seconds("nurture"),
+        )
+        table.add_row("tasks", f"{self.tasks_created:,} sales tasks created", "")
+        parts: list[Any] = [table]
+        if self.gate.explanation:
+            parts.append(Text(self.gate.explanation, style="red"))
+        return Group(*parts)

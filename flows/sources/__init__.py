@@ -1,0 +1,1 @@
+"""Source adapters: how files in the inbox become rows in ``raw.*`` (or quarantine rows)."""

@@ -1,0 +1,272 @@
+"""Load inbox files into ``raw.*``: header check, set-based validation, quarantine, ledger.
+
+Loading happens in two phases so that a corrupt file leaves nothing half-written: every new
+file is first *staged* (parsed and classified into temporary tables, which raises
+``SourceFileError`` for an unreadable file) and only then *committed*, all files in one
+transaction, to ``raw.*``, ``ops.quarantine`` and the ``ops.loads`` ledger.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from flows.sources.catalog import ENTITIES, Entity
+from flows.sources.validation import classified_rows_sql, typed_columns_sql
+
+FILE_NAME_PATTERN = re.compile(r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.csv$")
+CONTRACT_DOC = "docs/data-contracts.md"
+
+
+class SourceFileError(Exception):
+    """A file that cannot be loaded at all; the message names the file, line and fix."""
+
+    def __init__(self, path: Path, problem: str, *, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        where = f"{path}" + (f", line {line}" if line else "")
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    path: Path
+    entity: Entity
+    source: str
+    sha256: str
+
+    @property
+    def load_id(self) -> str:
+        # One load per file content: the same bytes always get the same id.
+        return f"load_{self.sha256[:20]}"
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    file: InboxFile
+    table: str
+    header: tuple[str, ...]
+    rows_read: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.reasons.values())
+
+    @property
+    def rows_loaded(self) -> int:
+        return self.rows_read - self.rows_quarantined
+
+
+@dataclass(frozen=True)
+class InboxScan:
+    new: list[InboxFile]
+    already_loaded: list[Path]
+    ignored: list[Path]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def identify(path: Path) -> tuple[Entity, str]:
+    """Entity and source system from a file name like ``leads__crm.csv``."""
+    match = FILE_NAME_PATTERN.match(path.name)
+    if not match or match["entity"] not in ENTITIES:
+        raise SourceFileError(
+            path,
+            "the file name does not say what it holds; name inbox files "
+            f"<entity>__<source>.csv with entity one of {', '.join(ENTITIES)} "
+            "(e.g. leads__crm.csv)",
+        )
+    return ENTITIES[match["entity"]], match["source"]
+
+
+def scan_inbox(connection: duckdb.DuckDBPyConnection, inbox_dir: Path) -> InboxScan:
+    """Which CSV files in the inbox are new (by content hash) and which were loaded before."""
+    loaded = {row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()}
+    new: list[InboxFile] = []
+    already_loaded: list[Path] = []
+    ignored: list[Path] = []
+    for path in sorted(inbox_dir.iterdir()) if inbox_dir.is_dir() else []:
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.suffix.lower() != ".csv":
+            ignored.append(path)
+            continue
+        entity, source = identify(path)
+        sha256 = file_sha256(path)
+        if sha256 in loaded:
+            already_loaded.append(path)
+        else:
+            new.append(InboxFile(path, entity, source, sha256))
+    return InboxScan(new, already_loaded, ignored)
+
+
+def read_header(inbox_file: InboxFile) -> tuple[str, ...]:
+    path, entity = inbox_file.path, inbox_file.entity
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            first_row = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise SourceFileError(path, "the file is not UTF-8 text; export it as UTF-8 CSV") from None
+    if not first_row or not any(cell.strip() for cell in first_row):
+        raise SourceFileError(
+            path,
+            f"the file is empty; expected a header row with {', '.join(entity.required)}",
+            line=1,
+        )
+    header = tuple(cell.strip().lower() for cell in first_row)
+    repeated = sorted(name for name, count in Counter(header).items() if count > 1)
+    if repeated:
+        raise SourceFileError(path, f"the header repeats column(s) {', '.join(repeated)}", line=1)
+    missing = [column for column in entity.required if column not in header]
+    if missing:
+        raise SourceFileError(
+            path,
+            f"the header lacks required column(s) {', '.join(missing)} for {entity.name} "
+            f"(found: {', '.join(header)}); rename the export's columns as listed in "
+            f"{CONTRACT_DOC}",
+            line=1,
+        )
+    return header
+
+
+def _csv_problem(error: duckdb.Error) -> tuple[int | None, str]:
+    """The line and the first sentence of DuckDB's CSV error, without its tuning advice."""
+    text = str(error)
+    line_match = re.search(r"CSV Error on Line: (\d+)", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    problem = next(
+        (
+            line
+            for line in lines
+            if not line.startswith(("Invalid Input Error", "Original Line", "CSV Error"))
+        ),
+        lines[0] if lines else "unreadable CSV",
+    )
+    if "unicode" in text.lower():
+        problem = "the file is not UTF-8 text; export it as UTF-8 CSV"
+    elif "Expected Number of Columns" in problem:
+        problem = problem.replace("Expected Number of Columns:", "expected").replace(
+            "Found:", "columns, found"
+        )
+        problem += " (a truncated file or an unquoted comma)"
+    return (int(line_match[1]) if line_match else None), problem.rstrip(".")
+
+
+def stage_file(
+    connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, as_of: datetime, index: int
+) -> StagedFile:
+    """Parse a file into a temporary table of classified rows (nothing permanent is written)."""
+    header = read_header(inbox_file)
+    entity = inbox_file.entity
+    parsed = f"parsed_{index}"
+    columns = "{" + ", ".join(f"'{name}': 'varchar'" for name in header) + "}"
+    try:
+        # The dialect is fixed, not sniffed: sniffing a damaged file can "succeed" with the
+        # wrong delimiter and load garbage, where a fixed dialect reports the broken line.
+        connection.execute(
+            f"""
+            create or replace temp table {parsed} as
+            select * from read_csv(
+                ?, header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+                columns = {columns}, all_varchar = true
+            )
+            """,
+            [str(inbox_file.path)],
+        )
+    except duckdb.Error as error:
+        line, problem = _csv_problem(error)
+        raise SourceFileError(
+            inbox_file.path, f"not a readable CSV file: {problem}", line=line
+        ) from None
+    canonical = ", ".join(
+        f'"{column}"' if column in header else f"null::varchar as {column}"
+        for column in entity.columns
+    )
+    original = ", ".join(f'"{name}" := "{name}"' for name in header)
+    staged = (
+        f"(select rowid + 1 as record_number, {canonical}, "
+        f"to_json(struct_pack({original})) as _record from {parsed})"
+    )
+    table = f"staged_{index}"
+    connection.execute(
+        f"create or replace temp table {table} as {classified_rows_sql(entity, staged, as_of)}"
+    )
+    connection.execute(f"drop table {parsed}")
+    rows_read = connection.execute(f"select count(*) from {table}").fetchone()[0]  # type: ignore[index]
+    reasons = dict(
+        connection.execute(
+            f"select rejection_code, count(*) from {table} where rejection_code is not null "
+            "group by all order by all"
+        ).fetchall()
+    )
+    return StagedFile(inbox_file, table, header, rows_read, reasons)
+
+
+def commit_staged(
+    connection: duckdb.DuckDBPyConnection, staged_files: list[StagedFile], run_id: str
+) -> None:
+    """Write every staged file to raw/quarantine/ledger in one transaction."""
+    connection.begin()
+    try:
+        for staged in staged_files:
+            _commit_one(connection, staged, run_id)
+            connection.execute(f"drop table {staged.table}")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+
+
+def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_id: str) -> None:
+    inbox_file, entity = staged.file, staged.file.entity
+    lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
+    column_list = ", ".join(entity.columns)
+    connection.execute(
+        f"""
+        insert into raw.{entity.name}
+            ({column_list}, load_id, source, source_file, source_line, loaded_at)
+        select {typed_columns_sql(entity)}, ?, ?, ?, record_number, now()::timestamp
+        from {staged.table}
+        where rejection_code is null
+        """,
+        lineage,
+    )
+    connection.execute(
+        f"""
+        insert into ops.quarantine
+        select ?, ?, 'extract', ?, ?, record_number, nullif(trim("{entity.key}"), ''),
+               rejection_code, rejection_reason, _record, now()::timestamp
+        from {staged.table}
+        where rejection_code is not null
+        """,
+        [inbox_file.load_id, run_id, entity.name, str(inbox_file.path)],
+    )
+    connection.execute(
+        "insert into ops.loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
+        [
+            inbox_file.load_id,
+            run_id,
+            entity.name,
+            inbox_file.source,
+            str(inbox_file.path),
+            inbox_file.sha256,
+            staged.rows_read,
+            staged.rows_loaded,
+            staged.rows_quarantined,
+        ],
+    )

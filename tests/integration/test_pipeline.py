@@ -1,0 +1,151 @@
+"""The whole lead pipeline on generated data: real Prefect, dbt, GX and the local outbox."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.demo.generate import generate_dataset
+from flows.pipeline import lead_pipeline
+from flows.report import RunSummary
+from flows.settings import PROJECT_ROOT
+from flows.sources.inbox import SourceFileError
+
+pytestmark = pytest.mark.slow
+
+GENERATED_AT = datetime(2026, 11, 1)
+RUN_AT = datetime(2026, 11, 1, 8, 30)
+
+
+def table_counts(warehouse: Path) -> dict[str, int]:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return {
+            table: connection.execute(f"select count(*) from {table}").fetchone()[0]
+            for table in (
+                "raw.leads",
+                "raw.events",
+                "ops.loads",
+                "ops.quarantine",
+                "ops.sales_tasks",
+                "ops.email_sends",
+            )
+        }
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunSummary, int]:
+    data = tmp_path_factory.mktemp("pipeline") / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADFLOW_DATA_DIR", str(data))
+        dataset = generate_dataset(data / "inbox", leads=1500, seed=7, as_of=GENERATED_AT)
+        summary = lead_pipeline(as_of=RUN_AT)
+    return data, summary, dataset.bad_rows
+
+
+def test_every_stage_of_the_first_run_does_real_work(first_run):
+    _, summary, bad_rows = first_run
+    assert summary.files_loaded == 5
+    assert summary.leads_loaded > 1500  # two sources, overlapping people
+    assert summary.rows_quarantined == bad_rows > 0
+    assert summary.gate.passed, summary.gate.explanation
+    for stage in ("new", "engaged", "mql", "recycled", "disqualified"):
+        assert summary.stage_counts.get(stage, 0) > 0, summary.stage_counts
+    assert sum(summary.stage_counts.values()) < summary.leads_loaded  # deduplicated
+    assert summary.handed_off > 0
+    assert summary.emails_sent > 0
+    assert summary.tasks_created == summary.handed_off + summary.emails_sent
+
+
+def test_the_warehouse_outbox_and_task_files_agree_with_the_summary(first_run):
+    data, summary, _ = first_run
+    counts = table_counts(data / "warehouse.duckdb")
+    assert counts["ops.sales_tasks"] == summary.tasks_created
+    assert counts["ops.email_sends"] == summary.emails_sent
+    assert len(list((data / "outbox").glob("*.eml"))) == summary.emails_sent
+    rep_files = list((data / "tasks").glob("*.csv"))
+    assert rep_files
+    task_lines = sum(len(path.read_text().splitlines()) - 1 for path in rep_files)
+    assert task_lines == summary.tasks_created
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        assert connection.execute(
+            "select count(*) from ops.email_sends where status <> 'sent'"
+        ).fetchone() == (0,)
+        assert connection.execute(
+            "select count(*) from ops.runs where status = 'completed'"
+        ).fetchone() == (1,)
+
+
+def test_running_again_with_no_new_data_sends_and_creates_nothing(first_run, monkeypatch):
+    data, first, _ = first_run
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
+    before = table_counts(data / "warehouse.duckdb")
+    again = lead_pipeline(as_of=RUN_AT.replace(minute=45))
+    assert (again.files_loaded, again.files_skipped) == (0, 5)
+    assert (again.emails_sent, again.tasks_created, again.handed_off) == (0, 0, 0)
+    assert table_counts(data / "warehouse.duckdb") == before
+    assert len(list((data / "outbox").glob("*.eml"))) == first.emails_sent
+
+
+def test_a_corrupt_file_stops_the_run_and_writes_nothing(first_run, monkeypatch):
+    data, _, _ = first_run
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
+    before = table_counts(data / "warehouse.duckdb")
+    good = "source_lead_id,email,created_at,updated_at\nx1,new@lead.com,2026-10-01,2026-10-02\n"
+    (data / "inbox" / "leads__late_export.csv").write_text(good)
+    (data / "inbox" / "events__webinar_tool.csv").write_text(
+        "event_id,email,event_type,occurred_at\nw1,new@lead.com,webinar_attended,2026-10-"
+    )
+    with pytest.raises(SourceFileError) as raised:
+        lead_pipeline(as_of=RUN_AT.replace(hour=9))
+    assert "events__webinar_tool.csv" in str(raised.value)
+    assert "line 2" in str(raised.value)
+    assert table_counts(data / "warehouse.duckdb") == before
+    (data / "inbox" / "leads__late_export.csv").unlink()
+    (data / "inbox" / "events__webinar_tool.csv").unlink()
+
+
+def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("dbt_project", "templates"):
+        (project / name).symlink_to(PROJECT_ROOT / name)
+    shutil.copytree(
+        PROJECT_ROOT / "expectations",
+        project / "expectations",
+        ignore=shutil.ignore_patterns("uncommitted"),
+    )
+    suite = project / "expectations" / "gx" / "expectations" / "handoff_queue.critical.json"
+    text = suite.read_text()
+    # A definition no lead can meet: every hand-off row now fails a critical expectation.
+    suite.write_text(text.replace('"max_value": 200', '"max_value": -1000', 1))
+    assert suite.read_text() != text
+    monkeypatch.setenv("LEADFLOW_PROJECT_DIR", str(project))
+    generate_dataset(data_dir / "inbox", leads=600, seed=11, as_of=GENERATED_AT)
+
+    summary = lead_pipeline(as_of=RUN_AT)
+
+    assert not summary.gate.passed
+    assert summary.gate.blocked == ["handoff_queue"]
+    assert "handoff_queue" in summary.gate.explanation
+    assert summary.handed_off == 0
+    counts = table_counts(data_dir / "warehouse.duckdb")
+    assert counts["ops.sales_tasks"] == summary.tasks_created == summary.emails_sent
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as connection:
+        assert connection.execute(
+            "select count(*) from ops.sales_tasks where reason = 'mql_handoff'"
+        ).fetchone() == (0,)
+        blocked = connection.execute(
+            "select count(*) from ops.gate_results where asset = 'handoff_queue' "
+            "and severity = 'critical' and not success"
+        ).fetchone()
+        assert blocked == (1,)
+        assert (
+            connection.execute(
+                "select count(*) from ops.quarantine where stage = 'gate'"
+            ).fetchone()[0]
+            > 0
+        )

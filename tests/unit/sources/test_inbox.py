@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.sources.inbox import (
+    SourceFileError,
+    commit_staged,
+    identify,
+    scan_inbox,
+    stage_file,
+)
+
+AS_OF = datetime(2026, 11, 22)
+LEADS_HEADER = (
+    "source_lead_id,email,first_name,created_at,updated_at,employee_count,is_do_not_email"
+)
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def load(warehouse: duckdb.DuckDBPyConnection, inbox: Path, run_id: str = "run-1") -> list:
+    scan = scan_inbox(warehouse, inbox)
+    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
+    commit_staged(warehouse, staged, run_id)
+    return staged
+
+
+def test_every_row_is_loaded_or_quarantined_with_its_reason(warehouse, tmp_path):
+    write(
+        tmp_path / "leads__crm.csv",
+        "\n".join(
+            [
+                LEADS_HEADER,
+                "1, Jane@Acme.com ,Jane,2026-01-01,2026-01-02,50,",
+                "2,jane.doe@,Bob,2026-01-01,2026-01-02,,",
+                '3,x@y.com,"Multi\nline",2026-02-30,2026-03-01,,',
+                "4,z@y.com,Zed,2026-01-05,2026-01-01,,yes",
+                "5,q@y.com,Q,2026-01-05,2026-01-06,many,",
+                "1,dup@y.com,D,2026-01-05,2026-01-06,,",
+                "6,,E,2026-01-05,2026-01-06,,",
+                "7,f@y.com,F,2099-01-05,2099-01-06,,",
+                "8,g@y.com,G,1899-12-31,2026-01-06,,",
+                "9,h@y.com,H,2026-01-05,2026-01-06,,maybe",
+                "10,i@y.com,<script>alert(1)</script>,2026-01-05,2026-01-06,,no",
+            ]
+        )
+        + "\n",
+    )
+    (staged,) = load(warehouse, tmp_path)
+    assert staged.rows_read == 11
+    assert staged.rows_loaded == 2
+    quarantined = dict(
+        warehouse.execute(
+            "select record_key, reason_code from ops.quarantine where stage = 'extract'"
+        ).fetchall()
+    )
+    assert quarantined == {
+        "2": "malformed_email",
+        "3": "invalid_timestamp",
+        "4": "out_of_order",
+        "5": "invalid_number",
+        "1": "duplicate_key",
+        "6": "missing_required",
+        "7": "impossible_date",
+        "8": "impossible_date",
+        "9": "invalid_boolean",
+    }
+    loaded = warehouse.execute(
+        "select source_lead_id, email, first_name, employee_count, is_do_not_email, source,"
+        " source_line from raw.leads order by source_line"
+    ).fetchall()
+    assert loaded == [
+        ("1", " Jane@Acme.com ", "Jane", 50, False, "crm", 1),
+        ("10", "i@y.com", "<script>alert(1)</script>", None, False, "crm", 11),
+    ]
+    ledger = warehouse.execute(
+        "select entity, source, rows_read, rows_loaded, rows_quarantined from ops.loads"
+    ).fetchall()
+    assert ledger == [("leads", "crm", 11, 2, 9)]
+
+
+def test_quarantine_keeps_the_original_record_and_a_readable_reason(warehouse, tmp_path):
+    write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n2,jane.doe@,Bob,2026-01-01,2026-01-02,,\n")
+    load(warehouse, tmp_path)
+    reason, record, line = warehouse.execute(
+        "select reason, record->>'$.first_name', source_line from ops.quarantine"
+    ).fetchone()
+    assert reason == 'email "jane.doe@" is not an email address'
+    assert record == "Bob"
+    assert line == 1
+
+
+def test_same_file_twice_loads_nothing_new(warehouse, tmp_path):
+    write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
+    load(warehouse, tmp_path)
+    assert load(warehouse, tmp_path) == []
+    scan = scan_inbox(warehouse, tmp_path)
+    assert [p.name for p in scan.already_loaded] == ["leads__crm.csv"]
+    assert warehouse.execute("select count(*) from raw.leads").fetchone() == (1,)
+
+
+def test_changed_file_loads_as_a_new_version(warehouse, tmp_path):
+    path = write(
+        tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n"
+    )
+    load(warehouse, tmp_path)
+    write(path, f"{LEADS_HEADER}\n1,a@b.com,Ann,2026-01-01,2026-01-03,,\n")
+    load(warehouse, tmp_path)
+    assert warehouse.execute("select count(*) from ops.loads").fetchone() == (2,)
+    assert warehouse.execute(
+        "select list(first_name order by updated_at) from raw.leads"
+    ).fetchone() == (["A", "Ann"],)
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "fragment"),
+    [
+        (
+            f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n2,b@b.com",
+            3,
+            "expected 7 columns",
+        ),
+        (f'{LEADS_HEADER}\n1,a@b.com,"A,2026-01-01,2026-01-02,,\n', 2, "unterminated quote"),
+        ("id,mail\n1,a@b.com\n", 1, "lacks required column(s) source_lead_id, email, created_at"),
+        ("", 1, "the file is empty"),
+        (f"{LEADS_HEADER},email\n", 1, "repeats column(s) email"),
+    ],
+)
+def test_unreadable_file_names_file_line_and_problem(warehouse, tmp_path, content, line, fragment):
+    path = write(tmp_path / "leads__crm.csv", content)
+    (inbox_file,) = scan_inbox(warehouse, tmp_path).new
+    with pytest.raises(SourceFileError) as raised:
+        stage_file(warehouse, inbox_file, AS_OF, 0)
+    assert raised.value.path == path
+    assert raised.value.line == line
+    assert fragment in str(raised.value)
+    assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize("bad_line", [1, 5000])
+def test_non_utf8_file_is_a_file_error(warehouse, tmp_path, bad_line):
+    good = "".join(f"{n},a{n}@b.com,A,2026-01-01,2026-01-02,,\n" for n in range(1, bad_line))
+    write(
+        tmp_path / "leads__crm.csv",
+        f"{LEADS_HEADER}\n{good}0,z@b.com,Ren\xe9,2026-01-01,2026-01-02,,\n",
+        "latin-1",
+    )
+    (inbox_file,) = scan_inbox(warehouse, tmp_path).new
+    with pytest.raises(SourceFileError, match="not UTF-8 text"):
+        stage_file(warehouse, inbox_file, AS_OF, 0)
+
+
+def test_a_failing_commit_writes_nothing(warehouse, tmp_path):
+    write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
+    write(
+        tmp_path / "leads__web_forms.csv", f"{LEADS_HEADER}\n2,c@d.com,C,2026-01-01,2026-01-02,,\n"
+    )
+    scan = scan_inbox(warehouse, tmp_path)
+    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
+    warehouse.execute(f"drop table {staged[1].table}")  # the second file's commit will fail
+    with pytest.raises(duckdb.Error):
+        commit_staged(warehouse, staged, "run-1")
+    for table in ("raw.leads", "ops.loads", "ops.quarantine"):
+        assert warehouse.execute(f"select count(*) from {table}").fetchone() == (0,)
+
+
+def test_file_names_pick_entity_and_source(tmp_path):
+    entity, source = identify(tmp_path / "events__marketing_automation__2026-11.csv")
+    assert (entity.name, source) == ("events", "marketing_automation")
+    with pytest.raises(SourceFileError, match=r"<entity>__<source>\.csv"):
+        identify(tmp_path / "contacts.csv")
+
+
+def test_non_csv_files_are_ignored_not_loaded(warehouse, tmp_path):
+    write(tmp_path / "README.txt", "notes")
+    scan = scan_inbox(warehouse, tmp_path)
+    assert scan.new == [] and [p.name for p in scan.ignored] == ["README.txt"]

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from flows.sources.catalog import ENTITIES
+from flows.sources.validation import classified_rows_sql, row_rules, typed_columns_sql
+
+
+def classify(
+    entity_name: str, rows: list[dict[str, str | None]]
+) -> list[tuple[str | None, str | None]]:
+    entity = ENTITIES[entity_name]
+    connection = duckdb.connect()
+    columns = ", ".join(f"{c} varchar" for c in entity.columns)
+    connection.execute(f"create table staged (record_number bigint, {columns})")
+    for number, row in enumerate(rows, start=1):
+        values = [row.get(c) for c in entity.columns]
+        placeholders = ", ".join("?" for _ in values)
+        connection.execute(f"insert into staged values ({number}, {placeholders})", values)
+    return connection.execute(
+        "select rejection_code, rejection_reason from "
+        f"({classified_rows_sql(entity, 'staged', datetime(2026, 11, 22))}) order by record_number"
+    ).fetchall()
+
+
+EVENT = {
+    "event_id": "e1",
+    "email": "a@b.com",
+    "event_type": "page_view",
+    "occurred_at": "2026-11-01",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({}, None),
+        ({"event_type": "tweet"}, "unknown_value"),
+        ({"event_type": None}, "missing_required"),
+        ({"occurred_at": "2026-11-22T23:00:00"}, None),  # within a day of the clock: clock skew
+        ({"occurred_at": "2026-11-24"}, "impossible_date"),
+        ({"occurred_at": "yesterday"}, "invalid_timestamp"),
+        ({"email": "   "}, "missing_required"),
+    ],
+)
+def test_event_rules(change, code):
+    [(reason_code, reason)] = classify("events", [EVENT | change])
+    assert reason_code == code
+    assert (reason is None) == (code is None)
+
+
+def test_unknown_value_message_lists_the_accepted_values():
+    [(_, reason)] = classify(
+        "outcomes",
+        [{"outcome_id": "o1", "email": "a@b.com", "outcome": "maybe", "occurred_at": "2026-01-01"}],
+    )
+    assert reason.startswith('outcome "maybe" is not one of: accepted, rejected')
+
+
+def test_optional_enum_may_be_empty_but_not_unknown():
+    rows = [
+        {"rep_id": "r1", "name": "Ann", "email": "ann@x.com", "region": "EMEA"},
+        {"rep_id": "r2", "name": "Bo", "email": "bo@x.com", "region": "EMEA", "segment": "huge"},
+    ]
+    assert [code for code, _ in classify("reps", rows)] == [None, "unknown_value"]
+
+
+def test_first_failing_rule_wins():
+    [(code, _)] = classify("events", [EVENT | {"email": "bad", "event_type": "tweet"}])
+    assert code == "malformed_email"
+
+
+def test_every_entity_has_a_duplicate_rule_and_casts_every_column():
+    for entity in ENTITIES.values():
+        assert row_rules(entity, datetime(2026, 11, 22))[-1].code == "duplicate_key"
+        select_list = typed_columns_sql(entity).split(",\n")
+        assert [item.rsplit(" as ", 1)[1].strip() for item in select_list] == list(entity.columns)
