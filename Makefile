@@ -14,6 +14,9 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := false
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Byte-compile at install: imports of Prefect, dbt and GX are then several seconds faster on
+# every run, even where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo test test-fast lint format bench docs clean help
 

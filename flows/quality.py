@@ -56,16 +56,19 @@ def record_gate_results(report: GateReport, run_id: str, as_of: datetime) -> Non
                         as_of,
                     ],
                 )
-            for failure in result.critical_failures:
-                for lead_id in failure.sample_lead_ids:
-                    connection.execute(
-                        """
-                        insert into ops.quarantine (run_id, stage, entity, record_key,
-                            reason_code, reason, quarantined_at)
-                        values (?, 'gate', ?, ?, ?, ?, ?)
-                        """,
-                        [run_id, asset, lead_id, failure.expectation, failure.message, as_of],
-                    )
+            if result.failing_lead_ids:
+                reason = " ".join(failure.message for failure in result.critical_failures)
+                connection.executemany(
+                    """
+                    insert into ops.quarantine (run_id, stage, entity, record_key,
+                        reason_code, reason, quarantined_at)
+                    values (?, 'gate', ?, ?, 'critical_expectation_failed', ?, ?)
+                    """,
+                    [
+                        [run_id, asset, lead_id, reason, as_of]
+                        for lead_id in result.failing_lead_ids
+                    ],
+                )
         connection.commit()
 
 

@@ -1,0 +1,145 @@
+"""The real GX project gating mart-shaped tables read from DuckDB, as the pipeline does."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from flows.checks.gate import build_data_docs, run_gate
+from flows.settings import PROJECT_ROOT
+
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+ROWS = 500
+
+# Shaped and typed like the dbt marts (decimal scores, timestamps, booleans), with a few
+# columns beyond the contract, which the gate must tolerate.
+MART_TABLES = {
+    "handoff_queue": f"""
+        select
+            md5('lead-' || i) as lead_id,
+            'person' || i || '@acme.example' as email,
+            'Ada' as first_name,
+            'Lovelace' as last_name,
+            case when i % 20 = 0 then null else 'Acme' end as company,
+            'VP Engineering' as title,
+            null::varchar as phone,
+            'GB' as country,
+            'EMEA' as region,
+            'mid_market' as segment,
+            'rep-' || i % 4 as owner_rep_id,
+            'Rita Rep' as owner_name,
+            'rep' || i % 4 || '@leadflow.example' as owner_email,
+            35 + i % 60 as fit_score,
+            cast(40 + i % 90 + 0.25 as decimal(18, 2)) as engagement_score,
+            cast(75 + i % 60 + i % 90 + 0.25 as decimal(18, 2)) as lead_score,
+            'Requested a demo' as why_now,
+            false as is_suppressed,
+            timestamp '2026-03-02 09:00' as due_at
+        from range({ROWS}) as numbers(i)""",
+    "nurture_queue": f"""
+        select
+            md5('lead-' || i) as lead_id,
+            'person' || i || '@acme.example' as email,
+            case when i % 10 = 0 then null else 'Grace' end as first_name,
+            'Hopper' as last_name,
+            'Acme' as company,
+            'Engineer' as title,
+            'rep-' || i % 4 as owner_rep_id,
+            'Sam Seller' as owner_name,
+            'rep' || i % 4 || '@leadflow.example' as owner_email,
+            'recycled' as stage,
+            'not_ready' as stage_reason,
+            'not_ready' as nurture_track,
+            1 + i % 3 as next_step,
+            'not_ready/step_' || 1 + i % 3 || '.html' as template,
+            'Checking in' as subject,
+            timestamp '2026-03-01 09:00' + to_days(cast(i % 3 as integer)) as due_at,
+            i % 3 = 0 as is_due,
+            'Call after the email' as follow_up_title,
+            3 as follow_up_due_days
+        from range({ROWS}) as numbers(i)""",
+}
+
+
+def lead_id(number: int) -> str:
+    return hashlib.md5(f"lead-{number}".encode()).hexdigest()
+
+
+@pytest.fixture
+def warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    for asset, select in MART_TABLES.items():
+        connection.execute(f"create table fct_{asset} as {select}")
+    yield connection
+    connection.close()
+
+
+def read_marts(connection: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    return {asset: connection.sql(f"select * from fct_{asset}").df() for asset in MART_TABLES}
+
+
+def committed_files(expectations_dir: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(expectations_dir)): path.read_bytes()
+        for path in expectations_dir.rglob("*")
+        if path.is_file() and "uncommitted" not in path.relative_to(expectations_dir).parts
+    }
+
+
+def test_clean_marts_pass_and_the_run_touches_only_uncommitted(warehouse):
+    frames = read_marts(warehouse)
+    before = committed_files(EXPECTATIONS_DIR)
+
+    report = run_gate(frames, EXPECTATIONS_DIR)
+
+    assert committed_files(EXPECTATIONS_DIR) == before
+    assert report.passed, report.explain()
+    assert {asset: result.evaluated_rows for asset, result in report.assets.items()} == {
+        "handoff_queue": ROWS,
+        "nurture_queue": ROWS,
+    }
+    # 5% of companies and 10% of first names are missing: within the warning thresholds.
+    assert all(not result.warnings for result in report.assets.values()), report.explain()
+
+
+def test_bad_rows_in_the_warehouse_block_their_queue_and_are_named(warehouse):
+    warehouse.execute(
+        "update fct_handoff_queue set owner_email = null where lead_id = ?", [lead_id(7)]
+    )
+    warehouse.execute(
+        "update fct_handoff_queue set email = 'no-at-sign.acme.example' where lead_id = ?",
+        [lead_id(8)],
+    )
+    warehouse.execute("update fct_nurture_queue set is_due = null where lead_id = ?", [lead_id(9)])
+    warehouse.execute("update fct_nurture_queue set company = null where lead_id = ?", [lead_id(1)])
+
+    report = run_gate(read_marts(warehouse), EXPECTATIONS_DIR)
+
+    assert not report.passed
+    handoff, nurture = report.assets["handoff_queue"], report.assets["nurture_queue"]
+    assert handoff.failing_lead_ids == {lead_id(7), lead_id(8)}
+    assert nurture.failing_lead_ids == {lead_id(9)}
+    assert nurture.warnings == ()
+    explanation = report.explain()
+    assert explanation.startswith("The gate blocked handoff_queue, nurture_queue.")
+    for number in (7, 8, 9):
+        assert lead_id(number) in explanation
+
+
+def test_data_docs_show_the_suites_and_the_latest_results(warehouse, tmp_path):
+    project = tmp_path / "expectations"
+    shutil.copytree(EXPECTATIONS_DIR, project, ignore=shutil.ignore_patterns("uncommitted"))
+    run_gate(read_marts(warehouse), project)
+
+    index = build_data_docs(project)
+
+    assert index == project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    html = index.read_text()
+    for suite in ("handoff_queue.critical", "nurture_queue.warning"):
+        assert suite in html
