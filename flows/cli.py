@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -61,10 +63,11 @@ def prepare_prefect(settings: Settings, verbose: bool) -> None:
 def user_errors() -> tuple[type[Exception], ...]:
     """Exception types that describe a mistake in the user's input or configuration."""
     from flows.checks.gate import GateConfigError
+    from flows.dbt_runner import DbtBuildError
     from flows.email.templates import TemplateError
     from flows.sources.inbox import SourceFileError
 
-    return (ConfigError, SourceFileError, TemplateError, GateConfigError)
+    return (ConfigError, SourceFileError, TemplateError, GateConfigError, DbtBuildError)
 
 
 def run_pipeline(settings: Settings, *, as_json: bool, verbose: bool) -> None:
@@ -292,4 +295,30 @@ def templates_preview(
 
 
 def main() -> None:
-    app()
+    """Entry point of the ``leadflow`` script.
+
+    DuckDB's nanobind bindings print a screen of benign "leaked instance" warnings when the
+    interpreter finalises after dbt and pandas have used it. So once the command is done and
+    the exit handlers have run (they stop Prefect's temporary server), the process exits
+    without finalising, which keeps the terminal to LeadFlow's own output.
+    """
+    code = 1
+    try:
+        app()
+        code = 0
+    except SystemExit as exit_request:
+        code = (
+            exit_request.code
+            if isinstance(exit_request.code, int)
+            else int(bool(exit_request.code))
+        )
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     )
     unsubscribe_url: str = Field(default="https://leadflow.example/unsubscribe?key={message_key}")
     dbt_threads: int = Field(default=2, ge=1, le=64)
+    dbt_node_tasks: bool = Field(
+        default=False,
+        description="Run dbt through prefect-dbt with a Prefect task per node (slower, more "
+        "visible in the Prefect UI); see flows/dbt_runner.py.",
+    )
 
     @field_validator("project_dir")
     @classmethod

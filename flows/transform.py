@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
+from flows.dbt_runner import DbtBuildResult, run_dbt_build
 from flows.email.templates import load_tracks, publish_tracks
-from flows.settings import Settings, load_settings
+from flows.settings import load_settings
 from flows.warehouse import ensure_schema, open_warehouse
 
 
@@ -25,27 +23,10 @@ def publish_nurture_tracks() -> int:
         return publish_tracks(connection, tracks)
 
 
-def dbt_environment(settings: Settings) -> None:
-    """The profile in dbt_project/profiles.yml reads the warehouse path from the environment."""
-    os.environ["LEADFLOW_WAREHOUSE_PATH"] = str(settings.warehouse_path)
-    os.environ["LEADFLOW_DBT_THREADS"] = str(settings.dbt_threads)
-    os.environ.setdefault("DBT_LOG_PATH", str(settings.data_root / "dbt" / "logs"))
-
-
 @task(cache_policy=NO_CACHE)
-def build_models(as_of: datetime) -> None:
-    """``dbt build``: run every model and its tests; a failing test fails the run."""
-    settings = load_settings()
-    dbt_environment(settings)
-    runner = PrefectDbtRunner(
-        settings=PrefectDbtSettings(
-            project_dir=settings.dbt_project_dir,
-            profiles_dir=settings.dbt_project_dir,
-            target_path=settings.dbt_target_dir,
-        ),
-        raise_on_failure=True,
-    )
-    runner.invoke(["build", "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")})])
+def build_models(as_of: datetime) -> DbtBuildResult:
+    """``dbt build``: every model and its tests; a failing test fails the run."""
+    return run_dbt_build(load_settings(), as_of)
 
 
 @task(cache_policy=NO_CACHE)

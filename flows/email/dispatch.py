@@ -104,9 +104,10 @@ def prepare(
     as_of: datetime,
 ) -> PreparedSend:
     key = message_key(row["lead_id"], step.track, step.step)
+    unsubscribe_url = sender.unsubscribe_url.format(message_key=key)
     context = build_context(
         row,
-        unsubscribe_url=sender.unsubscribe_url.format(message_key=key),
+        unsubscribe_url=unsubscribe_url,
         sender_name=sender.name,
         sender_address=sender.address,
     )
@@ -124,6 +125,7 @@ def prepare(
         step=step.step,
         unsubscribe_group=track.unsubscribe_group,
         custom_args={"message_key": key, "lead_id": str(row["lead_id"]), "track": step.track},
+        unsubscribe_url=unsubscribe_url,
     )
     ledger_row = {
         "message_key": key,
@@ -147,7 +149,10 @@ def prepare(
 def _claim(
     connection: duckdb.DuckDBPyConnection, prepared: list[PreparedSend], provider: str
 ) -> list[PreparedSend]:
-    """Insert pending ledger rows; return only the sends this call claimed (not seen before)."""
+    """Insert pending ledger rows; return only the sends this call claimed.
+
+    A claim succeeds for a step never tried or one whose earlier send failed.
+    """
     connection.register("claim_batch", pa.Table.from_pylist([p.ledger_row for p in prepared]))
     claimed = connection.execute(
         """
@@ -161,7 +166,15 @@ def _claim(
             owner_rep_id, owner_email, follow_up_title, follow_up_due_days, why_now,
             created_at, run_id
         from claim_batch
-        on conflict (message_key) do nothing
+        on conflict (message_key) do update set
+            status = 'pending',
+            provider = excluded.provider,
+            subject = excluded.subject,
+            error = null,
+            created_at = excluded.created_at,
+            run_id = excluded.run_id
+        -- A step the provider refused is tried again; a pending or sent one never is.
+        where ops.email_sends.status = 'failed'
         returning message_key
         """,
         [provider],

@@ -1,6 +1,7 @@
 """Create sales tasks, set-based and idempotent.
 
-A task's id is derived from what it is about, ``md5(lead_id|reason|track|step)``, and
+A task's id is derived from what it is about (for a nurture follow-up
+``md5(lead_id|reason|track|step)``, for a hand-off the lead and sales' latest feedback), and
 ``ops.sales_tasks.task_id`` is the primary key: re-running a hand-off, or settling a send
 ledger twice, can never create a second task for the same thing.
 """
@@ -20,7 +21,7 @@ TASK_ID_SQL = (
 )
 
 
-def task_id_sql(lead_id: str, reason: str, track: str = "null", step: str = "null") -> str:
+def task_id_sql(lead_id: str, reason: str, track: str, step: str) -> str:
     return TASK_ID_SQL.format(lead_id=lead_id, reason=reason, track=track, step=step)
 
 
@@ -34,19 +35,43 @@ def _count_new(connection: duckdb.DuckDBPyConnection, run_id: str, reason: str) 
 def create_handoff_tasks(
     connection: duckdb.DuckDBPyConnection, run_id: str, as_of: datetime
 ) -> int:
-    """One task per lead in ``fct_handoff_queue``; returns how many were new."""
+    """One task per lead in ``fct_handoff_queue``; returns how many were new.
+
+    A hand-off is identified by the lead and sales' latest feedback on it
+    (``dim_leads.latest_outcome_at``): re-running adds nothing, while a lead that sales
+    recycled and that qualifies again is handed off anew. ``step`` numbers those rounds.
+    """
     connection.execute(
         f"""
         insert into ops.sales_tasks
+        with rounds as (
+            select lead_id, max(step) as last_round
+            from ops.sales_tasks
+            where reason = '{HANDOFF_REASON}'
+            group by lead_id
+        ),
+
+        queue as (
+            select
+                queue.*,
+                md5(concat_ws('|', queue.lead_id, '{HANDOFF_REASON}',
+                              coalesce(cast(leads.latest_outcome_at as varchar), '')))
+                    as task_id,
+                coalesce(rounds.last_round, 0) + 1 as handoff_round
+            from main.fct_handoff_queue as queue
+            inner join main.dim_leads as leads on queue.lead_id = leads.lead_id
+            left join rounds on queue.lead_id = rounds.lead_id
+        )
+
         select
-            {task_id_sql("lead_id", f"'{HANDOFF_REASON}'")},
+            task_id,
             lead_id,
             email,
             owner_rep_id,
             owner_email,
             '{HANDOFF_REASON}',
             null,
-            null,
+            handoff_round,
             concat_ws(' ', 'Follow up with', first_name, last_name,
                       case when company is not null then 'at ' || company end),
             why_now,
@@ -54,7 +79,7 @@ def create_handoff_tasks(
             'open',
             ?,
             ?
-        from main.fct_handoff_queue
+        from queue
         on conflict (task_id) do nothing
         """,
         [as_of, run_id],

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.demo.generate import generate_dataset
+from flows.demo.generate import GeneratedDataset, generate_dataset
 from flows.pipeline import lead_pipeline
 from flows.report import RunSummary
 from flows.settings import PROJECT_ROOT
@@ -37,20 +37,27 @@ def table_counts(warehouse: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunSummary, int]:
+def first_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, RunSummary, GeneratedDataset]:
     data = tmp_path_factory.mktemp("pipeline") / "data"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADFLOW_DATA_DIR", str(data))
         dataset = generate_dataset(data / "inbox", leads=1500, seed=7, as_of=GENERATED_AT)
         summary = lead_pipeline(as_of=RUN_AT)
-    return data, summary, dataset.bad_rows
+    return data, summary, dataset
 
 
 def test_every_stage_of_the_first_run_does_real_work(first_run):
-    _, summary, bad_rows = first_run
+    _, summary, dataset = first_run
     assert summary.files_loaded == 5
     assert summary.leads_loaded > 1500  # two sources, overlapping people
-    assert summary.rows_quarantined == bad_rows > 0
+    assert summary.rows_quarantined == dataset.bad_rows > 0
+    expected_reasons: dict[str, int] = {}
+    for reasons in dataset.bad_rows_by_reason.values():
+        for code, count in reasons.items():
+            expected_reasons[code] = expected_reasons.get(code, 0) + count
+    assert summary.quarantine_reasons == expected_reasons
     assert summary.gate.passed, summary.gate.explanation
     for stage in ("new", "engaged", "mql", "recycled", "disqualified"):
         assert summary.stage_counts.get(stage, 0) > 0, summary.stage_counts
@@ -97,7 +104,7 @@ def test_a_corrupt_file_stops_the_run_and_writes_nothing(first_run, monkeypatch)
     good = "source_lead_id,email,created_at,updated_at\nx1,new@lead.com,2026-10-01,2026-10-02\n"
     (data / "inbox" / "leads__late_export.csv").write_text(good)
     (data / "inbox" / "events__webinar_tool.csv").write_text(
-        "event_id,email,event_type,occurred_at\nw1,new@lead.com,webinar_attended,2026-10-"
+        "event_id,email,event_type,occurred_at\nw1,new@lead.com,webin"
     )
     with pytest.raises(SourceFileError) as raised:
         lead_pipeline(as_of=RUN_AT.replace(hour=9))

@@ -18,10 +18,14 @@ def add_handoff_queue(warehouse, rows):
             due_at timestamp)
         """
     )
+    warehouse.execute(
+        "create or replace table main.dim_leads (lead_id varchar, latest_outcome_at timestamp)"
+    )
     for row in rows:
         warehouse.execute(
             "insert into main.fct_handoff_queue values (?, ?, ?, ?, ?, ?, ?, ?, ?)", row
         )
+        warehouse.execute("insert into main.dim_leads values (?, null)", [row[0]])
 
 
 QUEUE = [
@@ -58,6 +62,17 @@ def test_one_handoff_task_per_lead_however_often_it_runs(warehouse):
         ),
         ("L2", "R2", "Follow up with Bo", "Webinar", datetime(2026, 11, 23, 9), "run-1"),
     ]
+
+
+def test_a_lead_handed_off_again_after_feedback_gets_a_new_round(warehouse):
+    add_handoff_queue(warehouse, QUEUE[:1])
+    create_handoff_tasks(warehouse, "run-1", AS_OF)
+    # Sales recycled the lead and it qualified again: the queue holds it once more.
+    warehouse.execute("update main.dim_leads set latest_outcome_at = timestamp '2026-12-01'")
+    assert create_handoff_tasks(warehouse, "run-2", AS_OF) == 1
+    assert create_handoff_tasks(warehouse, "run-3", AS_OF) == 0
+    rounds = warehouse.execute("select step, run_id from ops.sales_tasks order by step").fetchall()
+    assert rounds == [(1, "run-1"), (2, "run-2")]
 
 
 def add_send(warehouse, key, status, step=1, owner="R1"):
