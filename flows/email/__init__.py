@@ -1,0 +1,7 @@
+"""Nurture email.
+
+``templates`` (load, publish, lint and preview the tracks in ``templates/``) is what the CLI and
+the flows import; it builds on ``tracks`` (reading the authored files), ``context`` (the
+variables a template may use), ``render`` (the sandboxed renderer) and ``plaintext``.
+``message`` holds the types every sender shares; ``outbox`` is the local sender.
+"""

@@ -1,0 +1,224 @@
+"""The ``templates/`` folder as marketing and the flows use it: load, publish, lint, preview.
+
+Reading the tracks lives in ``tracks.py``, the context in ``context.py`` and rendering in
+``render.py``; this module is the one the CLI and the flows import.
+
+Lint makes two passes. A static pass reads every template's Jinja and flags variables the
+context does not have (also inside ``{% if %}`` branches the sample never takes) and access to
+internals. A render pass renders every step with the sample context, as a lead would get it,
+and checks what only the result shows: the unsubscribe link, the postal address, the subject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+
+from flows.email.context import build_context, load_context_file, load_sample_context
+from flows.email.plaintext import link_targets
+from flows.email.render import CONTEXT_DOC, RenderedEmail, TemplateRenderer, explain
+from flows.email.tracks import (
+    TRACKS_FOLDER,
+    LintProblem,
+    NurtureStep,
+    TemplateError,
+    Track,
+    load_tracks,
+    publish_tracks,
+    read_step_file,
+    read_tracks,
+)
+
+__all__ = [
+    "LintProblem",
+    "NurtureStep",
+    "RenderedEmail",
+    "TemplateError",
+    "TemplateRenderer",
+    "Track",
+    "build_context",
+    "lint_templates",
+    "load_context_file",
+    "load_sample_context",
+    "load_tracks",
+    "preview",
+    "publish_tracks",
+]
+
+PARTIALS_FOLDER = "partials"
+REQUIRED_PARTIALS = ("_header.html", "_footer.html")
+# Inboxes cut longer subjects; 78 is also the line length email headers are meant to fit in.
+MAX_SUBJECT_LENGTH = 78
+# Provided by the renderer itself rather than built from the queue row.
+RENDERER_VARIABLES: dict[str, Any] = {"email": {"subject": "", "preheader": ""}}
+
+
+def _unknown_variables(
+    environment: jinja2.Environment,
+    source: str,
+    file: str,
+    context: Mapping[str, Any],
+    *,
+    part: str | None = None,
+) -> list[LintProblem]:
+    prefix = f"in `{part}`: " if part else ""
+    try:
+        tree = environment.parse(source)
+    except jinja2.TemplateSyntaxError as error:
+        return [LintProblem(file, None if part else error.lineno, prefix + explain(error))]
+    problems = []
+    known = set(context) | set(environment.globals)
+    for name in sorted(meta.find_undeclared_variables(tree) - known):
+        line = next(node.lineno for node in tree.find_all(nodes.Name) if node.name == name)
+        problems.append(
+            LintProblem(
+                file,
+                None if part else line,
+                f"{prefix}unknown variable `{name}`: use only the variables listed in "
+                f"{CONTEXT_DOC}",
+            )
+        )
+    for node in tree.find_all(nodes.Getattr):
+        if node.attr.startswith("_"):
+            message = f"`{node.attr}` is not allowed in a template"
+        elif (
+            isinstance(node.node, nodes.Name)
+            and isinstance(context.get(node.node.name), Mapping)
+            and node.attr not in context[node.node.name]
+        ):
+            message = (
+                f"unknown variable `{node.node.name}.{node.attr}`: "
+                f"use only the variables listed in {CONTEXT_DOC}"
+            )
+        else:
+            continue
+        problems.append(LintProblem(file, None if part else node.lineno, prefix + message))
+    return problems
+
+
+def _static_problems(
+    renderer: TemplateRenderer, steps: Iterable[NurtureStep], context: Mapping[str, Any]
+) -> list[LintProblem]:
+    environment = renderer.environment
+    assert environment.loader is not None
+    problems = []
+    partials = sorted((renderer.templates_dir / PARTIALS_FOLDER).glob("*.html"))
+    bodies = [path.relative_to(renderer.templates_dir).as_posix() for path in partials]
+    for step in steps:
+        bodies.append(step.template)
+        lines = {
+            "subject": step.subject,
+            "preheader": step.preheader,
+            "follow_up.title": step.follow_up_title,
+        }
+        for part, source in lines.items():
+            problems += _unknown_variables(environment, source, step.template, context, part=part)
+    for body in bodies:
+        source, _, _ = environment.loader.get_source(environment, body)
+        problems += _unknown_variables(environment, source, body, context)
+    return problems
+
+
+def _result_problems(
+    step: NurtureStep, email: RenderedEmail, sample_context: Mapping[str, Any]
+) -> list[LintProblem]:
+    problems = []
+    if len(email.subject) > MAX_SUBJECT_LENGTH:
+        problems.append(
+            LintProblem(
+                step.template,
+                None,
+                f"the subject is {len(email.subject)} characters with the sample context "
+                f"({email.subject!r}): shorten it to {MAX_SUBJECT_LENGTH} or fewer so inboxes "
+                "show it whole",
+            )
+        )
+    unsubscribe_url = sample_context.get("unsubscribe_url")
+    if not unsubscribe_url or unsubscribe_url not in link_targets(email.html):
+        problems.append(
+            LintProblem(
+                step.template,
+                None,
+                "no unsubscribe link: include partials/_footer.html "
+                '(or link to `<a href="{{ unsubscribe_url }}">`)',
+            )
+        )
+    sender = sample_context.get("sender")
+    address = sender.get("address") if isinstance(sender, Mapping) else None
+    if address and address not in email.text:
+        problems.append(
+            LintProblem(
+                step.template,
+                None,
+                "no postal address (the law requires one in marketing email): "
+                "include partials/_footer.html, which shows `{{ sender.address }}`",
+            )
+        )
+    return problems
+
+
+def lint_templates(templates_dir: Path, sample_context: Mapping[str, Any]) -> list[LintProblem]:
+    """Every problem in the templates, by file and line; an empty list means ready to send."""
+    reading = read_tracks(templates_dir)
+    problems = list(reading.problems)
+    for partial in REQUIRED_PARTIALS:
+        if not (templates_dir / PARTIALS_FOLDER / partial).is_file():
+            problems.append(
+                LintProblem(
+                    f"{PARTIALS_FOLDER}/{partial}",
+                    None,
+                    "missing: every email includes it (see README.md for what it must hold)",
+                )
+            )
+    renderer = TemplateRenderer(templates_dir)
+    static_problems = _static_problems(
+        renderer, reading.steps, {**sample_context, **RENDERER_VARIABLES}
+    )
+    problems += static_problems
+    # A render failure in a file the static pass already flagged is the same mistake again.
+    flagged_files = {problem.file for problem in static_problems}
+    for step in reading.steps:
+        try:
+            email = renderer.render(step, context_for_step(sample_context, step))
+        except TemplateError as error:
+            problems += [problem for problem in error.problems if problem.file not in flagged_files]
+            continue
+        problems += _result_problems(step, email, sample_context)
+    return sorted(problems, key=lambda problem: (problem.file, problem.line or 0))
+
+
+def context_for_step(context: Mapping[str, Any], step: NurtureStep) -> dict[str, Any]:
+    """A context whose ``track`` is the step being rendered (for preview and lint)."""
+    return {**context, "track": {"name": step.track, "step": step.step}}
+
+
+def find_step_file(templates_dir: Path, template_path: str | Path) -> Path:
+    """A step file given relative to ``templates/`` or to the working directory."""
+    root = templates_dir.resolve()
+    for candidate in (Path(template_path), root / template_path):
+        path = candidate.resolve()
+        if path.is_file() and path.parent.parent == root / TRACKS_FOLDER:
+            return path
+    raise TemplateError.from_problems(
+        LintProblem(
+            str(template_path),
+            None,
+            f"no such email under {root / TRACKS_FOLDER}: give a path like "
+            "tracks/warm_up/01-welcome.html",
+        )
+    )
+
+
+def preview(
+    templates_dir: Path, template_path: str | Path, context: Mapping[str, Any]
+) -> RenderedEmail:
+    """Render one step file as its lead would receive it, for ``leadflow templates preview``."""
+    root = templates_dir.resolve()
+    step, problems = read_step_file(root, find_step_file(root, template_path))
+    if step is None:
+        raise TemplateError.from_problems(*problems)
+    return TemplateRenderer(root).render(step, context_for_step(context, step))

@@ -1,0 +1,175 @@
+"""Rendering nurture emails: content, escaping, the sandbox, header safety, error locations."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.email.context import build_context
+from flows.email.render import TemplateRenderer
+from flows.email.templates import preview
+from flows.email.tracks import TemplateError, load_tracks
+
+UNSUBSCRIBE = "https://leadflow.example/unsubscribe?key=abc&lang=en"
+
+
+def render_welcome(templates_dir, row):
+    step = load_tracks(templates_dir)["warm_up"].steps[0]
+    context = build_context(
+        row,
+        unsubscribe_url=UNSUBSCRIBE,
+        sender_name="LeadFlow Demo",
+        sender_address="1 Main St, Springfield",
+    )
+    return TemplateRenderer(templates_dir).render(step, context)
+
+
+def test_a_step_renders_subject_preheader_body_text_and_follow_up(shipped_templates, queue_row):
+    email = render_welcome(shipped_templates, queue_row)
+    assert email.subject == "Welcome, Ana: what to expect from us"
+    assert email.preheader.startswith("One useful idea per email")
+    assert email.follow_up_title == "Research Acme Freight: is Ana a fit for us?"
+    assert email.html.startswith("<!DOCTYPE html>")  # the front matter leaves no trace
+    assert "<p>Hi Ana,</p>" in email.html
+    assert "Acme Freight" in email.html
+    assert "<title>Welcome, Ana: what to expect from us</title>" in email.html
+    assert "Sam Lee<br>LeadFlow Demo" in email.html
+    # The footer's link, HTML-escaped in the attribute.
+    assert 'href="https://leadflow.example/unsubscribe?key=abc&amp;lang=en"' in email.html
+
+
+def test_the_text_part_is_readable_and_keeps_links(shipped_templates, queue_row):
+    text = render_welcome(shipped_templates, queue_row).text
+    assert text.startswith("LeadFlow Demo\n\nHi Ana,\n\n")
+    assert "- the single change that most speeds up follow-up" in text
+    assert (
+        "Read the field guide (https://leadflow.example/guides/sales-marketing-alignment)" in text
+    )
+    assert f"Unsubscribe ({UNSUBSCRIBE})" in text
+    assert "1 Main St, Springfield" in text
+    assert "<" not in text and "font-family" not in text
+    # The preheader is hidden in the HTML, so it is not part of the readable text either.
+    assert "One useful idea per email" not in text
+
+
+def test_missing_lead_details_read_naturally(shipped_templates, queue_row):
+    queue_row.update(first_name=None, company="  ", owner_name=None)
+    email = render_welcome(shipped_templates, queue_row)
+    assert email.subject == "Welcome, there: what to expect from us"
+    assert "<p>Hi there,</p>" in email.html
+    assert "at your team whether or not" in email.text
+    assert email.follow_up_title == "Research your team: is there a fit for us?"
+    # Without an owner the company signs, once.
+    assert "<p>LeadFlow Demo</p>" in email.html
+
+
+@pytest.mark.parametrize(
+    "first_name",
+    ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "Tom & <b>Jerry</b>"],
+)
+def test_lead_supplied_text_is_escaped_in_html(shipped_templates, queue_row, first_name):
+    queue_row["first_name"] = first_name
+    email = render_welcome(shipped_templates, queue_row)
+    assert first_name not in email.html
+    assert "<script>" not in email.html and "<img" not in email.html and "<b>" not in email.html
+    assert "&lt;" in email.html
+    # Plain text is not HTML: the subject and the text part show exactly what the lead typed.
+    assert email.subject == f"Welcome, {first_name}: what to expect from us"
+    assert f"Hi {first_name}," in email.text
+
+
+def test_line_breaks_cannot_reach_the_subject(shipped_templates, queue_row):
+    queue_row["first_name"] = "Ana\r\nBcc: everyone@example.com"
+    assert "\r" not in render_welcome(shipped_templates, queue_row).subject
+    # Even when a context is built by hand, the rendered subject is one line.
+    step = load_tracks(shipped_templates)["warm_up"].steps[0]
+    context = build_context(
+        queue_row, unsubscribe_url=UNSUBSCRIBE, sender_name="S", sender_address="A"
+    )
+    context["lead"]["first_name"] = "Ana\r\nBcc: everyone@example.com\n"
+    email = TemplateRenderer(shipped_templates).render(step, context)
+    assert "\n" not in email.subject and "\r" not in email.subject
+    assert email.subject == "Welcome, Ana Bcc: everyone@example.com : what to expect from us"
+    assert "\n" not in email.follow_up_title
+
+
+def test_access_to_python_internals_is_a_clear_error(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/warm_up/01-welcome.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        "<p>Hi {{ lead.first_name.__class__.__mro__ }},</p>",
+    )
+    step = load_tracks(templates_copy)["warm_up"].steps[0]
+    with pytest.raises(TemplateError) as raised:
+        TemplateRenderer(templates_copy).render(step, sample_context)
+    message = str(raised.value)
+    assert message.startswith("tracks/warm_up/01-welcome.html:11: not allowed in a template")
+    assert "__class__" in message
+
+
+def test_the_sandbox_forbids_changing_the_context(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/warm_up/01-welcome.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        "<p>Hi {{ lead.update({'first_name': 'x'}) }},</p>",
+    )
+    step = load_tracks(templates_copy)["warm_up"].steps[0]
+    with pytest.raises(TemplateError, match="not allowed in a template"):
+        TemplateRenderer(templates_copy).render(step, sample_context)
+    assert sample_context["lead"]["first_name"] == "Priya"
+
+
+def test_an_unknown_variable_is_an_error_naming_file_and_line(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/education/02-one-definition.html",
+        "{{ lead.company }}, the root cause",
+        "{{ lead.compnay }}, the root cause",
+    )
+    step = load_tracks(templates_copy)["education"].steps[1]
+    with pytest.raises(TemplateError) as raised:
+        TemplateRenderer(templates_copy).render(step, sample_context)
+    assert str(raised.value).startswith(
+        "tracks/education/02-one-definition.html:14: unknown variable"
+    )
+    assert "compnay" in str(raised.value)
+
+
+def test_an_error_in_a_partial_names_the_partial(templates_copy, edit, sample_context):
+    edit(templates_copy / "partials/_footer.html", "{{ sender.address }}", "{{ sender.adress }}")
+    step = load_tracks(templates_copy)["reengage"].steps[0]
+    with pytest.raises(TemplateError, match=r"^partials/_footer.html:7: unknown variable"):
+        TemplateRenderer(templates_copy).render(step, sample_context)
+
+
+def test_an_error_in_the_subject_names_the_key(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/warm_up/01-welcome.html", "{{ lead.first_name }}:", "{{ lead. }}:"
+    )
+    step = load_tracks(templates_copy)["warm_up"].steps[0]
+    with pytest.raises(TemplateError, match=r"01-welcome.html: in `subject`: Jinja syntax error"):
+        TemplateRenderer(templates_copy).render(step, sample_context)
+
+
+def test_preview_accepts_paths_under_templates_or_the_working_directory(
+    shipped_templates, sample_context, monkeypatch
+):
+    by_template_path = preview(
+        shipped_templates, "tracks/reengage/03-close-the-file.html", sample_context
+    )
+    monkeypatch.chdir(shipped_templates.parent)
+    by_checkout_path = preview(
+        shipped_templates, "templates/tracks/reengage/03-close-the-file.html", sample_context
+    )
+    assert by_template_path == by_checkout_path
+    assert by_template_path.subject == "Should I close your file, Priya?"
+    # Preview renders the track and step of the file, whatever the context file says.
+    assert sample_context["track"] == {"name": "warm_up", "step": 1}
+
+
+def test_preview_of_a_file_that_is_not_an_email_says_what_to_give(
+    shipped_templates, sample_context
+):
+    for path in ("tracks/warm_up/09-nothing.html", "partials/_header.html", "../pyproject.toml"):
+        with pytest.raises(
+            TemplateError, match=r"give a path like tracks/warm_up/01-welcome\.html"
+        ):
+            preview(shipped_templates, path, sample_context)

@@ -1,0 +1,156 @@
+"""``leadflow templates lint``: every problem, by file and line, before anything is sent."""
+
+from __future__ import annotations
+
+from flows.email.templates import LintProblem, lint_templates
+
+
+def lint(templates_dir, sample_context) -> list[str]:
+    return [str(problem) for problem in lint_templates(templates_dir, sample_context)]
+
+
+def test_every_shipped_template_lints_clean(shipped_templates, sample_context):
+    assert lint_templates(shipped_templates, sample_context) == []
+
+
+def test_an_unknown_variable_is_flagged_even_in_a_branch_the_sample_skips(
+    templates_copy, edit, sample_context
+):
+    edit(
+        templates_copy / "tracks/warm_up/02-speed-to-lead.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        "<p>Hi {{ lead.first_name }},</p>\n{% if not lead.title %}{{ lead.job_title }}{% endif %}",
+    )
+    assert lint(templates_copy, sample_context) == [
+        "tracks/warm_up/02-speed-to-lead.html:12: unknown variable `lead.job_title`: "
+        "use only the variables listed in CONTEXT.md"
+    ]
+
+
+def test_an_unknown_top_level_variable_in_the_subject_is_flagged(
+    templates_copy, edit, sample_context
+):
+    edit(
+        templates_copy / "tracks/reengage/01-missed-each-other.html",
+        "{{ lead.first_name }}, did",
+        "{{ name }}, did",
+    )
+    assert lint(templates_copy, sample_context) == [
+        "tracks/reengage/01-missed-each-other.html: in `subject`: unknown variable `name`: "
+        "use only the variables listed in CONTEXT.md"
+    ]
+
+
+def test_access_to_internals_is_flagged(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/education/01-cost-of-slow-follow-up.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        "<p>Hi {{ ''.__class__ }},</p>",
+    )
+    problems = lint_templates(templates_copy, sample_context)
+    assert problems == [
+        LintProblem(
+            "tracks/education/01-cost-of-slow-follow-up.html",
+            11,
+            "`__class__` is not allowed in a template",
+        )
+    ]
+
+
+def test_access_to_internals_through_a_subscript_is_caught_when_rendering(
+    templates_copy, edit, sample_context
+):
+    edit(
+        templates_copy / "tracks/education/01-cost-of-slow-follow-up.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        "<p>Hi {{ lead.first_name['__class__'] }},</p>",
+    )
+    [problem] = lint(templates_copy, sample_context)
+    assert problem.startswith(
+        "tracks/education/01-cost-of-slow-follow-up.html:11: not allowed in a template"
+    )
+
+
+def test_an_email_without_the_footer_is_flagged(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/recycle_timing/02-business-case.html",
+        '{% include "partials/_footer.html" %}',
+        "</td></tr></table></td></tr></table></body></html>",
+    )
+    problems = lint(templates_copy, sample_context)
+    assert len(problems) == 2
+    assert problems[0].startswith(
+        "tracks/recycle_timing/02-business-case.html: no unsubscribe link"
+    )
+    assert problems[1].startswith("tracks/recycle_timing/02-business-case.html: no postal address")
+
+
+def test_an_unsubscribe_link_written_in_the_body_is_enough(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/recycle_timing/02-business-case.html",
+        '{% include "partials/_footer.html" %}',
+        '<p><a href="{{ unsubscribe_url }}">Stop these</a> {{ sender.address }}</p>',
+    )
+    assert lint(templates_copy, sample_context) == []
+
+
+def test_a_long_subject_is_flagged(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/warm_up/03-customer-story.html",
+        "subject: How one team stopped losing leads between marketing and sales",
+        "subject: How a team much like {{ lead.company }} stopped losing its inbound leads to delay",
+    )
+    rendered = "How a team much like Northwind Logistics stopped losing its inbound leads to delay"
+    [problem] = lint(templates_copy, sample_context)
+    assert problem.startswith(
+        f"tracks/warm_up/03-customer-story.html: the subject is {len(rendered)} characters "
+        f"with the sample context ({rendered!r})"
+    )
+    assert "shorten it to 78 or fewer" in problem
+
+
+def test_a_missing_partial_is_flagged(templates_copy, sample_context):
+    (templates_copy / "partials/_footer.html").unlink()
+    problems = lint(templates_copy, sample_context)
+    assert problems[0] == (
+        "partials/_footer.html: missing: every email includes it "
+        "(see README.md for what it must hold)"
+    )
+    # And every email that includes it says so, with the line of the include.
+    assert (
+        "tracks/warm_up/01-welcome.html:31: `partials/_footer.html` does not exist: "
+        "check the file name (paths start at templates/)"
+    ) in problems
+    assert len(problems) == 1 + 15
+
+
+def test_a_jinja_syntax_error_is_flagged_with_its_line(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/reengage/02-answers-without-a-call.html",
+        "{{ lead.company }}, reply",
+        "{{ lead.company }, reply",
+    )
+    [problem] = lint(templates_copy, sample_context)
+    assert problem.startswith("tracks/reengage/02-answers-without-a-call.html:24: Jinja syntax")
+
+
+def test_front_matter_problems_are_listed_and_the_other_emails_still_checked(
+    templates_copy, edit, sample_context
+):
+    (templates_copy / "tracks/competitor_winback/02-why-teams-switch.html").unlink()
+    edit(templates_copy / "tracks/warm_up/01-welcome.html", "preheader:", "pre_header:")
+    edit(
+        templates_copy / "tracks/warm_up/02-speed-to-lead.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        "<p>Hi {{ lead.name }},</p>",
+    )
+    problems = lint(templates_copy, sample_context)
+    assert problems == [
+        "tracks/competitor_winback: steps are 1, 3: number them 1 to 2 with no gaps or repeats "
+        "(file names and `step:` both)",
+        "tracks/warm_up/01-welcome.html: missing key `preheader`: add `preheader: Three minutes "
+        "to read` (the preview text shown after the subject)",
+        "tracks/warm_up/01-welcome.html:5: unknown key `pre_header`: did you mean `preheader`?",
+        "tracks/warm_up/02-speed-to-lead.html:11: unknown variable `lead.name`: use only the "
+        "variables listed in CONTEXT.md",
+    ]
