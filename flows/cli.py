@@ -271,19 +271,20 @@ def templates_preview(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the HTML here.")] = None,
 ) -> None:
     """Render one template with a sample context: subject, preheader and body."""
-    import yaml
-
-    from flows.email.templates import TemplateError, load_sample_context, preview
+    from flows.email.templates import (
+        TemplateError,
+        load_context_file,
+        load_sample_context,
+        preview,
+    )
 
     settings = settings_or_fail()
     try:
         values = (
-            yaml.safe_load(context.read_text())
-            if context
-            else load_sample_context(settings.templates_dir)
+            load_context_file(context) if context else load_sample_context(settings.templates_dir)
         )
         rendered = preview(settings.templates_dir, template, values)
-    except (TemplateError, OSError, yaml.YAMLError) as error:
+    except TemplateError as error:
         fail(str(error))
     out.print(f"[bold]Subject:[/bold] {rendered.subject}", highlight=False)
     out.print(f"[bold]Preheader:[/bold] {rendered.preheader}", highlight=False)

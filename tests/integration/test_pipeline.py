@@ -128,7 +128,11 @@ def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, 
     suite = project / "expectations" / "gx" / "expectations" / "handoff_queue" / "critical.json"
     text = suite.read_text()
     # A definition no lead can meet: every hand-off row now fails a critical expectation.
-    suite.write_text(text.replace('"max_value": 200.0', '"max_value": -1000.0', 1))
+    suite.write_text(
+        text.replace('"max_value": 200.0', '"max_value": 2000.0', 1).replace(
+            '"min_value": -200.0', '"min_value": 1000.0', 1
+        )
+    )
     assert suite.read_text() != text
     monkeypatch.setenv("LEADFLOW_PROJECT_DIR", str(project))
     generate_dataset(data_dir / "inbox", leads=600, seed=11, as_of=GENERATED_AT)
