@@ -1,0 +1,22 @@
+{#
+    The run's clock as a timestamp expression. Models never read current_timestamp: they read
+    this, so running the same warehouse with the same `as_of` gives the same result.
+#}
+{% macro as_of() -%}
+    {%- set configured = var('as_of', none) -%}
+    {%- if configured is none or configured | string | trim == '' -%}
+        {%- set value = run_started_at.strftime('%Y-%m-%d %H:%M:%S') -%}
+    {%- else -%}
+        {#- YAML may already have parsed an unquoted value into a datetime: str() restores it. -#}
+        {%- set value = configured | string | trim | replace('T', ' ') -%}
+        {%- set pattern = '^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$' -%}
+        {%- if not modules.re.match(pattern, value) -%}
+            {{ exceptions.raise_compiler_error(
+                "dbt var 'as_of' is '" ~ configured ~ "', which is not a UTC timestamp. "
+                ~ "Pass it as 'YYYY-MM-DD HH:MM:SS', e.g. --vars '{as_of: \"2026-11-22 00:00:00\"}', "
+                ~ "or leave it out to use the time the run started."
+            ) }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ dbt.cast(dbt.string_literal(value), dbt.type_timestamp()) }}
+{%- endmacro %}

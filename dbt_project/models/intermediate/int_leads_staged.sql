@@ -1,0 +1,252 @@
+{%- set fit_threshold = var('mql_fit_threshold') -%}
+{%- set engagement_threshold = var('mql_engagement_threshold') -%}
+
+with
+
+leads as (
+
+    select * from {{ ref('int_leads_deduplicated') }}
+
+),
+
+fit_scores as (
+
+    select * from {{ ref('int_leads_fit_scored') }}
+
+),
+
+engagement_scores as (
+
+    select * from {{ ref('int_leads_engagement_scored') }}
+
+),
+
+scored_events as (
+
+    select * from {{ ref('int_lead_events_scored') }}
+
+),
+
+outcomes as (
+
+    select * from {{ ref('stg_raw__outcomes') }}
+
+),
+
+sales_tasks as (
+
+    select * from {{ ref('stg_ops__sales_tasks') }}
+
+),
+
+lifecycle_reasons as (
+
+    select * from {{ ref('lifecycle_reasons') }}
+
+),
+
+-- A blank track in the seed means "no nurture", however the CSV spelled it.
+reason_definitions as (
+
+    select
+        reason_code,
+        stage,
+        {{ clean_text('nurture_track') }} as nurture_track
+
+    from lifecycle_reasons
+
+),
+
+known_outcomes as (
+
+    select * from outcomes
+    where occurred_at <= {{ as_of() }}
+
+),
+
+-- Sales' latest word on each lead; on the same timestamp the furthest outcome wins.
+ranked_outcomes as (
+
+    select
+        lead_id,
+        outcome,
+        reason,
+        occurred_at,
+        row_number() over (
+            partition by lead_id
+            order by
+                occurred_at desc,
+                case outcome
+                    when 'won' then 1
+                    when 'opportunity' then 2
+                    when 'lost' then 3
+                    when 'rejected' then 4
+                    when 'no_response' then 5
+                    when 'accepted' then 6
+                end,
+                outcome_id desc
+        ) as recency_rank
+
+    from known_outcomes
+
+),
+
+latest_outcomes as (
+
+    select
+        lead_id,
+        outcome as latest_outcome,
+        occurred_at as latest_outcome_at,
+        -- Feedback without a reason: silence means unresponsive, anything else not ready yet.
+        case
+            when outcome = 'no_response' then coalesce(reason, 'unresponsive')
+            when outcome in ('rejected', 'lost') then coalesce(reason, 'not_ready')
+        end as feedback_reason
+
+    from ranked_outcomes
+    where recency_rank = 1
+
+),
+
+-- Once won, a customer stays a customer whatever sales records later (upsell, lost renewal).
+won_leads as (
+
+    select
+        lead_id,
+        min(occurred_at) as won_at
+
+    from known_outcomes
+    where outcome = 'won'
+    group by lead_id
+
+),
+
+handoffs as (
+
+    select
+        lead_id,
+        max(created_at) as handed_off_at
+
+    from sales_tasks
+    where task_reason = 'mql_handoff'
+    group by lead_id
+
+),
+
+-- Engagement earned after sales' latest feedback: a recycled lead re-qualifies on this alone.
+engagement_since_feedback as (
+
+    select
+        scored_events.lead_id,
+        sum(scored_events.decayed_points) as engagement_since_feedback
+
+    from scored_events
+    inner join latest_outcomes
+        on scored_events.lead_id = latest_outcomes.lead_id
+    where scored_events.occurred_at > latest_outcomes.latest_outcome_at
+    group by scored_events.lead_id
+
+),
+
+evidence as (
+
+    select
+        leads.lead_id,
+        leads.created_at,
+        fit_scores.fit_score,
+        fit_scores.is_competitor,
+        fit_scores.is_student,
+        engagement_scores.engagement_score,
+        engagement_scores.positive_event_count,
+        engagement_scores.last_engaged_at,
+        latest_outcomes.latest_outcome,
+        latest_outcomes.feedback_reason,
+        latest_outcomes.latest_outcome_at,
+        feedback_reasons.stage as feedback_stage,
+        won_leads.won_at,
+        handoffs.handed_off_at,
+        coalesce(engagement_since_feedback.engagement_since_feedback, 0)
+            as engagement_since_feedback,
+        -- Handed off after sales' latest word: sales owns it now, so it is not queued again.
+        coalesce(
+            handoffs.handed_off_at > latest_outcomes.latest_outcome_at
+            or (handoffs.handed_off_at is not null and latest_outcomes.latest_outcome_at is null),
+            false
+        ) as is_awaiting_feedback
+
+    from leads
+    inner join fit_scores
+        on leads.lead_id = fit_scores.lead_id
+    inner join engagement_scores
+        on leads.lead_id = engagement_scores.lead_id
+    left join latest_outcomes
+        on leads.lead_id = latest_outcomes.lead_id
+    left join reason_definitions as feedback_reasons
+        on latest_outcomes.feedback_reason = feedback_reasons.reason_code
+    left join won_leads
+        on leads.lead_id = won_leads.lead_id
+    left join handoffs
+        on leads.lead_id = handoffs.lead_id
+    left join engagement_since_feedback
+        on leads.lead_id = engagement_since_feedback.lead_id
+
+),
+
+-- The stage rules, in precedence order (documented in the "definitions" doc).
+reasoned as (
+
+    select
+        *,
+        case
+            when won_at is not null then 'won'
+            when is_awaiting_feedback then 'awaiting_sales_feedback'
+            when latest_outcome = 'opportunity' then 'opportunity_open'
+            when
+                feedback_stage = 'recycled'
+                and fit_score >= {{ fit_threshold }}
+                and engagement_since_feedback >= {{ engagement_threshold }}
+                then 'requalified_after_recycle'
+            when feedback_reason is not null then feedback_reason
+            when latest_outcome = 'accepted' then 'accepted_by_sales'
+            when is_competitor then 'competitor_employee'
+            when is_student then 'student'
+            when
+                fit_score >= {{ fit_threshold }}
+                and engagement_score >= {{ engagement_threshold }}
+                then 'meets_mql_thresholds'
+            when positive_event_count > 0 and fit_score < {{ fit_threshold }}
+                then 'not_ready_low_fit'
+            when positive_event_count > 0 then 'not_ready_low_engagement'
+            else 'not_ready_no_engagement'
+        end as stage_reason
+
+    from evidence
+
+),
+
+final as (
+
+    select
+        reasoned.lead_id,
+        reason_definitions.stage,
+        reasoned.stage_reason,
+        reason_definitions.nurture_track,
+        reasoned.latest_outcome,
+        reasoned.feedback_reason,
+        reasoned.latest_outcome_at,
+        reasoned.won_at,
+        reasoned.handed_off_at,
+        reasoned.is_awaiting_feedback,
+        reasoned.engagement_since_feedback,
+        -- When the lead entered its nurture track: sales' feedback, else its latest engagement.
+        coalesce(
+            reasoned.latest_outcome_at, reasoned.last_engaged_at, reasoned.created_at, {{ as_of() }}
+        ) as track_entered_at
+
+    from reasoned
+    left join reason_definitions
+        on reasoned.stage_reason = reason_definitions.reason_code
+
+)
+
+select * from final

@@ -1,0 +1,58 @@
+with
+
+leads as (
+
+    select * from {{ ref('dim_leads') }}
+
+),
+
+segments as (
+
+    select * from {{ ref('segments') }}
+
+),
+
+sales_ready as (
+
+    select * from leads
+    where
+        stage = 'mql'
+        -- Leads already handed off wait for sales' feedback instead of being queued again.
+        and not is_awaiting_feedback
+
+),
+
+final as (
+
+    select
+        sales_ready.lead_id,
+        sales_ready.email,
+        sales_ready.first_name,
+        sales_ready.last_name,
+        sales_ready.company,
+        sales_ready.title,
+        sales_ready.phone,
+        sales_ready.country,
+        sales_ready.region,
+        sales_ready.segment,
+        sales_ready.stage_reason,
+        sales_ready.owner_rep_id,
+        sales_ready.owner_name,
+        sales_ready.owner_email,
+        sales_ready.fit_score,
+        sales_ready.engagement_score,
+        sales_ready.lead_score,
+        sales_ready.why_now,
+        sales_ready.is_suppressed,
+        coalesce(segments.sla_hours, {{ var('sla_hours') }}) as sla_hours,
+        {{ as_of() }} as queued_at,
+        {{ dbt.dateadd('hour', 'coalesce(segments.sla_hours, ' ~ var('sla_hours') ~ ')', as_of()) }}
+            as due_at
+
+    from sales_ready
+    left join segments
+        on sales_ready.segment = segments.segment
+
+)
+
+select * from final

@@ -1,0 +1,365 @@
+"""The real `dbt build` of dbt_project/ on a hand-made warehouse where every stage rule fires.
+
+Each lead below is written to trigger one rule of the "definitions" doc; the tests read the
+marts back and check that lead got the stage, reason, track, owner and queue it should.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from dbt.cli.main import dbtRunner
+
+from flows.warehouse import RAW_TABLES, ensure_schema
+
+pytestmark = pytest.mark.slow
+
+DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+AS_OF = datetime(2026, 11, 22)
+
+
+def days_ago(days: float) -> datetime:
+    return AS_OF - timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A person as a source sends them; only the fields a stage rule looks at vary."""
+
+    email: str
+    title: str = "VP of Marketing"
+    industry: str = "Software"
+    employee_count: int = 500
+    country: str = "US"
+    created_days_ago: float = 200
+
+
+# Fit of the default Lead: VP title 20 + target industry 15 + 50+ and 200+ employees 20 = 55,
+# above the fit threshold (35). Low fit: a free mailbox and a small company outside the ICP.
+LEADS = {
+    "mql": Lead("Mia.Quinn@Northwind.com"),
+    "enterprise_mql": Lead("ella@bigbank.co.uk", employee_count=5000, country="GB"),
+    "handed_off": Lead("hank@harbor.com"),
+    "requalified": Lead("rita@redwood.com"),
+    "not_ready": Lead("nora@nimbus.com"),
+    "lost_to_competitor": Lead("larry@lumen.com"),
+    "unresponsive": Lead("uma@orbit.com"),
+    "bad_fit": Lead("bert@beacon.com"),
+    "accepted": Lead("sam@summit.com"),
+    "opportunity": Lead("olga@apex.com"),
+    "customer": Lead("carl@cobalt.com"),
+    "competitor": Lead("vic@rivalflow.com"),
+    "student": Lead("stu@northfield.edu", title="Student", industry="Education"),
+    "low_fit": Lead("lou.fit@gmail.com", "Marketing Coordinator", "Retail", 15),
+    "low_engagement": Lead("lee@lakeside.com"),
+    "no_engagement": Lead("ned@nova.com"),
+    "unsubscribed": Lead("ursula@gmail.com", "Marketing Coordinator", "Retail", 15),
+    "unserved": Lead("nnamdi@lagoslabs.com", country="NG"),
+}
+
+STRONG_INTENT = (("demo_request", 1), ("pricing_page_view", 1), ("pricing_page_view", 1))
+EVENTS: dict[str, tuple[tuple[str, float], ...]] = {
+    "mql": STRONG_INTENT,
+    "enterprise_mql": STRONG_INTENT,
+    "handed_off": (("page_view", 30),),
+    # Engaged before sales said "bad timing" 30 days ago, and enough again after it.
+    "requalified": (("page_view", 60), *STRONG_INTENT),
+    # Keen before sales said "not ready" 10 days ago, quiet since: stays recycled.
+    "not_ready": (("demo_request", 15), ("pricing_page_view", 15)),
+    "competitor": STRONG_INTENT,
+    "student": STRONG_INTENT,
+    "low_fit": (("page_view", 2), ("page_view", 2), ("email_click", 3)),
+    "low_engagement": (("email_open", 2),),
+    "unsubscribed": (("page_view", 5), ("unsubscribe", 4)),
+    "unserved": (("page_view", 3),),
+}
+
+# (outcome, reason, days ago): sales' feedback, in the order sales recorded it.
+OUTCOMES: dict[str, tuple[tuple[str, str | None, float], ...]] = {
+    "requalified": (("rejected", "bad_timing", 30),),
+    "not_ready": (("rejected", "not_ready", 10),),
+    "lost_to_competitor": (
+        ("accepted", None, 90),
+        ("opportunity", None, 60),
+        ("lost", "competitor", 20),
+    ),
+    "unresponsive": (("no_response", None, 15),),
+    "bad_fit": (("rejected", "bad_fit", 15),),
+    "accepted": (("accepted", None, 5),),
+    "opportunity": (("accepted", None, 20), ("opportunity", None, 10)),
+    "customer": (("accepted", None, 90), ("won", None, 30), ("lost", "no_budget", 5)),
+}
+
+REPS = (
+    ("rep_na_1", "Nadia North", "NA", True),
+    ("rep_na_2", "Ned Atlantic", "NA", True),
+    ("rep_na_gone", "Gone Rep", "NA", False),
+    ("rep_emea_1", "Emma Europe", "EMEA", True),
+)
+
+TRACKS = ("warm_up", "education", "recycle_timing", "competitor_winback", "reengage")
+
+
+def lead_id(email: str) -> str:
+    return hashlib.md5(email.strip().lower().encode()).hexdigest()
+
+
+def insert_raw(
+    connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]
+) -> None:
+    """Append rows to raw.<table> with lineage, as extract would."""
+    columns = [line.split()[0] for line in RAW_TABLES[table].strip().splitlines()]
+    lineage = ["load_id", "source", "source_file", "source_line", "loaded_at"]
+    values = [
+        [row.get(column) for column in columns]
+        + ["load_test", row.get("source", "crm"), f"{table}__crm.csv", line, AS_OF]
+        for line, row in enumerate(rows, start=1)
+    ]
+    placeholders = ", ".join("?" for _ in columns + lineage)
+    connection.executemany(
+        f"insert into raw.{table} ({', '.join(columns + lineage)}) values ({placeholders})", values
+    )
+
+
+def lead_rows() -> list[dict[str, Any]]:
+    rows = [
+        {
+            "source_lead_id": f"CRM-{number}",
+            "email": lead.email,
+            "first_name": name.title(),
+            "company": lead.email.split("@")[1],
+            "title": lead.title,
+            "industry": lead.industry,
+            "employee_count": lead.employee_count,
+            "country": lead.country,
+            "lead_source": "organic",
+            "is_do_not_email": False,
+            "created_at": days_ago(lead.created_days_ago),
+            "updated_at": days_ago(lead.created_days_ago),
+        }
+        for number, (name, lead) in enumerate(LEADS.items())
+    ]
+    # The same MQL again from the web form, newer, with other capitals and no title: it merges
+    # into one lead that keeps the title and takes the newer company name.
+    rows.append(
+        {
+            "source_lead_id": "WF-1",
+            "email": "  mia.quinn@northwind.COM ",
+            "company": "Northwind Traders",
+            "is_do_not_email": False,
+            "created_at": days_ago(50),
+            "updated_at": days_ago(3),
+            "source": "web_forms",
+        }
+    )
+    return rows
+
+
+def load_scenario(connection: duckdb.DuckDBPyConnection) -> None:
+    insert_raw(connection, "leads", lead_rows())
+    insert_raw(
+        connection,
+        "events",
+        [
+            {
+                "event_id": f"evt-{name}-{number}",
+                "email": LEADS[name].email,
+                "event_type": event_type,
+                "occurred_at": days_ago(age),
+            }
+            for name, events in EVENTS.items()
+            for number, (event_type, age) in enumerate(events)
+        ],
+    )
+    insert_raw(
+        connection,
+        "outcomes",
+        [
+            {
+                "outcome_id": f"out-{name}-{number}",
+                "email": LEADS[name].email,
+                "outcome": outcome,
+                "reason": reason,
+                "occurred_at": days_ago(age),
+            }
+            for name, outcomes in OUTCOMES.items()
+            for number, (outcome, reason, age) in enumerate(outcomes)
+        ],
+    )
+    insert_raw(
+        connection,
+        "reps",
+        [
+            {"rep_id": rep_id, "name": name, "email": f"{rep_id}@leadflow.example",
+             "region": region, "segment": "smb", "is_active": active}
+            for rep_id, name, region, active in REPS
+        ],
+    )  # fmt: skip
+    connection.executemany(
+        """insert into ops.nurture_steps (track, step, template, delay_days, subject,
+               follow_up_title, follow_up_due_days)
+           values (?, ?, ?, ?, ?, ?, ?)""",
+        [
+            (track, step, f"{track}/{step}.html", delay, f"Step {step}", "Call them", 2)
+            for track in TRACKS
+            for step, delay in ((1, 0), (2, 3))
+        ],
+    )
+    handed_off = LEADS["handed_off"].email
+    connection.execute(
+        """insert into ops.sales_tasks (task_id, lead_id, email, owner_rep_id, owner_email,
+               reason, title, why_now, due_at, status, created_at, run_id)
+           values (?, ?, ?, 'rep_na_1', 'rep_na_1@leadflow.example', 'mql_handoff',
+                   'Follow up', 'Requested a demo', ?, 'open', ?, 'run-1')""",
+        ["task-1", lead_id(handed_off), handed_off, days_ago(4), days_ago(5)],
+    )
+    low_engagement = LEADS["low_engagement"].email
+    connection.execute(
+        """insert into ops.email_sends (message_key, lead_id, email, track, step, template,
+               subject, status, provider, follow_up_title, follow_up_due_days, why_now,
+               created_at, sent_at, run_id)
+           values (?, ?, ?, 'warm_up', 1, 'warm_up/1.html', 'Step 1', 'sent', 'outbox',
+                   'Call them', 2, 'Opened our emails', ?, ?, 'run-1')""",
+        ["msg-1", lead_id(low_engagement), low_engagement, days_ago(10), days_ago(10)],
+    )
+
+
+def dbt_build(project_dir: Path, work_dir: Path) -> None:
+    result = dbtRunner().invoke(
+        [
+            "build",
+            "--project-dir", str(project_dir),
+            "--profiles-dir", str(project_dir),
+            "--target-path", str(work_dir / "target"),
+            "--log-path", str(work_dir / "logs"),
+            "--vars", json.dumps({"as_of": AS_OF.isoformat(sep=" ")}),
+        ]
+    )  # fmt: skip
+    if not result.success:
+        failed = [
+            f"{node.node.unique_id}: {node.status} {node.message}"
+            for node in (result.result or [])
+            if str(node.status) not in ("success", "pass")
+        ]
+        pytest.fail(f"dbt build failed: {result.exception or ''}\n" + "\n".join(failed))
+
+
+def new_warehouse(path: Path) -> None:
+    with duckdb.connect(str(path)) as connection:
+        ensure_schema(connection)
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    work_dir = tmp_path_factory.mktemp("dbt-build")
+    warehouse = work_dir / "warehouse.duckdb"
+    new_warehouse(warehouse)
+    with duckdb.connect(str(warehouse)) as connection:
+        load_scenario(connection)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
+        monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        dbt_build(DBT_PROJECT, work_dir)
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        yield connection
+
+
+def by_lead(connection: duckdb.DuckDBPyConnection, sql: str) -> dict[str, tuple[Any, ...]]:
+    """Rows of `sql` (lead_id first) keyed by the scenario's name for the lead."""
+    names = {lead_id(lead.email): name for name, lead in LEADS.items()}
+    return {names[row[0]]: tuple(row[1:]) for row in connection.execute(sql).fetchall()}
+
+
+def test_build_succeeds_on_an_empty_warehouse(tmp_path, monkeypatch):
+    warehouse = tmp_path / "warehouse.duckdb"
+    new_warehouse(warehouse)
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    dbt_build(DBT_PROJECT, tmp_path)
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        counts = [
+            connection.execute(f"select count(*) from main.{mart}").fetchall()[0][0]
+            for mart in ("dim_leads", "fct_lead_events", "fct_handoff_queue", "fct_nurture_queue")
+        ]
+    assert counts == [0, 0, 0, 0]
+
+
+def test_each_stage_rule_gives_its_stage_reason_and_track(marts):
+    stages = by_lead(marts, "select lead_id, stage, stage_reason, nurture_track from dim_leads")
+    assert stages == {
+        "mql": ("mql", "meets_mql_thresholds", None),
+        "enterprise_mql": ("mql", "meets_mql_thresholds", None),
+        "handed_off": ("mql", "awaiting_sales_feedback", None),
+        "requalified": ("mql", "requalified_after_recycle", None),
+        "not_ready": ("recycled", "not_ready", "recycle_timing"),
+        "lost_to_competitor": ("recycled", "competitor", "competitor_winback"),
+        "unresponsive": ("recycled", "unresponsive", "reengage"),
+        "bad_fit": ("disqualified", "bad_fit", None),
+        "accepted": ("sql", "accepted_by_sales", None),
+        "opportunity": ("opportunity", "opportunity_open", None),
+        "customer": ("customer", "won", None),
+        "competitor": ("disqualified", "competitor_employee", None),
+        "student": ("disqualified", "student", None),
+        "low_fit": ("engaged", "not_ready_low_fit", "education"),
+        "low_engagement": ("engaged", "not_ready_low_engagement", "warm_up"),
+        "no_engagement": ("new", "not_ready_no_engagement", "warm_up"),
+        "unsubscribed": ("engaged", "not_ready_low_fit", "education"),
+        "unserved": ("engaged", "not_ready_low_fit", "education"),
+    }
+
+
+def test_records_of_one_person_merge_into_one_lead(marts):
+    merged = by_lead(
+        marts,
+        "select lead_id, email, title, company, record_count, source_count from dim_leads",
+    )
+    assert merged["mql"] == (
+        "mia.quinn@northwind.com", "VP of Marketing", "Northwind Traders", 2, 2,
+    )  # fmt: skip
+
+
+def test_owners_are_active_reps_of_the_region_or_the_fallback_region(marts):
+    owners = by_lead(marts, "select lead_id, region, owner_rep_id from dim_leads")
+    assert owners["enterprise_mql"] == ("EMEA", "rep_emea_1")
+    assert owners["unserved"][0] == "NA"
+    na_owners = {owner for name, (region, owner) in owners.items() if region == "NA"}
+    assert na_owners == {"rep_na_1", "rep_na_2"}
+
+
+def test_handoff_queue_holds_new_mqls_with_their_sla_and_why_now(marts):
+    queue = by_lead(
+        marts, "select lead_id, owner_rep_id, segment, due_at, why_now from fct_handoff_queue"
+    )
+    assert set(queue) == {"mql", "enterprise_mql", "requalified"}
+    assert queue["mql"][1:3] == ("mid_market", AS_OF + timedelta(hours=24))
+    assert queue["enterprise_mql"][:3] == ("rep_emea_1", "enterprise", AS_OF + timedelta(hours=8))
+    assert queue["mql"][3].startswith("Requested a demo once in the last 14 days; ")
+    assert "VP-level title (+20 fit)" in queue["mql"][3]
+
+
+def test_nurture_queue_schedules_the_next_step_of_each_nurtured_lead(marts):
+    queue = by_lead(
+        marts,
+        "select lead_id, nurture_track, next_step, is_due, is_suppressed from fct_nurture_queue",
+    )
+    assert queue == {
+        "not_ready": ("recycle_timing", 1, True, False),
+        "lost_to_competitor": ("competitor_winback", 1, True, False),
+        "unresponsive": ("reengage", 1, True, False),
+        "low_fit": ("education", 1, True, False),
+        "low_engagement": ("warm_up", 2, True, False),
+        "no_engagement": ("warm_up", 1, True, False),
+        "unsubscribed": ("education", 1, False, True),
+        "unserved": ("education", 1, True, False),
+    }
+    due = by_lead(marts, "select lead_id, due_at from fct_nurture_queue")
+    assert due["low_engagement"] == (days_ago(10) + timedelta(days=3),)
+    assert due["not_ready"] == (days_ago(10),)
