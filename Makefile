@@ -5,7 +5,6 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 LEADS ?= 5000
-SIZE ?= 10000
 
 # Nothing may wait on the network: telemetry off for every tool we run.
 export DO_NOT_TRACK := 1
@@ -18,14 +17,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # every run, even where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: demo test test-fast lint format bench docs clean help
+.PHONY: demo test test-fast lint format docs clean help
 
 help:
 	@echo "make demo   - install, generate $(LEADS) sample leads and run the whole pipeline"
-	@echo "make test   - install with dev tools and run the whole test suite"
+	@echo "make test   - install with dev tools, lint, and run the whole test suite"
 	@echo "make lint   - ruff, mypy and sqlfluff"
-	@echo "make bench  - benchmarks (SIZE=$(SIZE) leads)"
-	@echo "make docs   - dbt docs and GX data docs"
+	@echo "make docs   - dbt docs and GX Data Docs"
+	@echo "make test-fast - the tests without the slow end-to-end ones"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -48,20 +47,17 @@ test: $(VENV)/.synced-dev lint
 test-fast: $(VENV)/.synced-dev
 	$(VENV)/bin/python -m pytest -m "not slow"
 
+# sqlfluff's dbt templater compiles the project: the profile gets a scratch warehouse.
 lint: $(VENV)/.synced-dev
 	$(VENV)/bin/ruff check flows tests
 	$(VENV)/bin/ruff format --check flows tests
 	$(VENV)/bin/mypy
-	# sqlfluff's dbt templater compiles the project: give the profile a scratch warehouse.
 	cd dbt_project && LEADFLOW_WAREHOUSE_PATH=$${TMPDIR:-/tmp}/leadflow-lint.duckdb \
 		../$(VENV)/bin/sqlfluff lint models
 
 format: $(VENV)/.synced-dev
 	$(VENV)/bin/ruff check --fix flows tests
 	$(VENV)/bin/ruff format flows tests
-
-bench: $(VENV)/.synced-runtime
-	$(VENV)/bin/python -m bench.run --size $(SIZE)
 
 docs: $(VENV)/.synced-runtime
 	$(VENV)/bin/leadflow docs

@@ -240,6 +240,24 @@ def tasks(
     out.print(table)
 
 
+@app.command()
+def docs() -> None:
+    """Build the dbt docs (definitions, lineage) and the GX Data Docs; print where they are."""
+    from flows.checks.gate import build_data_docs
+    from flows.dbt_runner import DbtBuildError, generate_docs
+    from flows.warehouse import ensure_schema, open_warehouse
+
+    settings = settings_or_fail()
+    with open_warehouse(settings.warehouse_path) as connection:
+        ensure_schema(connection)  # the sources must exist for the catalog
+    try:
+        dbt_index = generate_docs(settings)
+    except DbtBuildError as error:
+        fail(str(error))
+    out.print(f"dbt docs: {dbt_index}")
+    out.print(f"GX Data Docs: {build_data_docs(settings.expectations_dir)}")
+
+
 @templates_app.command("lint")
 def templates_lint() -> None:
     """Check every track and template: front matter, variables, unsubscribe link, subject."""

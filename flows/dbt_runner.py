@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flows.settings import Settings
@@ -52,6 +53,26 @@ def describe_failures(results: Any) -> list[str]:
             message = " ".join(str(result.message or status).split())
             lines.append(f"{result.node.resource_type} {result.node.name}: {message}")
     return lines
+
+
+def generate_docs(settings: Settings) -> Path:
+    """``dbt docs generate`` into the data folder; returns the site's index.html."""
+    from dbt.cli.main import dbtRunner
+
+    dbt_environment(settings)
+    result = dbtRunner().invoke(
+        [
+            "docs",
+            "generate",
+            f"--project-dir={settings.dbt_project_dir}",
+            f"--profiles-dir={settings.dbt_project_dir}",
+            f"--target-path={settings.dbt_target_dir}",
+            "--log-level=none",
+        ]
+    )
+    if not result.success:
+        raise DbtBuildError(f"dbt docs generate failed: {result.exception or 'see dbt.log'}")
+    return settings.dbt_target_dir / "index.html"
 
 
 def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:

@@ -46,6 +46,7 @@ class EmailSender(Protocol):
         """One result per message, in the order given."""
         ...
 
-    def was_delivered(self, message_key: str) -> bool:
-        """Whether the provider already has this message (settles ledger rows after a crash)."""
+    def was_delivered(self, message_key: str) -> bool | None:
+        """Whether the provider already has this message (settles ledger rows after a crash);
+        None when the provider cannot tell, and the ledger row then stays pending."""
         ...
