@@ -70,14 +70,16 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, SourceFileError, TemplateError, GateConfigError, DbtBuildError)
 
 
-def run_pipeline(settings: Settings, *, as_json: bool, verbose: bool) -> None:
+def run_pipeline(
+    settings: Settings, *, as_json: bool, verbose: bool, as_of: datetime | None = None
+) -> None:
     prepare_prefect(settings, verbose)
     from flows.pipeline import lead_pipeline
 
     if not as_json:
         err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
     try:
-        summary = lead_pipeline()
+        summary = lead_pipeline(as_of=as_of)
     except user_errors() as error:
         fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
     except Exception as error:
@@ -100,10 +102,14 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="The run's clock in UTC (default: now), e.g. to reproduce a past run."),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the whole pipeline once over what is new in the inbox."""
-    run_pipeline(settings_or_fail(), as_json=as_json, verbose=verbose)
+    run_pipeline(settings_or_fail(), as_json=as_json, verbose=verbose, as_of=as_of)
 
 
 def midnight_utc() -> datetime:
