@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from email.utils import parseaddr
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -35,7 +36,7 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
             email_sender=sender,
             sender=Sender(
                 from_email=settings.email_from,
-                name=settings.email_from.split("<")[0].strip() or settings.email_from,
+                name=parseaddr(settings.email_from)[0] or settings.email_from,
                 address=settings.sender_address,
                 unsubscribe_url=settings.unsubscribe_url,
             ),

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
 import duckdb
@@ -54,12 +53,6 @@ class PreparedSend:
 
 def message_key(lead_id: str, track: str, step: int) -> str:
     return hashlib.md5(f"{lead_id}|{track}|{step}".encode()).hexdigest()
-
-
-def batched(rows: Sequence[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
-    iterator = iter(rows)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def settle_earlier_sends(connection: duckdb.DuckDBPyConnection, sender: EmailSender) -> int:
@@ -233,16 +226,18 @@ def dispatch_due_steps(
     as_of: datetime,
 ) -> DispatchReport:
     """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
-    cursor = connection.execute(
-        "select * from main.fct_nurture_queue where is_due order by due_at, lead_id"
-    )
-    columns = [description[0] for description in cursor.description or []]
-    rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+    # The queue is streamed through its own cursor, one batch at a time, so a million due
+    # steps never sit in memory at once; ledger writes go through ``connection``.
+    reader = connection.cursor()
+    reader.execute("select * from main.fct_nurture_queue where is_due order by due_at, lead_id")
+    columns = [description[0] for description in reader.description or []]
     steps = {(s.track, s.step): (s, t) for t in tracks.values() for s in t.steps}
-    sent = failed = not_rendered = 0
-    for batch in batched(rows, BATCH_SIZE):
+    due = sent = failed = not_rendered = 0
+    while batch := reader.fetchmany(BATCH_SIZE):
+        due += len(batch)
         prepared: list[PreparedSend] = []
-        for row in batch:
+        for values in batch:
+            row = dict(zip(columns, values, strict=True))
             found = steps.get((row["nurture_track"], row["next_step"]))
             try:
                 if found is None:
@@ -261,7 +256,8 @@ def dispatch_due_steps(
         _settle(connection, results, as_of)
         sent += sum(r.status == "sent" for r in results)
         failed += sum(r.status == "failed" for r in results)
-    return DispatchReport(len(rows), sent, failed, not_rendered)
+    reader.close()
+    return DispatchReport(due, sent, failed, not_rendered)
 
 
 def _quarantine_unrendered(

@@ -70,7 +70,7 @@ def test_due_steps_are_sent_once_and_recorded(warehouse, tmp_path):
     row = warehouse.execute(
         "select message_key, owner_rep_id, follow_up_due_days, why_now from ops.email_sends "
         "where lead_id = 'L0'"
-    ).fetchone()
+    ).fetchall()[0]
     assert row[0] == message_key("L0", "warm_up", 1)
     first_step = load_tracks(TEMPLATES)["warm_up"].steps[0]
     assert row[1:3] == ("R1", first_step.follow_up_due_days)  # as marketing wrote it
