@@ -23,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+sources_app = typer.Typer(help="Check source files before they are loaded.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
 templates_app = typer.Typer(
     help="Lint and preview the nurture email templates.", no_args_is_help=True
 )
@@ -244,6 +246,45 @@ def tasks(
     for owner, due_at, reason, title, why in rows:
         table.add_row(owner, f"{due_at:%Y-%m-%d %H:%M}", reason, title, why)
     out.print(table)
+
+
+@sources_app.command("check")
+def sources_check(
+    path: Annotated[Path, typer.Argument(help="A file, or a folder of files, to check.")],
+    samples: Annotated[int, typer.Option(help="Sample rejected rows to show per file.")] = 3,
+) -> None:
+    """Dry run: what each file would load and quarantine, and why (nothing is written)."""
+    from flows.sources.check import check_files
+
+    if not path.exists():
+        fail(f"{path} does not exist; give a file or a folder of inbox files")
+    reports = check_files(path, samples=samples)
+    if not reports:
+        out.print(f"No CSV files in {path}.")
+        return
+    table = Table(title=f"Dry run of {path} (nothing written)", title_justify="left")
+    for column in ("file", "entity", "rows", "would load", "would quarantine"):
+        table.add_column(column, justify="left" if column in ("file", "entity") else "right")
+    for report in reports:
+        counts = (
+            ("", "", "")
+            if report.error
+            else (report.rows_read, report.rows_loaded, report.rows_quarantined)
+        )
+        table.add_row(
+            report.path.name, report.entity, *(f"{n:,}" if n != "" else "-" for n in counts)
+        )
+    out.print(table)
+    for report in reports:
+        if report.error:
+            err.print(f"[red]{report.path.name}[/red]: {report.error}", highlight=False)
+        elif report.reasons:
+            reasons = ", ".join(f"{code} {n}" for code, n in sorted(report.reasons.items()))
+            out.print(f"[bold]{report.path.name}[/bold]: {reasons}", highlight=False)
+            for sample in report.samples:
+                out.print(f"  {sample}", highlight=False)
+    if any(report.error for report in reports):
+        raise typer.Exit(1)
 
 
 @app.command()
