@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -68,8 +69,16 @@ def user_errors() -> tuple[type[Exception], ...]:
     from flows.dbt_runner import DbtBuildError
     from flows.email.templates import TemplateError
     from flows.sources.inbox import SourceFileError
+    from flows.sources.mapping import MappingError
 
-    return (ConfigError, SourceFileError, TemplateError, GateConfigError, DbtBuildError)
+    return (
+        ConfigError,
+        SourceFileError,
+        MappingError,
+        TemplateError,
+        GateConfigError,
+        DbtBuildError,
+    )
 
 
 def run_pipeline(
@@ -251,14 +260,28 @@ def tasks(
 @sources_app.command("check")
 def sources_check(
     path: Annotated[Path, typer.Argument(help="A file, or a folder of files, to check.")],
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="Check against this mapping profile (default: the configured ones)."),
+    ] = None,
     samples: Annotated[int, typer.Option(help="Sample rejected rows to show per file.")] = 3,
 ) -> None:
     """Dry run: what each file would load and quarantine, and why (nothing is written)."""
     from flows.sources.check import check_files
+    from flows.sources.mapping import MappingError, load_mapping, load_mappings
 
     if not path.exists():
         fail(f"{path} does not exist; give a file or a folder of inbox files")
-    reports = check_files(path, samples=samples)
+    try:
+        if mapping:
+            profile = load_mapping(mapping)
+            # One profile given: it applies to every file checked, whatever the file's name.
+            mappings = [replace(profile, files=("*",))]
+        else:
+            mappings = load_mappings(settings_or_fail().mapping_folders)
+    except MappingError as error:
+        fail(str(error))
+    reports = check_files(path, mappings=mappings, samples=samples)
     if not reports:
         out.print(f"No CSV files in {path}.")
         return

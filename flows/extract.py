@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.settings import load_settings
 from flows.sources.inbox import commit_staged, scan_inbox, stage_file
+from flows.sources.mapping import load_mappings
 from flows.warehouse import ensure_schema, open_warehouse
 
 
@@ -32,7 +33,8 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
         ensure_schema(connection)
-        scan = scan_inbox(connection, settings.inbox_dir)
+        mappings = load_mappings(settings.mapping_folders)
+        scan = scan_inbox(connection, settings.inbox_dir, mappings)
         staged = [
             stage_file(connection, inbox_file, as_of, index)
             for index, inbox_file in enumerate(scan.new)

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(
         default=None, description="Where the warehouse, inbox, outbox and task files live."
     )
+    mappings_dir: Path | None = Field(
+        default=None,
+        description="A folder of your own column-mapping profiles (*.yml), tried before the "
+        "shipped ones (docs/sources.md).",
+    )
     sendgrid_api_key: SecretStr | None = Field(
         default=None,
         validation_alias="SENDGRID_API_KEY",
@@ -105,6 +110,12 @@ class Settings(BaseSettings):
     @property
     def templates_dir(self) -> Path:
         return self.project_dir / "templates"
+
+    @property
+    def mapping_folders(self) -> list[Path]:
+        """Where mapping profiles are looked up: your own first, then the shipped ones."""
+        shipped = Path(__file__).parent / "sources" / "profiles"
+        return [*([self.mappings_dir] if self.mappings_dir else []), shipped]
 
     def ensure_dirs(self) -> None:
         for path in (self.inbox_dir, self.landing_dir, self.outbox_dir, self.tasks_dir):

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from flows.sources.inbox import InboxFile, SourceFileError, file_sha256, identify, stage_file
+from flows.sources.mapping import SourceMapping
 from flows.warehouse import ensure_schema
 
 
@@ -34,29 +35,53 @@ class FileCheck:
         return self.rows_read - self.rows_quarantined
 
 
-def check_files(path: Path, *, samples: int = 3, as_of: datetime | None = None) -> list[FileCheck]:
-    """Check one CSV file or every CSV file of a folder."""
+def check_files(
+    path: Path,
+    *,
+    mappings: list[SourceMapping] | None = None,
+    samples: int = 3,
+    as_of: datetime | None = None,
+) -> list[FileCheck]:
+    """Check one file, or every file of a folder that a mapping names or that is a CSV.
+
+    ``mappings`` are tried in order, as in a real load; pass a single profile to check files
+    against it whatever their names.
+    """
     clock = as_of or datetime.now(UTC).replace(tzinfo=None)
-    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    candidates = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    files = [
+        file
+        for file in candidates
+        if file.name.lower().endswith((".csv", ".csv.gz"))
+        or any(mapping.matches(file) for mapping in mappings or [])
+    ]
     connection = duckdb.connect()
     ensure_schema(connection)
     try:
-        return [_check(connection, file, index, clock, samples) for index, file in enumerate(files)]
+        return [
+            _check(connection, file, index, clock, samples, mappings)
+            for index, file in enumerate(files)
+        ]
     finally:
         connection.close()
 
 
 def _check(
-    connection: duckdb.DuckDBPyConnection, path: Path, index: int, as_of: datetime, samples: int
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    index: int,
+    as_of: datetime,
+    samples: int,
+    mappings: list[SourceMapping] | None,
 ) -> FileCheck:
+    entity_name = "?"
     try:
-        entity, source = identify(path)
-        staged = stage_file(
-            connection, InboxFile(path, entity, source, file_sha256(path)), as_of, index
-        )
+        mapping = identify(path, mappings)
+        entity_name = mapping.entity.name
+        staged = stage_file(connection, InboxFile(path, mapping, file_sha256(path)), as_of, index)
     except SourceFileError as error:
         return FileCheck(
-            path, "?", error=error.problem + (f" (line {error.line})" if error.line else "")
+            path, entity_name, error=error.problem + (f" (line {error.line})" if error.line else "")
         )
     rejected = connection.execute(
         f"select record_number, rejection_reason from {staged.table} "
@@ -65,7 +90,7 @@ def _check(
     ).fetchall()
     return FileCheck(
         path,
-        entity.name,
+        entity_name,
         staged.rows_read,
         staged.reasons,
         tuple(f"row {number}: {reason}" for number, reason in rejected),

@@ -9,6 +9,7 @@ transaction, to ``raw.*``, ``ops.quarantine`` and the ``ops.loads`` ledger.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import re
 from collections import Counter
@@ -19,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from flows.sources.catalog import ENTITIES, Entity
+from flows.sources.mapping import SourceMapping, quoted_name, sql_text
 from flows.sources.validation import classified_rows_sql, typed_columns_sql
 
 FILE_NAME_PATTERN = re.compile(r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.csv$")
@@ -39,9 +41,16 @@ class SourceFileError(Exception):
 @dataclass(frozen=True)
 class InboxFile:
     path: Path
-    entity: Entity
-    source: str
+    mapping: SourceMapping
     sha256: str
+
+    @property
+    def entity(self) -> Entity:
+        return self.mapping.entity
+
+    @property
+    def source(self) -> str:
+        return self.mapping.source
 
     @property
     def load_id(self) -> str:
@@ -81,21 +90,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def identify(path: Path) -> tuple[Entity, str]:
-    """Entity and source system from a file name like ``leads__crm.csv``."""
+def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceMapping:
+    """The mapping of a file: the first profile whose ``files`` match its name, else the
+    naming convention ``<entity>__<source>.csv``."""
+    for mapping in mappings or []:
+        if mapping.matches(path):
+            return mapping
     match = FILE_NAME_PATTERN.match(path.name)
     if not match or match["entity"] not in ENTITIES:
         raise SourceFileError(
             path,
             "the file name does not say what it holds; name inbox files "
             f"<entity>__<source>.csv with entity one of {', '.join(ENTITIES)} "
-            "(e.g. leads__crm.csv)",
+            "(e.g. leads__crm.csv), or write a mapping profile whose `files` match it "
+            "(docs/sources.md)",
         )
-    return ENTITIES[match["entity"]], match["source"]
+    return SourceMapping.by_convention(ENTITIES[match["entity"]], match["source"])
 
 
-def scan_inbox(connection: duckdb.DuckDBPyConnection, inbox_dir: Path) -> InboxScan:
-    """Which CSV files in the inbox are new (by content hash) and which were loaded before."""
+def scan_inbox(
+    connection: duckdb.DuckDBPyConnection,
+    inbox_dir: Path,
+    mappings: list[SourceMapping] | None = None,
+) -> InboxScan:
+    """Which inbox files are new (by content hash) and which were loaded before.
+
+    A file is read when a mapping profile names it or it is a ``.csv`` (``.csv.gz``) file;
+    anything else is listed as ignored.
+    """
     loaded = {row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()}
     new: list[InboxFile] = []
     already_loaded: list[Path] = []
@@ -103,42 +125,60 @@ def scan_inbox(connection: duckdb.DuckDBPyConnection, inbox_dir: Path) -> InboxS
     for path in sorted(inbox_dir.iterdir()) if inbox_dir.is_dir() else []:
         if not path.is_file() or path.name.startswith("."):
             continue
-        if path.suffix.lower() != ".csv":
+        profiled = any(mapping.matches(path) for mapping in mappings or [])
+        if not profiled and not path.name.lower().endswith((".csv", ".csv.gz")):
             ignored.append(path)
             continue
-        entity, source = identify(path)
+        mapping = identify(path, mappings)
         sha256 = file_sha256(path)
         if sha256 in loaded:
             already_loaded.append(path)
         else:
-            new.append(InboxFile(path, entity, source, sha256))
+            new.append(InboxFile(path, mapping, sha256))
     return InboxScan(new, already_loaded, ignored)
 
 
 def read_header(inbox_file: InboxFile) -> tuple[str, ...]:
-    path, entity = inbox_file.path, inbox_file.entity
+    path, mapping = inbox_file.path, inbox_file.mapping
+    entity, dialect = mapping.entity, mapping.format
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            first_row = next(csv.reader(handle), None)
+        with opener(path, "rt", encoding=dialect.python_encoding, newline="") as handle:
+            reader = csv.reader(handle, delimiter=dialect.delimiter, quotechar=dialect.quote)
+            first_row = next(reader, None)
     except UnicodeDecodeError:
-        raise SourceFileError(path, "the file is not UTF-8 text; export it as UTF-8 CSV") from None
+        raise SourceFileError(
+            path,
+            f"the file is not {dialect.encoding.upper()} text; export it as UTF-8 CSV or "
+            "set `format.encoding` in its mapping profile",
+        ) from None
+    except (OSError, EOFError) as error:
+        raise SourceFileError(path, f"the file cannot be read ({error})") from None
     if not first_row or not any(cell.strip() for cell in first_row):
         raise SourceFileError(
             path,
             f"the file is empty; expected a header row with {', '.join(entity.required)}",
             line=1,
         )
-    header = tuple(cell.strip().lower() for cell in first_row)
+    header = tuple(cell.strip() for cell in first_row)
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
         raise SourceFileError(path, f"the header repeats column(s) {', '.join(repeated)}", line=1)
-    missing = [column for column in entity.required if column not in header]
-    if missing:
+    missing = mapping.missing_columns(header)
+    if missing and mapping.path is None:
         raise SourceFileError(
             path,
             f"the header lacks required column(s) {', '.join(missing)} for {entity.name} "
             f"(found: {', '.join(header)}); rename the export's columns as listed in "
-            f"{CONTRACT_DOC}",
+            f"{CONTRACT_DOC} or write a mapping profile (docs/sources.md)",
+            line=1,
+        )
+    if missing:
+        raise SourceFileError(
+            path,
+            f"the header lacks column(s) {', '.join(missing)} that mapping profile "
+            f"{mapping.path} reads (found: {', '.join(header)}); fix the export or the "
+            "profile's `columns`",
             line=1,
         )
     return header
@@ -158,7 +198,10 @@ def _csv_problem(error: duckdb.Error) -> tuple[int | None, str]:
         lines[0] if lines else "unreadable CSV",
     )
     if "unicode" in text.lower():
-        problem = "the file is not UTF-8 text; export it as UTF-8 CSV"
+        problem = (
+            "the file is not text in its declared encoding; export it as UTF-8 CSV or set "
+            "`format.encoding` in its mapping profile"
+        )
     elif "Expected Number of Columns" in problem:
         problem = problem.replace("Expected Number of Columns:", "expected").replace(
             "Found:", "columns, found"
@@ -172,9 +215,9 @@ def stage_file(
 ) -> StagedFile:
     """Parse a file into a temporary table of classified rows (nothing permanent is written)."""
     header = read_header(inbox_file)
-    entity = inbox_file.entity
+    entity, dialect = inbox_file.entity, inbox_file.mapping.format
     parsed = f"parsed_{index}"
-    columns = "{" + ", ".join(f"'{name}': 'varchar'" for name in header) + "}"
+    columns = "{" + ", ".join(f"{sql_text(name)}: 'varchar'" for name in header) + "}"
     try:
         # The dialect is fixed, not sniffed: sniffing a damaged file can "succeed" with the
         # wrong delimiter and load garbage, where a fixed dialect reports the broken line.
@@ -182,24 +225,26 @@ def stage_file(
             f"""
             create or replace temp table {parsed} as
             select * from read_csv(
-                ?, header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+                $path, header = true, auto_detect = false, delim = $delimiter,
+                quote = $quote, escape = $quote, encoding = $encoding,
                 columns = {columns}, all_varchar = true
             )
             """,
-            [str(inbox_file.path)],
+            {
+                "path": str(inbox_file.path),
+                "delimiter": dialect.delimiter,
+                "quote": dialect.quote,
+                "encoding": dialect.encoding,
+            },
         )
     except duckdb.Error as error:
         line, problem = _csv_problem(error)
         raise SourceFileError(
             inbox_file.path, f"not a readable CSV file: {problem}", line=line
         ) from None
-    canonical = ", ".join(
-        f'"{column}"' if column in header else f"null::varchar as {column}"
-        for column in entity.columns
-    )
-    original = ", ".join(f'"{name}" := "{name}"' for name in header)
+    original = ", ".join(f"{quoted_name(name)} := {quoted_name(name)}" for name in header)
     staged = (
-        f"(select rowid + 1 as record_number, {canonical}, "
+        f"(select rowid + 1 as record_number, {inbox_file.mapping.projection_sql(header)}, "
         f"to_json(struct_pack({original})) as _record from {parsed})"
     )
     table = f"staged_{index}"

@@ -153,7 +153,7 @@ def test_non_utf8_file_is_a_file_error(warehouse, tmp_path, bad_line):
         "latin-1",
     )
     (inbox_file,) = scan_inbox(warehouse, tmp_path).new
-    with pytest.raises(SourceFileError, match="not UTF-8 text"):
+    with pytest.raises(SourceFileError, match=r"not UTF-8 text|not text in its declared encoding"):
         stage_file(warehouse, inbox_file, AS_OF, 0)
 
 
@@ -172,8 +172,8 @@ def test_a_failing_commit_writes_nothing(warehouse, tmp_path):
 
 
 def test_file_names_pick_entity_and_source(tmp_path):
-    entity, source = identify(tmp_path / "events__marketing_automation__2026-11.csv")
-    assert (entity.name, source) == ("events", "marketing_automation")
+    mapping = identify(tmp_path / "events__marketing_automation__2026-11.csv")
+    assert (mapping.entity.name, mapping.source) == ("events", "marketing_automation")
     with pytest.raises(SourceFileError, match=r"<entity>__<source>\.csv"):
         identify(tmp_path / "contacts.csv")
 

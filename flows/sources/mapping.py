@@ -1,0 +1,232 @@
+"""Column-mapping profiles: how a source's export becomes LeadFlow's canonical rows.
+
+A profile is a YAML file a data engineer writes without Python (reference: docs/sources.md).
+It names the source system and entity, which files it applies to, how the file is written
+(delimiter, quote, encoding), which export column feeds each canonical column, value maps
+(placeholders such as ``Select`` to null, ``Yes``/``No`` to booleans), timestamp formats and
+constant fields. Files without a profile follow the naming convention
+``<entity>__<source>.csv`` with canonical column names.
+
+A profile turns into one SQL projection over the parsed file, so mapping stays set-based.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flows.sources.catalog import ENTITIES, Entity
+
+SHIPPED_PROFILES = Path(__file__).parent / "profiles"
+ENCODINGS = ("utf-8", "latin-1", "utf-16")
+ALL_COLUMNS = "*"
+
+
+class MappingError(Exception):
+    """A profile that cannot be used; the message names the file, the key and the fix."""
+
+
+def sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quoted_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"
+
+    @property
+    def python_encoding(self) -> str:
+        # A byte-order mark is not part of the first column's name.
+        return "utf-8-sig" if self.encoding == "utf-8" else self.encoding
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    name: str
+    source: str
+    entity: Entity
+    files: tuple[str, ...] = ()
+    format: CsvFormat = CsvFormat()
+    columns: Mapping[str, str] = field(default_factory=dict)  # canonical -> export column
+    values: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    timestamp_formats: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def by_convention(cls, entity: Entity, source: str) -> SourceMapping:
+        """The mapping of a file named ``<entity>__<source>.csv``: canonical column names."""
+        return cls(name=f"{entity.name}__{source}", source=source, entity=entity)
+
+    def matches(self, path: Path) -> bool:
+        return any(fnmatch.fnmatch(path.name, pattern) for pattern in self.files)
+
+    def source_columns(self, header: Iterable[str]) -> dict[str, str]:
+        """Canonical column -> the header column that feeds it."""
+        if self.path is None:  # by convention: canonical names, in any letter case
+            by_name = {name.strip().lower(): name for name in header}
+            return {c: by_name[c] for c in self.entity.columns if c in by_name}
+        return dict(self.columns)
+
+    def missing_columns(self, header: Iterable[str]) -> list[str]:
+        """Mapped export columns (or required canonical ones) the header lacks."""
+        present = set(header)
+        sources = self.source_columns(present)
+        if self.path is not None:
+            return sorted(column for column in sources.values() if column not in present)
+        return [c for c in self.entity.required if c not in sources and c not in self.constants]
+
+    def projection_sql(self, header: Iterable[str]) -> str:
+        """A select list giving every canonical column of the entity as text."""
+        sources = self.source_columns(header)
+        expressions = []
+        for column in self.entity.columns:
+            if column in self.constants:
+                expression = sql_text(self.constants[column])
+            elif column in sources:
+                expression = self._mapped(column, quoted_name(sources[column]))
+            else:
+                expression = "null::varchar"
+            expressions.append(f"{expression} as {column}")
+        return ", ".join(expressions)
+
+    def _mapped(self, column: str, expression: str) -> str:
+        value_map = {**self.values.get(ALL_COLUMNS, {}), **self.values.get(column, {})}
+        if value_map:
+            cases = " ".join(
+                f"when {sql_text(raw)} then {'null' if to is None else sql_text(to)}"
+                for raw, to in value_map.items()
+            )
+            expression = f"case trim({expression}) {cases} else {expression} end"
+        if column in self.timestamp_formats:
+            # An unparseable value is kept as written, so validation quarantines it with the
+            # value in the message instead of silently loading a null.
+            parsed = f"try_strptime(trim({expression}), {sql_text(self.timestamp_formats[column])})"
+            expression = f"coalesce(strftime({parsed}, '%Y-%m-%d %H:%M:%S'), {expression})"
+        return expression
+
+
+class _FormatModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quote: str = Field(default='"', min_length=1, max_length=1)
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        normalised = value.lower().replace("_", "-")
+        normalised = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1"}.get(
+            normalised, normalised
+        )
+        if normalised not in ENCODINGS:
+            raise ValueError(f"must be one of {', '.join(ENCODINGS)}")
+        return normalised
+
+
+class _ProfileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(pattern=r"^[a-z0-9_]+$")
+    entity: str
+    files: list[str] = Field(min_length=1)
+    format: _FormatModel = _FormatModel()
+    columns: dict[str, str] = {}
+    values: dict[str, dict[str, str | None]] = {}
+    timestamp_formats: dict[str, str] = {}
+    constants: dict[str, str] = {}
+
+    @field_validator("entity")
+    @classmethod
+    def _known_entity(cls, value: str) -> str:
+        if value not in ENTITIES:
+            raise ValueError(f"must be one of {', '.join(ENTITIES)}")
+        return value
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """YAML without implicit booleans: in a value map, ``Yes: true`` means the text "Yes"
+    becomes "true", where plain YAML would read both sides as booleans."""
+
+
+_ProfileLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_values(raw: Any) -> Any:
+    """Value maps compare text: numbers written in YAML (``1: true``) become text too."""
+    if isinstance(raw, dict):
+        return {str(key): _yaml_values(value) for key, value in raw.items()}
+    return None if raw is None else str(raw)
+
+
+def load_mapping(path: Path) -> SourceMapping:
+    try:
+        raw = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=_ProfileLoader
+        )  # safe: a SafeLoader
+    except OSError as error:
+        raise MappingError(f"{path}: cannot read the profile ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise MappingError(f"{path}: not valid YAML ({error}); check the indentation") from None
+    if not isinstance(raw, dict):
+        raise MappingError(f"{path}: a profile is a YAML mapping (see docs/sources.md)")
+    if isinstance(raw.get("values"), dict):
+        raw["values"] = {key: _yaml_values(value) for key, value in raw["values"].items()}
+    try:
+        model = _ProfileModel.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"key `{'.'.join(str(p) for p in issue['loc'])}`: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise MappingError(f"{path}: {problems} (reference: docs/sources.md)") from None
+    entity = ENTITIES[model.entity]
+    named = {*model.columns, *model.constants, *model.timestamp_formats, *model.values}
+    unknown = sorted(named - {ALL_COLUMNS} - set(entity.columns))
+    if unknown:
+        raise MappingError(
+            f"{path}: {', '.join(unknown)} are not columns of {entity.name}; "
+            f"canonical columns are {', '.join(entity.columns)}"
+        )
+    unmapped = [c for c in entity.required if c not in model.columns and c not in model.constants]
+    if unmapped:
+        raise MappingError(
+            f"{path}: key `columns` must map the required column(s) {', '.join(unmapped)} "
+            f"of {entity.name} to an export column (or set them under `constants`)"
+        )
+    return SourceMapping(
+        name=path.stem,
+        source=model.source,
+        entity=entity,
+        files=tuple(model.files),
+        format=CsvFormat(model.format.delimiter, model.format.quote, model.format.encoding),
+        columns=model.columns,
+        values=model.values,
+        timestamp_formats=model.timestamp_formats,
+        constants=model.constants,
+        path=path,
+    )
+
+
+def load_mappings(folders: Iterable[Path]) -> list[SourceMapping]:
+    """Every profile in the folders, in name order (the first whose files match wins)."""
+    return [
+        load_mapping(path)
+        for folder in folders
+        if folder.is_dir()
+        for path in sorted(folder.glob("*.yml"))
+    ]
