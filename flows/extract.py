@@ -34,10 +34,13 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
     with open_warehouse(settings.warehouse_path) as connection:
         ensure_schema(connection)
         mappings = load_mappings(settings.mapping_folders)
-        scan = scan_inbox(connection, settings.inbox_dir, mappings)
+        # The landing folder is where processes beside the pipeline (the email-event
+        # receiver, sales-outcome uploads) drop closed files for the next run.
+        scans = [scan_inbox(connection, folder, mappings) for folder in settings.drop_folders]
+        new_files = [inbox_file for scan in scans for inbox_file in scan.new]
         staged = [
             stage_file(connection, inbox_file, as_of, index)
-            for index, inbox_file in enumerate(scan.new)
+            for index, inbox_file in enumerate(new_files)
         ]
         commit_staged(connection, staged, run_id)
     rows_loaded: dict[str, int] = {}
@@ -47,7 +50,8 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
         rows_loaded[entity] = rows_loaded.get(entity, 0) + file.rows_loaded
         for code, count in file.reasons.items():
             reasons[code] = reasons.get(code, 0) + count
-    return ExtractResult(len(staged), len(scan.already_loaded), rows_loaded, reasons)
+    skipped = sum(len(scan.already_loaded) for scan in scans)
+    return ExtractResult(len(staged), skipped, rows_loaded, reasons)
 
 
 @flow(name="extract")

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         return self.data_root / "landing"
 
     @property
+    def drop_folders(self) -> list[Path]:
+        """Folders the extract reads: the inbox and the landing folder."""
+        return [self.inbox_dir, self.landing_dir]
+
+    @property
     def warehouse_path(self) -> Path:
         return self.data_root / "warehouse.duckdb"
 

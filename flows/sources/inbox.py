@@ -20,10 +20,12 @@ from pathlib import Path
 import duckdb
 
 from flows.sources.catalog import ENTITIES, Entity
-from flows.sources.mapping import SourceMapping, quoted_name, sql_text
+from flows.sources.mapping import SourceMapping, quoted_name, sql_text, type_by_suffix
 from flows.sources.validation import classified_rows_sql, typed_columns_sql
 
-FILE_NAME_PATTERN = re.compile(r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.csv$")
+FILE_NAME_PATTERN = re.compile(
+    r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.(csv|jsonl|ndjson|parquet)(\.gz)?$"
+)
 CONTRACT_DOC = "docs/data-contracts.md"
 
 
@@ -115,8 +117,8 @@ def scan_inbox(
 ) -> InboxScan:
     """Which inbox files are new (by content hash) and which were loaded before.
 
-    A file is read when a mapping profile names it or it is a ``.csv`` (``.csv.gz``) file;
-    anything else is listed as ignored.
+    A file is read when a mapping profile names it or it is a CSV, JSON-lines or Parquet file
+    (gzip too); anything else is listed as ignored.
     """
     loaded = {row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()}
     new: list[InboxFile] = []
@@ -126,7 +128,7 @@ def scan_inbox(
         if not path.is_file() or path.name.startswith("."):
             continue
         profiled = any(mapping.matches(path) for mapping in mappings or [])
-        if not profiled and not path.name.lower().endswith((".csv", ".csv.gz")):
+        if not profiled and type_by_suffix(path) is None:
             ignored.append(path)
             continue
         mapping = identify(path, mappings)
@@ -138,7 +140,7 @@ def scan_inbox(
     return InboxScan(new, already_loaded, ignored)
 
 
-def read_header(inbox_file: InboxFile) -> tuple[str, ...]:
+def read_csv_header(inbox_file: InboxFile) -> tuple[str, ...]:
     path, mapping = inbox_file.path, inbox_file.mapping
     entity, dialect = mapping.entity, mapping.format
     opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -160,7 +162,12 @@ def read_header(inbox_file: InboxFile) -> tuple[str, ...]:
             f"the file is empty; expected a header row with {', '.join(entity.required)}",
             line=1,
         )
-    header = tuple(cell.strip() for cell in first_row)
+    return checked_header(inbox_file, tuple(cell.strip() for cell in first_row))
+
+
+def checked_header(inbox_file: InboxFile, header: tuple[str, ...]) -> tuple[str, ...]:
+    """The header, if it has every column the file's mapping needs (else a file error)."""
+    path, mapping, entity = inbox_file.path, inbox_file.mapping, inbox_file.entity
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
         raise SourceFileError(path, f"the header repeats column(s) {', '.join(repeated)}", line=1)
@@ -184,64 +191,86 @@ def read_header(inbox_file: InboxFile) -> tuple[str, ...]:
     return header
 
 
-def _csv_problem(error: duckdb.Error) -> tuple[int | None, str]:
-    """The line and the first sentence of DuckDB's CSV error, without its tuning advice."""
+def _reader_problem(error: duckdb.Error) -> tuple[int | None, str]:
+    """The line and the gist of DuckDB's reader error, without its query echo or advice."""
     text = str(error)
-    line_match = re.search(r"CSV Error on Line: (\d+)", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line_match = re.search(r"(?:CSV Error on Line: |in line )(\d+)", text)
+    sentences = [
+        re.sub(r' in file "[^"]*",?', "", re.sub(r"^[A-Za-z ]+ Error: ", "", line.strip()))
+        for line in text.splitlines()
+        if line.strip()
+    ]
     problem = next(
         (
-            line
-            for line in lines
-            if not line.startswith(("Invalid Input Error", "Original Line", "CSV Error"))
+            sentence
+            for sentence in sentences
+            if not sentence.startswith(("CSV Error", "Original Line", "LINE ", "^"))
         ),
-        lines[0] if lines else "unreadable CSV",
+        "the reader gave no reason",
     )
     if "unicode" in text.lower():
         problem = (
-            "the file is not text in its declared encoding; export it as UTF-8 CSV or set "
+            "the file is not text in its declared encoding; export it as UTF-8 or set "
             "`format.encoding` in its mapping profile"
         )
     elif "Expected Number of Columns" in problem:
         problem = problem.replace("Expected Number of Columns:", "expected").replace(
             "Found:", "columns, found"
         )
-        problem += " (a truncated file or an unquoted comma)"
+        problem += " (a truncated file or an unquoted delimiter)"
     return (int(line_match[1]) if line_match else None), problem.rstrip(".")
+
+
+def parse_into(
+    connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, table: str
+) -> tuple[str, ...]:
+    """Parse a file into a temporary table in file order; returns its column names."""
+    dialect = inbox_file.mapping.format
+    kind = dialect.type_of(inbox_file.path)
+    header = read_csv_header(inbox_file) if kind == "csv" else ()
+    if kind == "csv":
+        columns = "{" + ", ".join(f"{sql_text(name)}: 'varchar'" for name in header) + "}"
+        # The dialect is fixed, not sniffed: sniffing a damaged file can "succeed" with the
+        # wrong delimiter and load garbage, where a fixed dialect reports the broken line.
+        reader = (
+            "read_csv($path, header = true, auto_detect = false, delim = $delimiter, "
+            f"quote = $quote, escape = $quote, encoding = $encoding, columns = {columns}, "
+            "all_varchar = true)"
+        )
+        parameters = {
+            "delimiter": dialect.delimiter,
+            "quote": dialect.quote,
+            "encoding": dialect.encoding,
+        }
+    elif kind == "jsonl":
+        reader, parameters = "read_json($path, format = 'newline_delimited')", {}
+    else:
+        reader, parameters = "read_parquet($path)", {}
+    try:
+        connection.execute(
+            f"create or replace temp table {table} as select * from {reader}",
+            {"path": str(inbox_file.path), **parameters},
+        )
+    except duckdb.Error as error:
+        line, problem = _reader_problem(error)
+        raise SourceFileError(
+            inbox_file.path, f"not a readable {kind.upper()} file: {problem}", line=line
+        ) from None
+    if kind == "csv":
+        return header
+    names = tuple(row[0] for row in connection.execute(f"describe {table}").fetchall())
+    if not names:
+        raise SourceFileError(inbox_file.path, "the file holds no records")
+    return checked_header(inbox_file, names)
 
 
 def stage_file(
     connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, as_of: datetime, index: int
 ) -> StagedFile:
     """Parse a file into a temporary table of classified rows (nothing permanent is written)."""
-    header = read_header(inbox_file)
-    entity, dialect = inbox_file.entity, inbox_file.mapping.format
+    entity = inbox_file.entity
     parsed = f"parsed_{index}"
-    columns = "{" + ", ".join(f"{sql_text(name)}: 'varchar'" for name in header) + "}"
-    try:
-        # The dialect is fixed, not sniffed: sniffing a damaged file can "succeed" with the
-        # wrong delimiter and load garbage, where a fixed dialect reports the broken line.
-        connection.execute(
-            f"""
-            create or replace temp table {parsed} as
-            select * from read_csv(
-                $path, header = true, auto_detect = false, delim = $delimiter,
-                quote = $quote, escape = $quote, encoding = $encoding,
-                columns = {columns}, all_varchar = true
-            )
-            """,
-            {
-                "path": str(inbox_file.path),
-                "delimiter": dialect.delimiter,
-                "quote": dialect.quote,
-                "encoding": dialect.encoding,
-            },
-        )
-    except duckdb.Error as error:
-        line, problem = _csv_problem(error)
-        raise SourceFileError(
-            inbox_file.path, f"not a readable CSV file: {problem}", line=line
-        ) from None
+    header = parse_into(connection, inbox_file, parsed)
     original = ", ".join(f"{quoted_name(name)} := {quoted_name(name)}" for name in header)
     staged = (
         f"(select rowid + 1 as record_number, {inbox_file.mapping.projection_sql(header)}, "

@@ -40,11 +40,25 @@ def quoted_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+FILE_TYPES = ("csv", "jsonl", "parquet")
+SUFFIX_TYPES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def type_by_suffix(path: Path) -> str | None:
+    """csv, jsonl or parquet from the file name (``.gz`` looked through); None if unknown."""
+    name = path.name.lower().removesuffix(".gz")
+    return next((kind for suffix, kind in SUFFIX_TYPES.items() if name.endswith(suffix)), None)
+
+
 @dataclass(frozen=True)
-class CsvFormat:
-    delimiter: str = ","
+class FileFormat:
+    type: str | None = None  # csv | jsonl | parquet; None: by the file's suffix
+    delimiter: str = ","  # the CSV options below apply to csv only
     quote: str = '"'
     encoding: str = "utf-8"
+
+    def type_of(self, path: Path) -> str:
+        return self.type or type_by_suffix(path) or "csv"
 
     @property
     def python_encoding(self) -> str:
@@ -58,7 +72,7 @@ class SourceMapping:
     source: str
     entity: Entity
     files: tuple[str, ...] = ()
-    format: CsvFormat = CsvFormat()
+    format: FileFormat = FileFormat()
     columns: Mapping[str, str] = field(default_factory=dict)  # canonical -> export column
     values: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     timestamp_formats: Mapping[str, str] = field(default_factory=dict)
@@ -96,7 +110,9 @@ class SourceMapping:
             if column in self.constants:
                 expression = sql_text(self.constants[column])
             elif column in sources:
-                expression = self._mapped(column, quoted_name(sources[column]))
+                # JSON and Parquet columns come typed; mapping and validation work on text.
+                source = f"cast({quoted_name(sources[column])} as varchar)"
+                expression = self._mapped(column, source)
             else:
                 expression = "null::varchar"
             expressions.append(f"{expression} as {column}")
@@ -120,9 +136,17 @@ class SourceMapping:
 
 class _FormatModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    type: str | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     quote: str = Field(default='"', min_length=1, max_length=1)
     encoding: str = "utf-8"
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in FILE_TYPES:
+            raise ValueError(f"must be one of {', '.join(FILE_TYPES)}")
+        return value
 
     @field_validator("encoding")
     @classmethod
@@ -213,7 +237,9 @@ def load_mapping(path: Path) -> SourceMapping:
         source=model.source,
         entity=entity,
         files=tuple(model.files),
-        format=CsvFormat(model.format.delimiter, model.format.quote, model.format.encoding),
+        format=FileFormat(
+            model.format.type, model.format.delimiter, model.format.quote, model.format.encoding
+        ),
         columns=model.columns,
         values=model.values,
         timestamp_formats=model.timestamp_formats,

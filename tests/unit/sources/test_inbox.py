@@ -182,3 +182,46 @@ def test_non_csv_files_are_ignored_not_loaded(warehouse, tmp_path):
     write(tmp_path / "README.txt", "notes")
     scan = scan_inbox(warehouse, tmp_path)
     assert scan.new == [] and [p.name for p in scan.ignored] == ["README.txt"]
+
+
+def test_json_lines_load_with_extra_and_nested_fields(warehouse, tmp_path):
+    write(
+        tmp_path / "events__sendgrid__2026-11-22T10.jsonl",
+        '{"event_id": "e1", "email": "A@b.com", "event_type": "email_open", "occurred_at": "2026-11-21T10:00:00", "sg": {"ip": "1.2.3.4"}}\n'
+        '{"event_id": "e2", "email": "", "event_type": "email_click", "occurred_at": "2026-11-21T10:05:00"}\n'
+        '{"event_id": "e3", "email": "c@d.com", "event_type": "bounce", "occurred_at": "2026-11-21T10:06:00", "message_key": "k1"}\n',
+    )
+    (staged,) = load(warehouse, tmp_path)
+    assert (staged.rows_read, staged.rows_loaded, staged.reasons) == (3, 2, {"missing_required": 1})
+    assert warehouse.execute(
+        "select event_id, event_type, occurred_at, message_key, source from raw.events order by 1"
+    ).fetchall() == [
+        ("e1", "email_open", datetime(2026, 11, 21, 10), None, "sendgrid"),
+        ("e3", "bounce", datetime(2026, 11, 21, 10, 6), "k1", "sendgrid"),
+    ]
+
+
+def test_parquet_files_load(warehouse, tmp_path):
+    path = tmp_path / "reps__hr.parquet"
+    warehouse.execute(
+        f"copy (select 'r1' as rep_id, 'Ann' as name, 'ann@x.com' as email, 'EMEA' as region, "
+        f"true as is_active) to '{path}' (format parquet)"
+    )
+    (staged,) = load(warehouse, tmp_path)
+    assert staged.rows_loaded == 1
+    assert warehouse.execute("select rep_id, is_active, source from raw.reps").fetchall() == [
+        ("r1", True, "hr")
+    ]
+
+
+def test_malformed_json_names_the_file_and_line(warehouse, tmp_path):
+    write(
+        tmp_path / "events__web.jsonl",
+        '{"event_id": "e1"}\n{"event_id": "e2"\n{"event_id": "e3"}\n',
+    )
+    (inbox_file,) = scan_inbox(warehouse, tmp_path).new
+    with pytest.raises(
+        SourceFileError, match=r"not a readable JSONL file: Malformed JSON"
+    ) as raised:
+        stage_file(warehouse, inbox_file, AS_OF, 0)
+    assert raised.value.line is not None
