@@ -68,6 +68,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from flows.checks.gate import GateConfigError
     from flows.dbt_runner import DbtBuildError
     from flows.email.templates import TemplateError
+    from flows.sources.api import ApiSourceError
     from flows.sources.inbox import SourceFileError
     from flows.sources.mapping import MappingError
 
@@ -75,6 +76,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         ConfigError,
         SourceFileError,
         MappingError,
+        ApiSourceError,
         TemplateError,
         GateConfigError,
         DbtBuildError,

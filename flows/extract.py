@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.settings import load_settings
+from flows.sources.api import fetch_to_landing
 from flows.sources.inbox import commit_staged, scan_inbox, stage_file
 from flows.sources.mapping import load_mappings
 from flows.warehouse import ensure_schema, open_warehouse
@@ -24,6 +25,20 @@ class ExtractResult:
     @property
     def rows_quarantined(self) -> int:
         return sum(self.quarantine_reasons.values())
+
+
+@task(cache_policy=NO_CACHE)
+def fetch_api_sources(as_of: datetime) -> dict[str, int]:
+    """Page every API source changed since its watermark into the landing folder."""
+    settings = load_settings()
+    fetched: dict[str, int] = {}
+    with open_warehouse(settings.warehouse_path) as connection:
+        ensure_schema(connection)
+        for mapping in load_mappings(settings.mapping_folders):
+            if mapping.api is not None:
+                result = fetch_to_landing(connection, mapping.api, settings.landing_dir, as_of)
+                fetched[mapping.api.name] = result.records
+    return fetched
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,4 +71,5 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
 
 @flow(name="extract")
 def extract(run_id: str, as_of: datetime) -> ExtractResult:
+    fetch_api_sources(as_of)
     return load_inbox(run_id, as_of)

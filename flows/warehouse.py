@@ -142,6 +142,10 @@ OPS_TABLES: dict[str, str] = {
         created_at timestamp not null,
         sent_at timestamp,
         run_id varchar not null""",
+    "api_watermarks": """
+        source varchar primary key,
+        watermark timestamp not null,
+        fetched_at timestamp not null""",
     "nurture_steps": """
         track varchar not null,
         step integer not null,

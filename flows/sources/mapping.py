@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flows.sources.api import ApiSource
 from flows.sources.catalog import ENTITIES, Entity
 
 SHIPPED_PROFILES = Path(__file__).parent / "profiles"
@@ -77,6 +78,7 @@ class SourceMapping:
     values: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     timestamp_formats: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, str] = field(default_factory=dict)
+    api: ApiSource | None = None
     path: Path | None = None
 
     @classmethod
@@ -160,6 +162,21 @@ class _FormatModel(BaseModel):
         return normalised
 
 
+class _ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://")
+    token_env: str | None = None
+    records_field: str = "results"
+    cursor_field: str | None = None
+    cursor_param: str = "after"
+    page_param: str = "page"
+    page_size_param: str | None = "limit"
+    page_size: int = Field(default=100, ge=1, le=10_000)
+    updated_since_param: str | None = "updated_since"
+    updated_at_field: str = "updated_at"
+    max_pages: int = Field(default=10_000, ge=1)
+
+
 class _ProfileModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(pattern=r"^[a-z0-9_]+$")
@@ -170,6 +187,7 @@ class _ProfileModel(BaseModel):
     values: dict[str, dict[str, str | None]] = {}
     timestamp_formats: dict[str, str] = {}
     constants: dict[str, str] = {}
+    api: _ApiModel | None = None
 
     @field_validator("entity")
     @classmethod
@@ -232,11 +250,18 @@ def load_mapping(path: Path) -> SourceMapping:
             f"{path}: key `columns` must map the required column(s) {', '.join(unmapped)} "
             f"of {entity.name} to an export column (or set them under `constants`)"
         )
+    api = (
+        ApiSource(name=model.source, entity=entity.name, **model.api.model_dump())
+        if model.api
+        else None
+    )
+    # Fetched pages land as <entity>__<source>__api-<time>.jsonl: this profile maps them.
+    landing_files = (f"{entity.name}__{model.source}__api-*.jsonl",) if api else ()
     return SourceMapping(
         name=path.stem,
         source=model.source,
         entity=entity,
-        files=tuple(model.files),
+        files=(*model.files, *landing_files),
         format=FileFormat(
             model.format.type, model.format.delimiter, model.format.quote, model.format.encoding
         ),
@@ -244,6 +269,7 @@ def load_mapping(path: Path) -> SourceMapping:
         values=model.values,
         timestamp_formats=model.timestamp_formats,
         constants=model.constants,
+        api=api,
         path=path,
     )
 
