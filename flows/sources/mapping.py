@@ -51,6 +51,17 @@ def type_by_suffix(path: Path) -> str | None:
     return next((kind for suffix, kind in SUFFIX_TYPES.items() if name.endswith(suffix)), None)
 
 
+def reference(column: str, header: set[str]) -> str | None:
+    """SQL for an export column: a header name, or a dotted path into a nested JSON field
+    (``properties.email``); None when the file has no such column."""
+    if column in header:
+        return quoted_name(column)
+    first, _, rest = column.partition(".")
+    if rest and first in header:
+        return ".".join(quoted_name(part) for part in column.split("."))
+    return None
+
+
 @dataclass(frozen=True)
 class FileFormat:
     type: str | None = None  # csv | jsonl | parquet; None: by the file's suffix
@@ -101,19 +112,22 @@ class SourceMapping:
         present = set(header)
         sources = self.source_columns(present)
         if self.path is not None:
-            return sorted(column for column in sources.values() if column not in present)
+            return sorted(
+                column for column in sources.values() if reference(column, present) is None
+            )
         return [c for c in self.entity.required if c not in sources and c not in self.constants]
 
     def projection_sql(self, header: Iterable[str]) -> str:
         """A select list giving every canonical column of the entity as text."""
-        sources = self.source_columns(header)
+        present = set(header)
+        sources = self.source_columns(present)
         expressions = []
         for column in self.entity.columns:
             if column in self.constants:
                 expression = sql_text(self.constants[column])
             elif column in sources:
                 # JSON and Parquet columns come typed; mapping and validation work on text.
-                source = f"cast({quoted_name(sources[column])} as varchar)"
+                source = f"cast({reference(sources[column], present)} as varchar)"
                 expression = self._mapped(column, source)
             else:
                 expression = "null::varchar"

@@ -176,3 +176,22 @@ def test_yes_and_no_stay_text_in_value_maps(tmp_path):
 def test_shipped_profiles_load():
     names = {m.name: m.source for m in load_mappings([SHIPPED_PROFILES])}
     assert names == {"hubspot_contacts": "hubspot", "salesforce_leads": "salesforce"}
+
+
+def test_nested_json_fields_are_mapped_by_dotted_path(warehouse, tmp_path):
+    profile = write_profile(
+        tmp_path,
+        "source: crm_api\nentity: leads\nfiles: ['contacts-*.jsonl']\n"
+        "columns: {source_lead_id: id, email: properties.email, title: properties.job.title,"
+        " created_at: createdAt, updated_at: updatedAt}\n",
+    )
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "contacts-1.jsonl").write_text(
+        '{"id": "1", "properties": {"email": "a@b.com", "job": {"title": "CFO"}}, '
+        '"createdAt": "2026-01-01T00:00:00", "updatedAt": "2026-01-02T00:00:00"}\n'
+    )
+    load(warehouse, inbox, [load_mapping(profile)])
+    assert warehouse.execute("select email, title from raw.leads").fetchall() == [
+        ("a@b.com", "CFO")
+    ]
