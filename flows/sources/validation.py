@@ -16,6 +16,8 @@ TRUE_WORDS = ("true", "1", "yes", "y", "t")
 FALSE_WORDS = ("false", "0", "no", "n", "f")
 EARLIEST_PLAUSIBLE = "1990-01-01"
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+# Longer values are export accidents (a pasted document, a runaway quote), not a lead's data.
+MAX_TEXT_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,14 @@ def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
             f"'{c} ' || {quoted(value(c))} || ' is not one of: {', '.join(accepted)}'",
         )
         for c, accepted in entity.accepted_values.items()
+    ]
+    rules += [
+        RowRule(
+            "field_too_long",
+            f"length({value(c)}) > {MAX_TEXT_LENGTH}",
+            f"'{c} is ' || length({value(c)}) || ' characters long; at most {MAX_TEXT_LENGTH}'",
+        )
+        for c in entity.columns
     ]
     if entity.ordered_timestamps:
         earlier, later = entity.ordered_timestamps
