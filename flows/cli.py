@@ -202,11 +202,21 @@ def serve(
     lead_pipeline.serve(name="leadflow-scheduled", cron=cron, limit=1)
 
 
-@app.command()
+quarantine_app = typer.Typer(
+    help="Rows that were not loaded or acted on: list them, export them to fix, resubmit.",
+    invoke_without_command=True,
+)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.callback()
 def quarantine(
+    context: typer.Context,
     limit: Annotated[int, typer.Option(help="Sample rows to show per reason.")] = 3,
 ) -> None:
-    """Rows that were not loaded or acted on, grouped by stage and reason."""
+    """Open quarantined rows, grouped by stage and reason (the default)."""
+    if context.invoked_subcommand is not None:
+        return
     from flows.warehouse import ensure_schema, open_warehouse
 
     settings = settings_or_fail()
@@ -217,19 +227,69 @@ def quarantine(
             select stage, entity, reason_code, count(*) as n,
                    list(coalesce(source_file || ':' || source_line, record_key) || ' ' || reason
                         order by quarantined_at desc)[1:?] as samples
-            from ops.quarantine group by all order by n desc
+            from ops.quarantine where resolved_at is null group by all order by n desc
             """,
             [limit],
         ).fetchall()
     if not rows:
         out.print("Nothing in quarantine.")
         return
-    table = Table(title="Quarantine", title_justify="left")
+    table = Table(title="Quarantine (open rows)", title_justify="left")
     for column in ("stage", "entity", "reason", "rows", "examples"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for stage, entity, reason, count, samples in rows:
         table.add_row(stage, entity, reason, f"{count:,}", "\n".join(samples))
     out.print(table)
+
+
+@quarantine_app.command("export")
+def quarantine_export(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the CSV files to fix.")],
+    reason: Annotated[str | None, typer.Option(help="Only rows rejected for this reason.")] = None,
+) -> None:
+    """Write rejected source rows as CSV, one file per source file, ready to be corrected."""
+    from flows.sources.resubmit import export_quarantined
+    from flows.warehouse import ensure_schema, open_warehouse
+
+    settings = settings_or_fail()
+    with open_warehouse(settings.warehouse_path) as connection:
+        ensure_schema(connection)
+        written = export_quarantined(connection, out_dir, reason=reason)
+    if not written:
+        out.print("No open extract rejections" + (f" for {reason}." if reason else "."))
+        return
+    for path, count in written.items():
+        out.print(f"{path}: {count:,} rows")
+    out.print("Fix them, then: leadflow quarantine resubmit " + " ".join(map(str, written)))
+
+
+@quarantine_app.command("resubmit")
+def quarantine_resubmit(
+    files: Annotated[list[Path], typer.Argument(help="Corrected files from `quarantine export`.")],
+) -> None:
+    """Load corrected rows; rows still wrong are quarantined again with their current reason."""
+    from flows.runs import new_run_id, utc_now
+    from flows.sources.inbox import SourceFileError
+    from flows.sources.mapping import MappingError, load_mappings
+    from flows.sources.resubmit import resubmit
+    from flows.warehouse import ensure_schema, open_warehouse
+
+    settings = settings_or_fail()
+    as_of = utc_now()
+    try:
+        mappings = load_mappings(settings.mapping_folders)
+        with open_warehouse(settings.warehouse_path) as connection:
+            ensure_schema(connection)
+            staged = resubmit(connection, files, mappings, run_id=new_run_id(as_of), as_of=as_of)
+    except (SourceFileError, MappingError) as error:
+        fail(f"{error}\nNothing was loaded.")
+    for result in staged:
+        reasons = ", ".join(f"{code} {n}" for code, n in sorted(result.reasons.items()))
+        out.print(
+            f"{result.file.path.name}: {result.rows_loaded:,} loaded, "
+            f"{result.rows_quarantined:,} still quarantined" + (f" ({reasons})" if reasons else "")
+        )
+    out.print("The next `leadflow run` scores and routes the loaded rows.")
 
 
 @app.command()

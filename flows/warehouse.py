@@ -91,7 +91,9 @@ OPS_TABLES: dict[str, str] = {
         reason_code varchar not null,
         reason varchar not null,
         record json,
-        quarantined_at timestamp not null""",
+        quarantined_at timestamp not null,
+        resolved_at timestamp,
+        resolved_by_load_id varchar""",
     "runs": """
         run_id varchar primary key,
         started_at timestamp not null,
@@ -158,6 +160,13 @@ OPS_TABLES: dict[str, str] = {
 }
 
 
+# Columns added after a table was first released, with the release that added them: existing
+# warehouses gain them on the next run (new ones get them from the DDL above).
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
+}
+
+
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,3 +193,6 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
         )
     for name, columns in OPS_TABLES.items():
         connection.execute(f"create table if not exists ops.{name} ({columns})")
+    for table, added in ADDED_COLUMNS.items():
+        for column in added:
+            connection.execute(f"alter table {table} add column if not exists {column}")

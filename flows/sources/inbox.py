@@ -322,7 +322,8 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
     )
     connection.execute(
         f"""
-        insert into ops.quarantine
+        insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
+            record_key, reason_code, reason, record, quarantined_at)
         select ?, ?, 'extract', ?, ?, record_number, nullif(trim("{entity.key}"), ''),
                rejection_code, rejection_reason, _record, now()::timestamp
         from {staged.table}

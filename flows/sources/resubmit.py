@@ -1,0 +1,134 @@
+"""Fixing quarantined rows: export them as CSV, correct them, load them again.
+
+``export_quarantined`` writes the original records of rejected rows, one CSV per source file,
+named like that file so that the same mapping profile applies when they come back.
+``resubmit`` loads corrected files through the normal staging and validation and resolves the
+original quarantine rows: a fixed row is loaded, a row that is still wrong is quarantined again
+with its current reason (that new row is the one left open).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from flows.sources.inbox import (
+    InboxFile,
+    SourceFileError,
+    StagedFile,
+    commit_staged,
+    file_sha256,
+    identify,
+    stage_file,
+)
+from flows.sources.mapping import FileFormat, SourceMapping
+
+
+def export_name(source_file: str) -> str:
+    """``leads__crm.csv`` → ``leads__crm.csv``; ``events__web.jsonl.gz`` → ``events__web.csv``.
+
+    The exported file is plain CSV whatever the original was, but keeps the original's name
+    stem so that the original's mapping profile still matches it.
+    """
+    name = Path(source_file).name
+    for suffix in (".gz", ".jsonl", ".ndjson", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name if name.endswith(".csv") else f"{name}.csv"
+
+
+def export_quarantined(
+    connection: duckdb.DuckDBPyConnection, out_dir: Path, *, reason: str | None = None
+) -> dict[Path, int]:
+    """Write unresolved extract rejections (optionally of one reason) as CSV files to fix."""
+    rows = connection.execute(
+        """
+        select source_file, record from ops.quarantine
+        where stage = 'extract' and resolved_at is null and (? is null or reason_code = ?)
+        -- A file loaded in several versions rejected the same row each time: export it once.
+        qualify row_number() over (
+            partition by source_file, coalesce(record_key, load_id || ':' || source_line)
+            order by quarantined_at desc
+        ) = 1
+        order by source_file, source_line
+        """,
+        [reason, reason],
+    ).fetchall()
+    by_file: dict[str, list[dict[str, object]]] = {}
+    for source_file, record in rows:
+        by_file.setdefault(source_file, []).append(json.loads(record))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[Path, int] = {}
+    for source_file, records in by_file.items():
+        target = out_dir / export_name(source_file)
+        temporary = target.with_name(f".{target.name}.tmp")
+        with temporary.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            for record in records:
+                writer.writerow(
+                    {
+                        k: json.dumps(v) if isinstance(v, dict | list) else v
+                        for k, v in record.items()
+                    }
+                )
+        os.replace(temporary, target)
+        written[target] = len(records)
+    return written
+
+
+def resubmission_mapping(path: Path, mappings: list[SourceMapping]) -> SourceMapping:
+    """The original file's mapping, reading the exported file's plain UTF-8 CSV."""
+    mapping = identify(path, mappings)
+    return replace(mapping, format=FileFormat(type="csv"))
+
+
+def resubmit(
+    connection: duckdb.DuckDBPyConnection,
+    files: list[Path],
+    mappings: list[SourceMapping],
+    *,
+    run_id: str,
+    as_of: datetime,
+) -> list[StagedFile]:
+    """Load corrected files (all or nothing) and resolve the quarantine rows they fix."""
+    staged = []
+    for index, path in enumerate(files):
+        inbox_file = InboxFile(path, resubmission_mapping(path, mappings), file_sha256(path))
+        if connection.execute(
+            "select count(*) from ops.loads where file_sha256 = ?", [inbox_file.sha256]
+        ).fetchall()[0][0]:
+            raise SourceFileError(path, "this exact file was loaded before; nothing to resubmit")
+        staged.append(stage_file(connection, inbox_file, as_of, index))
+    commit_staged(connection, staged, run_id)
+    for result in staged:
+        entity = result.file.entity
+        unresolved = connection.execute(
+            "select distinct source_file from ops.quarantine "
+            "where stage = 'extract' and resolved_at is null and entity = ?",
+            [entity.name],
+        ).fetchall()
+        originals = [f for (f,) in unresolved if export_name(f) == result.file.path.name]
+        if not originals:
+            continue
+        connection.execute(
+            f"""
+            update ops.quarantine set resolved_at = $as_of, resolved_by_load_id = $load_id
+            where stage = 'extract' and resolved_at is null and load_id <> $load_id
+              and source_file in (select unnest($originals))
+              and (
+                  record_key in (
+                      select {entity.key} from raw.{entity.name} where load_id = $load_id
+                  )
+                  -- still wrong: the new rejection, with its current reason, supersedes it
+                  or record_key in (select record_key from ops.quarantine where load_id = $load_id)
+              )
+            """,
+            {"as_of": as_of, "load_id": result.file.load_id, "originals": originals},
+        )
+    return staged
