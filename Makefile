@@ -49,15 +49,15 @@ test-fast: $(VENV)/.synced-dev
 
 # sqlfluff's dbt templater compiles the project: the profile gets a scratch warehouse.
 lint: $(VENV)/.synced-dev
-	$(VENV)/bin/ruff check flows tests
-	$(VENV)/bin/ruff format --check flows tests
+	$(VENV)/bin/ruff check flows tests bench
+	$(VENV)/bin/ruff format --check flows tests bench
 	$(VENV)/bin/mypy
 	cd dbt_project && LEADFLOW_WAREHOUSE_PATH=$${TMPDIR:-/tmp}/leadflow-lint.duckdb \
 		../$(VENV)/bin/sqlfluff lint models
 
 format: $(VENV)/.synced-dev
-	$(VENV)/bin/ruff check --fix flows tests
-	$(VENV)/bin/ruff format flows tests
+	$(VENV)/bin/ruff check --fix flows tests bench
+	$(VENV)/bin/ruff format flows tests bench
 
 docs: $(VENV)/.synced-runtime
 	$(VENV)/bin/leadflow docs

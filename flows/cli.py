@@ -106,6 +106,16 @@ def run_pipeline(
         sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
     else:
         out.print(summary.to_rich())
+    for problem in summary.file_errors:
+        err.print(f"[bold red]Error:[/bold red] {problem}", highlight=False)
+    if summary.file_errors:
+        err.print(
+            "Nothing from that file was written; the other files were loaded and processed. "
+            "Fix the file (`leadflow sources check` shows what would load) and run again: it "
+            "is retried on every run until it loads.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     if not summary.gate.passed:
         raise typer.Exit(3)
 

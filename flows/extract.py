@@ -10,7 +10,14 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.settings import load_settings
 from flows.sources.api import fetch_to_landing
-from flows.sources.inbox import commit_staged, scan_inbox, stage_file
+from flows.sources.inbox import (
+    SourceFileError,
+    commit_staged,
+    file_sha256,
+    record_load_error,
+    scan_inbox,
+    stage_file,
+)
 from flows.sources.mapping import load_mappings
 from flows.warehouse import ensure_schema, open_warehouse
 
@@ -21,6 +28,7 @@ class ExtractResult:
     files_skipped: int
     rows_loaded: dict[str, int] = field(default_factory=dict)  # entity -> rows
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    file_errors: list[str] = field(default_factory=list)  # files that could not load, and why
 
     @property
     def rows_quarantined(self) -> int:
@@ -43,20 +51,30 @@ def fetch_api_sources(as_of: datetime) -> dict[str, int]:
 
 @task(cache_policy=NO_CACHE)
 def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
-    """Stage every new file (a corrupt one stops the run before anything is written), then
-    commit them all in one transaction."""
+    """Stage every new file, then commit each in its own transaction; a file that cannot be
+    read is recorded in ops.load_errors and left for the next run, the others load."""
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
+        # Bounded memory whatever the file size: beyond the limit DuckDB spills to disk.
+        connection.execute(f"set memory_limit = '{settings.extract_memory_limit}'")
         ensure_schema(connection)
         mappings = load_mappings(settings.mapping_folders)
         # The landing folder is where processes beside the pipeline (the email-event
         # receiver, sales-outcome uploads) drop closed files for the next run.
         scans = [scan_inbox(connection, folder, mappings) for folder in settings.drop_folders]
         new_files = [inbox_file for scan in scans for inbox_file in scan.new]
-        staged = [
-            stage_file(connection, inbox_file, as_of, index)
-            for index, inbox_file in enumerate(new_files)
-        ]
+        staged, file_errors = [], []
+        for scan in scans:
+            for error in scan.unidentified:
+                record_load_error(connection, error, file_sha256(error.path), run_id)
+                file_errors.append(str(error))
+        for index, inbox_file in enumerate(new_files):
+            try:
+                staged.append(stage_file(connection, inbox_file, as_of, index))
+            except SourceFileError as error:
+                # That file only: the others load, and it is retried until it is fixed.
+                record_load_error(connection, error, inbox_file.sha256, run_id)
+                file_errors.append(str(error))
         commit_staged(connection, staged, run_id)
     rows_loaded: dict[str, int] = {}
     reasons: dict[str, int] = {}
@@ -66,7 +84,7 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
         for code, count in file.reasons.items():
             reasons[code] = reasons.get(code, 0) + count
     skipped = sum(len(scan.already_loaded) for scan in scans)
-    return ExtractResult(len(staged), skipped, rows_loaded, reasons)
+    return ExtractResult(len(staged), skipped, rows_loaded, reasons, file_errors)
 
 
 @flow(name="extract")

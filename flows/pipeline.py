@@ -47,6 +47,7 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
         summary.rows_loaded = sum(extracted.rows_loaded.values())
         summary.rows_quarantined = extracted.rows_quarantined
         summary.quarantine_reasons = extracted.quarantine_reasons
+        summary.file_errors = extracted.file_errors
 
         summary.stage_counts = timed(summary, "transform", lambda: transform(as_of))
 
@@ -71,7 +72,8 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
     except BaseException as error:
         record_end(settings.warehouse_path, run_id, "failed", {"error": str(error)})
         raise
-    record_end(settings.warehouse_path, run_id, "completed", summary.to_dict())
+    status = "completed_with_file_errors" if summary.file_errors else "completed"
+    record_end(settings.warehouse_path, run_id, status, summary.to_dict())
     create_markdown_artifact(
         markdown=summary.to_markdown(), key="lead-pipeline-summary", description="Run summary"
     )

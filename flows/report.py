@@ -39,6 +39,7 @@ class RunSummary:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    file_errors: list[str] = field(default_factory=list)  # files left unloaded, and why
     stage_counts: dict[str, int] = field(default_factory=dict)
     gate: GateSummary = field(default_factory=lambda: GateSummary(passed=True))
     handed_off: int = 0
@@ -66,7 +67,8 @@ class RunSummary:
             "| step | result |",
             "|---|---|",
             f"| extract | {self.files_loaded} files, {self.rows_loaded} rows loaded, "
-            f"{self.rows_quarantined} quarantined, {self.files_skipped} already loaded |",
+            f"{self.rows_quarantined} quarantined, {self.files_skipped} already loaded, "
+            f"{len(self.file_errors)} not loadable |",
             "| stages | "
             + ", ".join(f"{stage} {count}" for stage, count in self.ordered_stages())
             + " |",
@@ -78,6 +80,7 @@ class RunSummary:
         ]
         if self.gate.explanation:
             lines += ["", self.gate.explanation]
+        lines += ["", *(f"- {error}" for error in self.file_errors)] if self.file_errors else []
         return "\n".join(lines)
 
     def to_rich(self) -> Group:
@@ -95,7 +98,8 @@ class RunSummary:
             f"{self.files_loaded} files: {self.rows_loaded:,} rows loaded "
             f"({self.leads_loaded:,} leads), {self.rows_quarantined:,} quarantined"
             + (f" [dim]({reasons})[/dim]" if reasons else "")
-            + (f", {self.files_skipped} already loaded" if self.files_skipped else ""),
+            + (f", {self.files_skipped} already loaded" if self.files_skipped else "")
+            + (f", [red]{len(self.file_errors)} not loadable[/red]" if self.file_errors else ""),
             seconds("extract"),
         )
         table.add_row(

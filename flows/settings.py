@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="Postal address in every email footer (required by anti-spam law).",
     )
     unsubscribe_url: str = Field(default="https://leadflow.example/unsubscribe?key={message_key}")
+    extract_memory_limit: str = Field(
+        default="2GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB memory while loading files; larger files spill to disk.",
+    )
     dbt_threads: int = Field(default=2, ge=1, le=64)
     dbt_node_tasks: bool = Field(
         default=False,

@@ -80,6 +80,13 @@ OPS_TABLES: dict[str, str] = {
         rows_loaded bigint not null,
         rows_quarantined bigint not null,
         loaded_at timestamp not null""",
+    "load_errors": """
+        run_id varchar not null,
+        file_path varchar not null,
+        file_sha256 varchar not null,
+        line bigint,
+        problem varchar not null,
+        failed_at timestamp not null""",
     "quarantine": """
         load_id varchar,
         run_id varchar,

@@ -84,8 +84,8 @@ def _check(
             path, entity_name, error=error.problem + (f" (line {error.line})" if error.line else "")
         )
     rejected = connection.execute(
-        f"select record_number, rejection_reason from {staged.table} "
-        "where rejection_code is not null order by record_number limit ?",
+        f"select record_number, rejection_reason from {staged.verdicts_table} "
+        "order by record_number limit ?",
         [samples],
     ).fetchall()
     return FileCheck(

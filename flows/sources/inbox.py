@@ -2,7 +2,7 @@
 
 Loading happens in two phases so that a corrupt file leaves nothing half-written: every new
 file is first *staged* (parsed and classified into temporary tables, which raises
-``SourceFileError`` for an unreadable file) and only then *committed*, all files in one
+``SourceFileError`` for an unreadable file) and only then *committed*, each file in its own
 transaction, to ``raw.*``, ``ops.quarantine`` and the ``ops.loads`` ledger.
 """
 
@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import duckdb
 
 from flows.sources.catalog import ENTITIES, Entity
 from flows.sources.mapping import SourceMapping, quoted_name, sql_text, type_by_suffix
-from flows.sources.validation import classified_rows_sql, typed_columns_sql
+from flows.sources.validation import rejected_rows_sql, typed_columns_sql
 
 FILE_NAME_PATTERN = re.compile(
     r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.(csv|jsonl|ndjson|parquet)(\.gz)?$"
@@ -62,11 +62,23 @@ class InboxFile:
 
 @dataclass(frozen=True)
 class StagedFile:
+    """A parsed file awaiting commit: its rows as read, and the verdict on each rejected row.
+
+    Only rejected rows get a verdict row, so staging a large, mostly clean file holds one copy
+    of it (the parsed text) in memory or DuckDB's spill files, not three.
+    """
+
     file: InboxFile
-    table: str
+    parsed_table: str  # the file's columns as text, in file order (rowid + 1 = record number)
+    verdicts_table: str  # record_number, rejection_code, rejection_reason of rejected rows
     header: tuple[str, ...]
     rows_read: int
     reasons: dict[str, int] = field(default_factory=dict)
+
+    def mapped_sql(self) -> str:
+        """The file's rows in canonical columns (text), with their record numbers."""
+        projection = self.file.mapping.projection_sql(self.header)
+        return f"(select rowid + 1 as record_number, {projection} from {self.parsed_table})"
 
     @property
     def rows_quarantined(self) -> int:
@@ -82,6 +94,7 @@ class InboxScan:
     new: list[InboxFile]
     already_loaded: list[Path]
     ignored: list[Path]
+    unidentified: list[SourceFileError] = field(default_factory=list)  # no mapping fits
 
 
 def file_sha256(path: Path) -> str:
@@ -124,6 +137,7 @@ def scan_inbox(
     new: list[InboxFile] = []
     already_loaded: list[Path] = []
     ignored: list[Path] = []
+    unidentified: list[SourceFileError] = []
     for path in sorted(inbox_dir.iterdir()) if inbox_dir.is_dir() else []:
         if not path.is_file() or path.name.startswith("."):
             continue
@@ -131,13 +145,17 @@ def scan_inbox(
         if not profiled and type_by_suffix(path) is None:
             ignored.append(path)
             continue
-        mapping = identify(path, mappings)
+        try:
+            mapping = identify(path, mappings)
+        except SourceFileError as error:
+            unidentified.append(error)
+            continue
         sha256 = file_sha256(path)
         if sha256 in loaded:
             already_loaded.append(path)
         else:
             new.append(InboxFile(path, mapping, sha256))
-    return InboxScan(new, already_loaded, ignored)
+    return InboxScan(new, already_loaded, ignored, unidentified)
 
 
 def read_csv_header(inbox_file: InboxFile) -> tuple[str, ...]:
@@ -271,52 +289,65 @@ def stage_file(
     entity = inbox_file.entity
     parsed = f"parsed_{index}"
     header = parse_into(connection, inbox_file, parsed)
-    original = ", ".join(f"{quoted_name(name)} := {quoted_name(name)}" for name in header)
-    staged = (
-        f"(select rowid + 1 as record_number, {inbox_file.mapping.projection_sql(header)}, "
-        f"to_json(struct_pack({original})) as _record from {parsed})"
-    )
-    table = f"staged_{index}"
+    staged = StagedFile(inbox_file, parsed, f"verdicts_{index}", header, 0)
     connection.execute(
-        f"create or replace temp table {table} as {classified_rows_sql(entity, staged, as_of)}"
+        f"""
+        create or replace temp table {staged.verdicts_table} as
+        {rejected_rows_sql(entity, staged.mapped_sql(), as_of)}
+        """
     )
-    connection.execute(f"drop table {parsed}")
-    rows_read = connection.execute(f"select count(*) from {table}").fetchone()[0]  # type: ignore[index]
+    rows_read = connection.execute(f"select count(*) from {parsed}").fetchall()[0][0]
     reasons = dict(
         connection.execute(
-            f"select rejection_code, count(*) from {table} where rejection_code is not null "
+            f"select rejection_code, count(*) from {staged.verdicts_table} "
             "group by all order by all"
         ).fetchall()
     )
-    return StagedFile(inbox_file, table, header, rows_read, reasons)
+    return replace(staged, rows_read=rows_read, reasons=reasons)
 
 
 def commit_staged(
     connection: duckdb.DuckDBPyConnection, staged_files: list[StagedFile], run_id: str
 ) -> None:
-    """Write every staged file to raw/quarantine/ledger in one transaction."""
-    connection.begin()
-    try:
-        for staged in staged_files:
+    """Write each staged file to raw/quarantine/ledger in a transaction of its own: a crash
+    leaves every file either wholly loaded or not at all."""
+    for staged in staged_files:
+        connection.begin()
+        try:
             _commit_one(connection, staged, run_id)
-            connection.execute(f"drop table {staged.table}")
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.execute(f"drop table if exists {staged.parsed_table}")
+        connection.execute(f"drop table if exists {staged.verdicts_table}")
+
+
+def record_load_error(
+    connection: duckdb.DuckDBPyConnection, error: SourceFileError, sha256: str, run_id: str
+) -> None:
+    """Keep why a file could not load; it stays in the inbox and is tried again next run."""
+    connection.execute(
+        "insert into ops.load_errors values (?, ?, ?, ?, ?, now()::timestamp)",
+        [run_id, str(error.path), sha256, error.line, error.problem],
+    )
 
 
 def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_id: str) -> None:
     inbox_file, entity = staged.file, staged.file.entity
     lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
     column_list = ", ".join(entity.columns)
+    # The original record, as the source wrote it, is kept with each rejected row.
+    original = ", ".join(
+        f"{quoted_name(name)} := parsed.{quoted_name(name)}" for name in staged.header
+    )
     connection.execute(
         f"""
         insert into raw.{entity.name}
             ({column_list}, load_id, source, source_file, source_line, loaded_at)
         select {typed_columns_sql(entity)}, ?, ?, ?, record_number, now()::timestamp
-        from {staged.table}
-        where rejection_code is null
+        from {staged.mapped_sql()} as mapped
+        anti join {staged.verdicts_table} as verdicts using (record_number)
         """,
         lineage,
     )
@@ -324,10 +355,12 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         f"""
         insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
             record_key, reason_code, reason, record, quarantined_at)
-        select ?, ?, 'extract', ?, ?, record_number, nullif(trim("{entity.key}"), ''),
-               rejection_code, rejection_reason, _record, now()::timestamp
-        from {staged.table}
-        where rejection_code is not null
+        select ?, ?, 'extract', ?, ?, record_number, nullif(trim(mapped.{entity.key}), ''),
+               rejection_code, rejection_reason, to_json(struct_pack({original})),
+               now()::timestamp
+        from {staged.verdicts_table} as verdicts
+        inner join {staged.mapped_sql()} as mapped using (record_number)
+        inner join {staged.parsed_table} as parsed on parsed.rowid + 1 = record_number
         """,
         [inbox_file.load_id, run_id, entity.name, str(inbox_file.path)],
     )

@@ -124,30 +124,56 @@ def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
     return rules
 
 
-def classified_rows_sql(entity: Entity, staged_table: str, as_of: datetime) -> str:
-    """Every staged row with ``rejection_code`` and ``rejection_reason`` (null when valid).
+def rejected_rows_sql(entity: Entity, staged_table: str, as_of: datetime) -> str:
+    """``record_number``, ``rejection_code`` and ``rejection_reason`` of each rejected row.
 
     ``as_of`` is the run clock: a date more than a day after it is in the future.
     """
     rules = row_rules(entity, as_of)
-    # coalesce(condition, false): a rule over a null cell is "not violated"; nulls in required
-    # columns are caught by missing_required first.
-    code_cases = " ".join(f"when coalesce({r.condition}, false) then '{r.code}'" for r in rules)
-    message_cases = " ".join(f"when coalesce({r.condition}, false) then {r.message}" for r in rules)
+    key = value(entity.key)
+    # Each row's first failing rule, by number, so every condition is evaluated once;
+    # coalesce(condition, false): a rule over a null cell is "not violated" (nulls in required
+    # columns are caught by missing_required first).
+    first_failing = " ".join(
+        f"when coalesce({rule.condition}, false) then {number}" for number, rule in enumerate(rules)
+    )
+    codes = " ".join(f"when {number} then '{rule.code}'" for number, rule in enumerate(rules))
+    messages = " ".join(f"when {number} then {rule.message}" for number, rule in enumerate(rules))
+    # Repeated keys come from an aggregate rather than a window over every row: on a large
+    # file that is a hash aggregate of the few repeated keys instead of a full sort.
     return f"""
-        with numbered as (
+        with staged as (
+            select * from {staged_table}
+        ),
+
+        repeated_keys as (
+            select {key} as repeated_key, min(record_number) as first_record
+            from staged
+            group by all
+            having count(*) > 1
+        ),
+
+        numbered as (
             select
-                *,
-                row_number() over (
-                    partition by {value(entity.key)} order by record_number
-                ) as _key_occurrence
-            from {staged_table}
+                staged.*,
+                case when staged.record_number > repeated_keys.first_record then 2 else 1 end
+                    as _key_occurrence
+            from staged
+            left join repeated_keys on {key} = repeated_keys.repeated_key
+        ),
+
+        -- Materialised: otherwise the optimiser pushes the filter below into the large CASE
+        -- and spends far longer planning than evaluating (measured: 0.75 s vs 0.03 s a file).
+        ruled as materialized (
+            select *, case {first_failing} end as _failed_rule from numbered
         )
+
         select
-            * exclude (_key_occurrence),
-            case {code_cases} end as rejection_code,
-            case {message_cases} end as rejection_reason
-        from numbered
+            record_number,
+            case _failed_rule {codes} end as rejection_code,
+            case _failed_rule {messages} end as rejection_reason
+        from ruled
+        where _failed_rule is not null
     """
 
 

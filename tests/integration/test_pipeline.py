@@ -13,7 +13,6 @@ from flows.demo.generate import GeneratedDataset, generate_dataset
 from flows.pipeline import lead_pipeline
 from flows.report import RunSummary
 from flows.settings import PROJECT_ROOT
-from flows.sources.inbox import SourceFileError
 
 pytestmark = pytest.mark.slow
 
@@ -97,22 +96,37 @@ def test_running_again_with_no_new_data_sends_and_creates_nothing(first_run, mon
     assert len(list((data / "outbox").glob("*.eml"))) == first.emails_sent
 
 
-def test_a_corrupt_file_stops_the_run_and_writes_nothing(first_run, monkeypatch):
+def test_a_corrupt_file_is_reported_and_left_while_the_others_load(first_run, monkeypatch):
     data, _, _ = first_run
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
     before = table_counts(data / "warehouse.duckdb")
     good = "source_lead_id,email,created_at,updated_at\nx1,new@lead.com,2026-10-01,2026-10-02\n"
     (data / "inbox" / "leads__late_export.csv").write_text(good)
-    (data / "inbox" / "events__webinar_tool.csv").write_text(
-        "event_id,email,event_type,occurred_at\nw1,new@lead.com,webin"
+    broken = data / "inbox" / "events__webinar_tool.csv"
+    broken.write_text("event_id,email,event_type,occurred_at\nw1,new@lead.com,webin")
+
+    summary = lead_pipeline(as_of=RUN_AT.replace(hour=9))
+
+    (problem,) = summary.file_errors
+    assert "events__webinar_tool.csv, line 2" in problem
+    assert "expected 4 columns, found 3" in problem
+    assert (summary.files_loaded, summary.leads_loaded) == (1, 1)
+    after = table_counts(data / "warehouse.duckdb")
+    assert after["raw.leads"] == before["raw.leads"] + 1
+    assert after["raw.events"] == before["raw.events"]  # nothing of the broken file
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        assert connection.execute("select file_path, line from ops.load_errors").fetchall() == [
+            (str(broken), 2)
+        ]
+        assert connection.execute(
+            "select status from ops.runs order by started_at desc limit 1"
+        ).fetchone() == ("completed_with_file_errors",)
+    # Fixed, it loads on the next run.
+    broken.write_text(
+        "event_id,email,event_type,occurred_at\nw1,new@lead.com,webinar_attended,2026-10-05\n"
     )
-    with pytest.raises(SourceFileError) as raised:
-        lead_pipeline(as_of=RUN_AT.replace(hour=9))
-    assert "events__webinar_tool.csv" in str(raised.value)
-    assert "line 2" in str(raised.value)
-    assert table_counts(data / "warehouse.duckdb") == before
-    (data / "inbox" / "leads__late_export.csv").unlink()
-    (data / "inbox" / "events__webinar_tool.csv").unlink()
+    fixed = lead_pipeline(as_of=RUN_AT.replace(hour=10))
+    assert (fixed.file_errors, fixed.files_loaded) == ([], 1)
 
 
 def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, monkeypatch):

@@ -157,18 +157,28 @@ def test_non_utf8_file_is_a_file_error(warehouse, tmp_path, bad_line):
         stage_file(warehouse, inbox_file, AS_OF, 0)
 
 
-def test_a_failing_commit_writes_nothing(warehouse, tmp_path):
+def test_a_failing_commit_leaves_that_file_wholly_unloaded(warehouse, tmp_path):
     write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
     write(
         tmp_path / "leads__web_forms.csv", f"{LEADS_HEADER}\n2,c@d.com,C,2026-01-01,2026-01-02,,\n"
     )
     scan = scan_inbox(warehouse, tmp_path)
     staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
-    warehouse.execute(f"drop table {staged[1].table}")  # the second file's commit will fail
+    warehouse.execute(f"drop table {staged[1].verdicts_table}")  # the second commit will fail
     with pytest.raises(duckdb.Error):
         commit_staged(warehouse, staged, "run-1")
-    for table in ("raw.leads", "ops.loads", "ops.quarantine"):
-        assert warehouse.execute(f"select count(*) from {table}").fetchone() == (0,)
+    # One transaction per file: the first is wholly loaded, the second not at all.
+    assert warehouse.execute("select source from raw.leads").fetchall() == [("crm",)]
+    assert warehouse.execute("select source from ops.loads").fetchall() == [("crm",)]
+    assert scan_inbox(warehouse, tmp_path).new[0].path.name == "leads__web_forms.csv"
+
+
+def test_unidentified_file_names_are_reported_not_fatal(warehouse, tmp_path):
+    write(tmp_path / "contacts.csv", "a,b\n1,2\n")
+    write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
+    scan = scan_inbox(warehouse, tmp_path)
+    assert [f.path.name for f in scan.new] == ["leads__crm.csv"]
+    assert [e.path.name for e in scan.unidentified] == ["contacts.csv"]
 
 
 def test_file_names_pick_entity_and_source(tmp_path):

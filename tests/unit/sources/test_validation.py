@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from flows.sources.catalog import ENTITIES
-from flows.sources.validation import classified_rows_sql, row_rules, typed_columns_sql
+from flows.sources.validation import rejected_rows_sql, row_rules, typed_columns_sql
 
 
 def classify(
@@ -21,8 +21,9 @@ def classify(
         placeholders = ", ".join("?" for _ in values)
         connection.execute(f"insert into staged values ({number}, {placeholders})", values)
     return connection.execute(
-        "select rejection_code, rejection_reason from "
-        f"({classified_rows_sql(entity, 'staged', datetime(2026, 11, 22))}) order by record_number"
+        "select rejection_code, rejection_reason from staged left join "
+        f"({rejected_rows_sql(entity, 'staged', datetime(2026, 11, 22))}) using (record_number) "
+        "order by record_number"
     ).fetchall()
 
 
