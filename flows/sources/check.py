@@ -12,27 +12,26 @@ from pathlib import Path
 
 import duckdb
 
-from flows.sources.inbox import InboxFile, SourceFileError, file_sha256, identify, stage_file
+from flows.sources.inbox import (
+    InboxFile,
+    RowFates,
+    SourceFileError,
+    file_sha256,
+    identify,
+    stage_file,
+)
 from flows.sources.mapping import SourceMapping
 from flows.warehouse import ensure_schema
 
 
 @dataclass(frozen=True)
-class FileCheck:
+class FileCheck(RowFates):
     path: Path
     entity: str
     rows_read: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     samples: tuple[str, ...] = ()  # "row N: reason" of a few rejected rows (N counts data rows)
     error: str | None = None  # the file could not be loaded at all
-
-    @property
-    def rows_quarantined(self) -> int:
-        return sum(self.reasons.values())
-
-    @property
-    def rows_loaded(self) -> int:
-        return self.rows_read - self.rows_quarantined
 
 
 def check_files(

@@ -60,8 +60,23 @@ class InboxFile:
         return f"load_{self.sha256[:20]}"
 
 
+class RowFates:
+    """What became of a file's rows: read, quarantined (by reason) and loaded."""
+
+    rows_read: int
+    reasons: dict[str, int]
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.reasons.values())
+
+    @property
+    def rows_loaded(self) -> int:
+        return self.rows_read - self.rows_quarantined
+
+
 @dataclass(frozen=True)
-class StagedFile:
+class StagedFile(RowFates):
     """A parsed file awaiting commit: its rows as read, and the verdict on each rejected row.
 
     Only rejected rows get a verdict row, so staging a large, mostly clean file holds one copy
@@ -79,14 +94,6 @@ class StagedFile:
         """The file's rows in canonical columns (text), with their record numbers."""
         projection = self.file.mapping.projection_sql(self.header)
         return f"(select rowid + 1 as record_number, {projection} from {self.parsed_table})"
-
-    @property
-    def rows_quarantined(self) -> int:
-        return sum(self.reasons.values())
-
-    @property
-    def rows_loaded(self) -> int:
-        return self.rows_read - self.rows_quarantined
 
 
 @dataclass(frozen=True)
