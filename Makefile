@@ -5,6 +5,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 LEADS ?= 5000
+SIZE ?= 10000
 
 # Nothing may wait on the network: telemetry off for every tool we run.
 export DO_NOT_TRACK := 1
@@ -17,7 +18,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # every run, even where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: demo test test-fast lint format docs clean help
+.PHONY: demo test test-fast lint format docs bench clean help
 
 help:
 	@echo "make demo   - install, generate $(LEADS) sample leads and run the whole pipeline"
@@ -25,6 +26,7 @@ help:
 	@echo "make lint   - ruff, mypy and sqlfluff"
 	@echo "make docs   - dbt docs and GX Data Docs"
 	@echo "make test-fast - the tests without the slow end-to-end ones"
+	@echo "make bench  - benchmark the pipeline at SIZE=$(SIZE) leads (results in docs/benchmarks.md)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -61,6 +63,9 @@ format: $(VENV)/.synced-dev
 
 docs: $(VENV)/.synced-runtime
 	$(VENV)/bin/leadflow docs
+
+bench: $(VENV)/.synced-runtime
+	$(VENV)/bin/python -m bench.run --size $(SIZE)
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs dbt_project/dbt_packages

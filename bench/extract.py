@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.json"
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-extract.json"
 REPORT = RESULTS.with_suffix(".md")
 # One row in ~1,000 has a broken email, so validation and quarantine do real work.
 BROKEN_EVERY = 997
@@ -136,10 +136,10 @@ def write_report(result: dict) -> None:
     results.setdefault("extract", {})[str(result["rows"])] = result
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        "# Benchmarks",
+        "# Extract benchmark",
         "",
-        "Measured by `bench/`; every ratio compares two measurements taken side by side in one",
-        "run on the same data, each in a fresh process (peak RSS is that process's own).",
+        "Measured by `bench/extract.py`; every ratio compares two measurements taken side by",
+        "side in one run on the same data, each in a fresh process (peak RSS is its own).",
         "",
         "## Extract: one lead CSV (`python -m bench.extract --rows N`)",
         "",

@@ -1,0 +1,273 @@
+"""``make bench SIZE=...``: generate a data set, run the pipeline stage by stage against its
+lower bounds, run it again with 1% new events, and record it all in docs/benchmarks.*.
+
+Every stage, lower bound and fixed cost runs in its own fresh process (see ``bench.child``
+for why); they share one Prefect temporary server started here, as the stages of one
+``leadflow run`` share theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.events import append_new_events
+from bench.machine import describe_machine
+from bench.results import merge_size, render_markdown
+from flows.demo.generate import generate_dataset
+from flows.runs import new_run_id
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCS_DIR = PROJECT_ROOT / "docs"
+# A fixed clock: the same seed and size give the same files and the same stages on every run.
+AS_OF = datetime(2026, 3, 2)
+INCREMENTAL_SHARE = 0.01
+INCREMENTAL_DELAY = timedelta(hours=1)
+# (product stage, its lower bound); each bound runs right after its stage, on the state that
+# stage left (the transform bound must see the warehouse before hand-off writes sales tasks).
+STAGES: tuple[tuple[str, str | None], ...] = (
+    ("extract", "extract_read_csv"),
+    ("transform", "transform_one_sql"),
+    ("gate", "gate_raw_gx"),
+    ("handoff", None),
+    ("nurture", "nurture_render_only"),
+)
+IMPORTS = {"prefect": "prefect", "dbt": "dbt.cli.main", "Great Expectations": "great_expectations"}
+QUIET_TOOLS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+METHOD = """\
+# Benchmarks
+
+`make bench SIZE=<leads>` (default 10,000) generates a seeded data set with about ten events per
+lead (`flows/demo/generate.py`), runs the pipeline's stage flows one by one (the functions
+`flows/pipeline.py` calls), runs each stage's lower bound on the same data right after it, then
+appends 1% new events to the inbox and runs the stages again (incremental). Code: `bench/`.
+
+- **time**: wall time of the stage flow, Prefect flow/task runs against the temporary server
+  included. Each stage runs in a fresh process: Python start-up and the imports of Prefect, dbt
+  and GX are paid before the clock starts and are listed apart as fixed costs; the GX context
+  load and dbt's parse are paid inside the stage (every run pays them) and also listed apart.
+- **rows**: extract: rows read from the inbox files; transform: rows in `raw.*`; gate: rows of
+  the two queues validated; handoff: rows of `fct_handoff_queue`; nurture: due emails.
+- **lower bounds**: extract: a plain DuckDB `read_csv` of the same files into a table;
+  transform: one hand-written DuckDB statement (`bench/transform_lower_bound.sql`) computing fit
+  score, decayed engagement score and stage from the same seeds and vars (checked against
+  `dim_leads` below each table); gate: the same suites on the same frames through bare GX
+  (ephemeral context, `batch.validate`, no checkpoint); nurture: render only
+  (`TemplateRenderer` over the due rows, nothing written or sent). Handoff has none.
+- **peak RSS**: the stage process's high-water mark (`ru_maxrss`), imports included.
+- **incremental / full**: the incremental run's stage time over the full run's.
+"""
+
+
+class BenchError(RuntimeError):
+    """A probe failed: the message names it and shows the end of its error output."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=10_000, help="leads to generate")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep", action="store_true", help="keep data/bench/<size> afterwards")
+    args = parser.parse_args(argv)
+    try:
+        result = run_benchmark(args.size, args.seed, keep=args.keep)
+    except BenchError as error:
+        sys.exit(f"bench: {error}")
+    record(result)
+    print((DOCS_DIR / "benchmarks.md").read_text())
+
+
+def run_benchmark(size: int, seed: int, *, keep: bool) -> dict[str, Any]:
+    load_at_start = os.getloadavg()
+    work_dir = PROJECT_ROOT / "data" / "bench" / str(size)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    inbox = work_dir / "data" / "inbox"
+    environment = {
+        **os.environ,
+        **QUIET_TOOLS,
+        "LEADFLOW_DATA_DIR": str(work_dir / "data"),
+        "PREFECT_HOME": str(work_dir / "prefect"),
+    }
+    os.environ.update(environment)
+
+    progress(f"generating {size:,} leads")
+    started = time.perf_counter()
+    dataset = generate_dataset(inbox, leads=size, seed=seed, as_of=AS_OF)
+    generate_seconds = time.perf_counter() - started
+    rows_by_entity = {
+        entity: sum(rows for name, rows in dataset.files.items() if name.startswith(entity))
+        for entity in ("leads", "events", "outcomes", "reps")
+    }
+
+    fixed_costs = [
+        {"name": f"Python import of {label}", "seconds": import_seconds(module, environment)}
+        for label, module in IMPORTS.items()
+    ]
+    for probe, name in (("gx_context_load", "GX context load"), ("dbt_parse", "dbt parse")):
+        fixed_costs.append(
+            {"name": name, "seconds": run_probe(probe, AS_OF, work_dir, environment)["seconds"]}
+        )
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    progress("starting the Prefect temporary server")
+    server = SubprocessASGIServer()
+    started = time.perf_counter()
+    server.start()
+    fixed_costs.append(
+        {"name": "Prefect temporary server start", "seconds": time.perf_counter() - started}
+    )
+    environment["PREFECT_API_URL"] = server.api_url
+    try:
+        full = run_stages(AS_OF, work_dir, environment, with_lower_bounds=True)
+        later = AS_OF + INCREMENTAL_DELAY
+        new_events = append_new_events(
+            inbox / "events__marketing_automation.csv",
+            inbox / "events__marketing_automation__incremental.csv",
+            share=INCREMENTAL_SHARE,
+            seed=seed,
+            after=AS_OF,
+            until=later,
+        )
+        incremental = run_stages(later, work_dir, environment, with_lower_bounds=False)
+    finally:
+        server.stop()
+    if not keep:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    stages: list[dict[str, Any]] = []
+    for (stage, bound), measured in zip(STAGES, full, strict=True):
+        stages.append(
+            {
+                "stage": stage,
+                "rows": measured["stage"]["rows"],
+                "seconds": measured["stage"]["seconds"],
+                "peak_rss_bytes": measured["stage"]["peak_rss_bytes"],
+                "baseline_rss_bytes": measured["stage"]["baseline_rss_bytes"],
+                "details": measured["stage"]["details"],
+                "lower_bound": bound and summary(bound, measured["bound"]),
+                "incremental": summary(stage, incremental[len(stages)]["stage"]),
+            }
+        )
+    agreement = full[1]["bound"]["details"]["agreement"]
+    return {
+        "size": size,
+        "recorded_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": describe_machine(),
+        "load_average_at_start": list(load_at_start),
+        "dataset": {
+            "seed": seed,
+            "as_of": AS_OF.isoformat(sep=" "),
+            "lead_rows": rows_by_entity["leads"],
+            "event_rows": rows_by_entity["events"],
+            "outcome_rows": rows_by_entity["outcomes"],
+            "total_rows": sum(dataset.files.values()),
+            "events_per_lead": rows_by_entity["events"] / size,
+            "generate_seconds": generate_seconds,
+        },
+        "fixed_costs": fixed_costs,
+        "stages": stages,
+        "transform_agreement": agreement,
+        "incremental": {"share": INCREMENTAL_SHARE, "new_events": new_events},
+    }
+
+
+def summary(name: str, measured: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "seconds": measured["seconds"],
+        "rows": measured["rows"],
+        "peak_rss_bytes": measured["peak_rss_bytes"],
+    }
+
+
+def run_stages(
+    as_of: datetime, work_dir: Path, environment: dict[str, str], *, with_lower_bounds: bool
+) -> list[dict[str, Any]]:
+    run_id = new_run_id(as_of)
+    measured = []
+    for stage, bound in STAGES:
+        entry = {"stage": run_probe(stage, as_of, work_dir, environment, run_id)}
+        if bound and with_lower_bounds:
+            entry["bound"] = run_probe(bound, as_of, work_dir, environment, run_id)
+        measured.append(entry)
+    return measured
+
+
+def run_probe(
+    probe: str,
+    as_of: datetime,
+    work_dir: Path,
+    environment: Mapping[str, str],
+    run_id: str = "bench",
+) -> dict[str, Any]:
+    progress(f"{probe} (as of {as_of:%Y-%m-%d %H:%M})")
+    result_file = work_dir / "probes" / f"{probe}-{run_id}.json"
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "bench.child", probe,
+        f"--as-of={as_of.isoformat()}", f"--run-id={run_id}",
+        f"--work-dir={work_dir}", f"--result={result_file}",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-25:])
+        raise BenchError(f"probe {probe} failed (exit {completed.returncode}):\n{tail}")
+    measured: dict[str, Any] = json.loads(result_file.read_text())
+    progress(f"  {measured['seconds']:.2f} s, {measured['rows']:,} rows")
+    return measured
+
+
+def import_seconds(module: str, environment: Mapping[str, str]) -> float:
+    """The import alone, in a fresh interpreter (start-up excluded)."""
+    progress(f"import {module}")
+    code = (
+        "import time; started = time.perf_counter(); "
+        f"import {module}; print(time.perf_counter() - started)"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(completed.stdout.strip().splitlines()[-1])
+
+
+def record(result: Mapping[str, Any]) -> None:
+    """Merge this size into docs/benchmarks.json and rewrite docs/benchmarks.md from it."""
+    json_file = DOCS_DIR / "benchmarks.json"
+    document = json.loads(json_file.read_text()) if json_file.is_file() else {}
+    document = merge_size(document, result)
+    json_file.write_text(json.dumps(document, indent=2) + "\n")
+    (DOCS_DIR / "benchmarks.md").write_text(render_markdown(document, METHOD))
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+from bench.results import (
+    format_ratio,
+    merge_size,
+    ratio,
+    render_markdown,
+    rows_per_second,
+    stage_table,
+)
+
+
+def a_result(size: int, extract_seconds: float = 2.0) -> dict:
+    return {
+        "size": size,
+        "recorded_at": "2026-03-02 00:00 UTC",
+        "machine": {
+            "cpu_model": "Test CPU",
+            "cores": 2,
+            "ram_gib": 8.0,
+            "python": "3.11.7",
+            "versions": {"duckdb": "2.0.0"},
+        },
+        "load_average_at_start": [0.5, 0.25, 0.125],
+        "dataset": {
+            "seed": 42,
+            "lead_rows": size,
+            "event_rows": 10 * size,
+            "outcome_rows": 10,
+            "total_rows": 11 * size + 10,
+            "events_per_lead": 10.0,
+            "generate_seconds": 1.0,
+        },
+        "fixed_costs": [{"name": "dbt parse", "seconds": 8.0}],
+        "stages": [
+            {
+                "stage": "extract",
+                "rows": 1000,
+                "seconds": extract_seconds,
+                "peak_rss_bytes": 200 * 1024 * 1024,
+                "lower_bound": {"name": "extract_read_csv", "seconds": 0.5, "rows": 1000},
+                "incremental": {"name": "extract", "seconds": 0.5, "rows": 10},
+            },
+            {
+                "stage": "handoff",
+                "rows": 0,
+                "seconds": 1.0,
+                "peak_rss_bytes": None,
+                "lower_bound": None,
+                "incremental": None,
+            },
+        ],
+        "transform_agreement": {
+            "stage_counts": {"mql": [10, 11], "new": [5, 5]},
+            "same_stage_share": 0.99,
+            "largest_count_difference_share": 0.01,
+            "tolerance_share": 0.005,
+            "within_tolerance": False,
+        },
+        "incremental": {"share": 0.01, "new_events": 100},
+    }
+
+
+def test_ratio_is_unknown_without_both_numbers_or_with_a_zero_denominator():
+    assert ratio(3.0, 1.5) == 2.0
+    assert ratio(None, 1.0) is None
+    assert ratio(1.0, None) is None
+    assert ratio(1.0, 0.0) is None
+
+
+def test_rows_per_second():
+    assert rows_per_second(1000, 0.5) == 2000
+    assert rows_per_second(0, 1.0) == 0
+    assert rows_per_second(10, 0) is None
+
+
+def test_format_ratio_keeps_two_decimals_below_ten():
+    assert format_ratio(4.666) == "4.67x"
+    assert format_ratio(174.4) == "174x"
+    assert format_ratio(None) == "—"
+
+
+def test_stage_table_row_has_rate_ratios_and_memory():
+    lines = stage_table(a_result(1000))
+    assert lines[2] == (
+        "| extract | 1,000 | 2.00 | 500 | extract_read_csv | 0.50 | 4.00x | 200 | 0.50 | 0.25x |"
+    )
+
+
+def test_stage_without_lower_bound_or_incremental_shows_dashes():
+    handoff = stage_table(a_result(1000))[3]
+    assert handoff == "| handoff | 0 | 1.00 | 0 | — | — | — | — | — | — |"
+
+
+def test_merge_replaces_the_same_size_and_keeps_others_in_size_order():
+    document = merge_size({}, a_result(100_000))
+    document = merge_size(document, a_result(10_000))
+    document = merge_size(document, a_result(100_000, extract_seconds=9.0))
+    assert list(document["sizes"]) == ["10000", "100000"]
+    assert document["sizes"]["100000"]["stages"][0]["seconds"] == 9.0
+    assert document["sizes"]["10000"]["stages"][0]["seconds"] == 2.0
+
+
+def test_markdown_has_a_section_per_size_with_machine_and_agreement():
+    document = merge_size(merge_size({}, a_result(10_000)), a_result(1_000))
+    text = render_markdown(document, "# Benchmarks\n\nHow.\n")
+    assert text.startswith("# Benchmarks\n\nHow.\n\n## 1,000 leads")
+    assert text.index("## 1,000 leads") < text.index("## 10,000 leads")
+    assert "Test CPU, 2 cores, 8.0 GiB RAM; Python 3.11.7; duckdb 2.0.0." in text
+    assert "0.50 / 0.25 / 0.12" in text
+    assert "| dbt parse | 8.00 |" in text
+    assert "mql 10 vs 11" in text and "OUTSIDE the 0.5% tolerance" in text
