@@ -1,7 +1,7 @@
 """Run ONE probe in this process and write its measurement as JSON: ``python -m bench.child``.
 
 Each stage and each lower bound runs in a fresh process of its own, because peak memory is a
-per-process high-water mark (``ru_maxrss``) that cannot be lowered again: in a shared process
+per-process high-water mark (``VmHWM``) that cannot be lowered again: in a shared process
 every stage after the hungriest one would report that stage's peak. A sampling thread could
 reset it, but would miss short spikes (DuckDB and pandas allocate in bursts) and would itself
 compete for the GIL with the code it measures. A fresh process also means no warm caches
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -67,8 +66,16 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """The peak resident memory of this process image (VmHWM).
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over exec from the parent, so every
+    probe would report at least the harness's own peak (the generator's, at large sizes).
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError("/proc/self/status has no VmHWM line: the bench needs Linux")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -72,7 +72,7 @@ appends 1% new events to the inbox and runs the stages again (incremental). Code
   `dim_leads` below each table); gate: the same suites on the same frames through bare GX
   (ephemeral context, `batch.validate`, no checkpoint); nurture: render only
   (`TemplateRenderer` over the due rows, nothing written or sent). Handoff has none.
-- **peak RSS**: the stage process's high-water mark (`ru_maxrss`), imports included.
+- **peak RSS**: the stage process's high-water mark (`VmHWM`), imports included.
 - **incremental / full**: the incremental run's stage time over the full run's.
 """
 
