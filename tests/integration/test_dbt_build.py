@@ -113,14 +113,17 @@ def lead_id(email: str) -> str:
 
 
 def insert_raw(
-    connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: list[dict[str, Any]],
+    load_id: str = "load_test",
 ) -> None:
     """Append rows to raw.<table> with lineage, as extract would."""
     columns = [line.split()[0] for line in RAW_TABLES[table].strip().splitlines()]
     lineage = ["load_id", "source", "source_file", "source_line", "loaded_at"]
     values = [
         [row.get(column) for column in columns]
-        + ["load_test", row.get("source", "crm"), f"{table}__crm.csv", line, AS_OF]
+        + [load_id, row.get("source", "crm"), f"{table}__crm.csv", line, AS_OF]
         for line, row in enumerate(rows, start=1)
     ]
     placeholders = ", ".join("?" for _ in columns + lineage)
@@ -232,7 +235,7 @@ def load_scenario(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def dbt_build(project_dir: Path, work_dir: Path) -> None:
+def dbt_build(project_dir: Path, work_dir: Path, as_of: datetime = AS_OF, *options: str) -> None:
     result = dbtRunner().invoke(
         [
             "build",
@@ -240,7 +243,8 @@ def dbt_build(project_dir: Path, work_dir: Path) -> None:
             "--profiles-dir", str(project_dir),
             "--target-path", str(work_dir / "target"),
             "--log-path", str(work_dir / "logs"),
-            "--vars", json.dumps({"as_of": AS_OF.isoformat(sep=" ")}),
+            "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
+            *options,
         ]
     )  # fmt: skip
     if not result.success:
@@ -287,9 +291,17 @@ def test_build_succeeds_on_an_empty_warehouse(tmp_path, monkeypatch):
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         counts = [
             connection.execute(f"select count(*) from main.{mart}").fetchall()[0][0]
-            for mart in ("dim_leads", "fct_lead_events", "fct_handoff_queue", "fct_nurture_queue")
+            for mart in (
+                "dim_leads",
+                "fct_lead_events",
+                "fct_handoff_queue",
+                "fct_nurture_queue",
+                "snp_lead_stages",
+                "fct_lead_stage_history",
+                "fct_funnel_monthly",
+            )
         ]
-    assert counts == [0, 0, 0, 0]
+    assert counts == [0, 0, 0, 0, 0, 0, 0]
 
 
 def test_each_stage_rule_gives_its_stage_reason_and_track(marts):
@@ -363,3 +375,105 @@ def test_nurture_queue_schedules_the_next_step_of_each_nurtured_lead(marts):
     due = by_lead(marts, "select lead_id, due_at from fct_nurture_queue")
     assert due["low_engagement"] == (days_ago(10) + timedelta(days=3),)
     assert due["not_ready"] == (days_ago(10),)
+
+
+def test_stage_history_keeps_each_stage_a_later_run_sees(tmp_path, monkeypatch):
+    """Two runs a day apart: the snapshot keeps the first stage and dates the change to the run
+    that saw it; a run an hour later with nothing new adds no version."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    new_warehouse(warehouse)
+    with duckdb.connect(str(warehouse)) as connection:
+        load_scenario(connection)
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    dbt_build(DBT_PROJECT, tmp_path)
+    with duckdb.connect(str(warehouse)) as connection:
+        insert_raw(
+            connection,
+            "outcomes",
+            [{"outcome_id": "out-accept-mia", "email": LEADS["mql"].email,
+              "outcome": "accepted", "occurred_at": AS_OF + timedelta(hours=2)}],
+            load_id="load_next_day",
+        )  # fmt: skip
+    next_day = AS_OF + timedelta(days=1)
+    dbt_build(DBT_PROJECT, tmp_path, as_of=next_day)
+    versions_after_change = count_stage_versions(warehouse)
+    dbt_build(DBT_PROJECT, tmp_path, as_of=next_day + timedelta(hours=1))
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        history = connection.execute(
+            """select stage, entered_at, left_at, days_in_stage, is_current
+               from fct_lead_stage_history where lead_id = ? order by stage_sequence""",
+            [lead_id(LEADS["mql"].email)],
+        ).fetchall()
+    assert history == [
+        ("mql", AS_OF, next_day, 1.0, False),
+        ("sql", next_day, None, 1 / 24, True),
+    ]
+    assert versions_after_change > len(LEADS)
+    assert count_stage_versions(warehouse) == versions_after_change
+
+
+def count_stage_versions(warehouse: Path) -> int:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return int(connection.execute("select count(*) from snp_lead_stages").fetchone()[0])
+
+
+MARTS = (
+    "dim_leads",
+    "fct_lead_events",
+    "fct_handoff_queue",
+    "fct_nurture_queue",
+    "fct_funnel_monthly",
+    "fct_handoff_sla",
+    "fct_handoff_sla_by_rep",
+    "fct_campaign_attribution",
+    "fct_score_calibration",
+)
+
+
+def read_marts(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return {
+            mart: connection.execute(f"select * from main.{mart} order by all").fetchall()
+            for mart in MARTS
+        }
+
+
+def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypatch):
+    """A second load adds events (some on a day whose cap is already partly used) and
+    re-delivers one with another campaign; merging it gives what rebuilding from raw gives."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    new_warehouse(warehouse)
+    with duckdb.connect(str(warehouse)) as connection:
+        load_scenario(connection)
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    dbt_build(DBT_PROJECT, tmp_path)
+    later_events = [
+        {"event_id": "evt-mql-0", "email": LEADS["mql"].email, "event_type": "demo_request",
+         "occurred_at": days_ago(1), "campaign": "Webinar - Spring"},
+        {"event_id": "evt-late-1", "email": LEADS["mql"].email,
+         "event_type": "pricing_page_view", "occurred_at": days_ago(1) - timedelta(hours=1)},
+        {"event_id": "evt-late-2", "email": LEADS["low_engagement"].email,
+         "event_type": "webinar_attended", "occurred_at": days_ago(0.5), "campaign": "Ads"},
+        {"event_id": "evt-late-3", "email": LEADS["no_engagement"].email,
+         "event_type": "page_view", "occurred_at": days_ago(3)},
+    ]  # fmt: skip
+    with duckdb.connect(str(warehouse)) as connection:
+        insert_raw(connection, "events", later_events, load_id="load_later")
+        connection.execute(
+            "update raw.events set loaded_at = ? where load_id = 'load_later'",
+            [AS_OF + timedelta(hours=1)],
+        )
+    next_run = AS_OF + timedelta(hours=2)
+    dbt_build(DBT_PROJECT, tmp_path, next_run)
+    incremental = read_marts(warehouse)
+    dbt_build(DBT_PROJECT, tmp_path, next_run, "--full-refresh")
+    assert read_marts(warehouse) == incremental
+    redelivered = [
+        row for row in incremental["fct_lead_events"] if row[0] in ("evt-mql-0", "evt-late-2")
+    ]
+    assert [(row[0], row[5]) for row in redelivered] == [
+        ("evt-late-2", "Ads"),
+        ("evt-mql-0", "Webinar - Spring"),
+    ]

@@ -2,7 +2,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_raw__events') }}
+    select * from {{ ref('int_lead_events_deduplicated') }}
 
 ),
 
@@ -12,17 +12,10 @@ engagement_points as (
 
 ),
 
--- An event re-delivered in a later load counts once; events after the clock do not exist yet.
-deduplicated as (
+-- Events after the clock do not exist yet.
+known_events as (
 
-    select
-        *,
-        row_number() over (
-            partition by event_id
-            order by loaded_at desc, load_id desc, source_line desc
-        ) as load_rank
-
-    from events
+    select * from events
     where occurred_at <= {{ as_of() }}
 
 ),
@@ -30,24 +23,23 @@ deduplicated as (
 pointed as (
 
     select
-        deduplicated.event_id,
-        deduplicated.lead_id,
-        deduplicated.event_type,
-        deduplicated.occurred_at,
-        {{ dbt.date_trunc('day', 'deduplicated.occurred_at') }} as event_day,
-        deduplicated.campaign,
-        deduplicated.url,
-        deduplicated.message_key,
-        deduplicated.source,
-        deduplicated.loaded_at,
+        known_events.event_id,
+        known_events.lead_id,
+        known_events.event_type,
+        known_events.occurred_at,
+        {{ dbt.date_trunc('day', 'known_events.occurred_at') }} as event_day,
+        known_events.campaign,
+        known_events.url,
+        known_events.message_key,
+        known_events.source,
+        known_events.loaded_at,
         coalesce(engagement_points.points, 0) as base_points,
         engagement_points.daily_cap,
-        deduplicated.event_type in {{ in_list(suppression_event_types()) }} as is_suppression_event
+        known_events.event_type in {{ in_list(suppression_event_types()) }} as is_suppression_event
 
-    from deduplicated
+    from known_events
     left join engagement_points
-        on deduplicated.event_type = engagement_points.event_type
-    where deduplicated.load_rank = 1
+        on known_events.event_type = engagement_points.event_type
 
 ),
 
