@@ -55,7 +55,7 @@ lint: $(VENV)/.synced-dev
 	$(VENV)/bin/ruff format --check flows tests bench
 	$(VENV)/bin/mypy
 	cd dbt_project && LEADFLOW_WAREHOUSE_PATH=$${TMPDIR:-/tmp}/leadflow-lint.duckdb \
-		../$(VENV)/bin/sqlfluff lint models
+		../$(VENV)/bin/sqlfluff lint models snapshots tests
 
 format: $(VENV)/.synced-dev
 	$(VENV)/bin/ruff check --fix flows tests bench

@@ -20,7 +20,7 @@ import duckdb
 RAW_TABLES: dict[str, str] = {
     "leads": """
         source_lead_id varchar not null,
-        email varchar not null,
+        email varchar,
         first_name varchar,
         last_name varchar,
         company varchar,
@@ -119,7 +119,7 @@ OPS_TABLES: dict[str, str] = {
     "sales_tasks": """
         task_id varchar primary key,
         lead_id varchar not null,
-        email varchar not null,
+        email varchar,
         owner_rep_id varchar not null,
         owner_email varchar not null,
         reason varchar not null,
@@ -130,7 +130,8 @@ OPS_TABLES: dict[str, str] = {
         due_at timestamp not null,
         status varchar not null,
         created_at timestamp not null,
-        run_id varchar not null""",
+        run_id varchar not null,
+        phone varchar""",
     "email_sends": """
         message_key varchar primary key,
         lead_id varchar not null,
@@ -171,6 +172,13 @@ OPS_TABLES: dict[str, str] = {
 # warehouses gain them on the next run (new ones get them from the DDL above).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
+    "ops.sales_tasks": ("phone varchar",),  # 0.1.0
+}
+
+# Columns that became optional: a lead known only by phone has no email (0.1.0).
+RELAXED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "raw.leads": ("email",),
+    "ops.sales_tasks": ("email",),
 }
 
 
@@ -203,3 +211,6 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     for table, added in ADDED_COLUMNS.items():
         for column in added:
             connection.execute(f"alter table {table} add column if not exists {column}")
+    for table, relaxed in RELAXED_COLUMNS.items():
+        for column in relaxed:
+            connection.execute(f"alter table {table} alter column {column} drop not null")

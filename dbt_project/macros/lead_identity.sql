@@ -1,11 +1,30 @@
 {#
-    One person across sources: the lead key is the md5 of the normalised email
-    (docs/data-contracts.md). Staging models use these so every table keys leads the same way.
+    Normalised email: what makes two spellings of one address the same key. Exports add case,
+    surrounding (also non-breaking and zero-width) spaces, and composed vs decomposed accents;
+    none of them makes a different mailbox. Unicode normalisation differs per database.
 #}
 {% macro normalised_email(column) -%}
-    lower(trim({{ column }}))
+    {{ return(adapter.dispatch('normalised_email', 'leadflow')(column)) }}
 {%- endmacro %}
 
+{% macro duckdb__normalised_email(column) -%}
+    nullif(lower(trim(nfc_normalize({{ column }}), {{ email_padding() }})), '')
+{%- endmacro %}
+
+{% macro postgres__normalised_email(column) -%}
+    nullif(lower(btrim(normalize({{ column }}, NFC), {{ email_padding() }})), '')
+{%- endmacro %}
+
+{#- Space, tab, line breaks, no-break space and zero-width space. -#}
+{% macro email_padding() -%}
+    (' ' || chr(9) || chr(10) || chr(13) || chr(160) || chr(8203))
+{%- endmacro %}
+
+{#-
+    The id of the person an email belongs to when no lead record claims that email (yet): an
+    event or outcome that arrives before its lead joins the lead once it does, because a lead
+    first known by this email gets the same id (int_lead_identity_crosswalk).
+-#}
 {% macro lead_id_of(email_column) -%}
     {{ dbt.hash(normalised_email(email_column)) }}
 {%- endmacro %}

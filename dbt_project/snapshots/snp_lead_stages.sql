@@ -12,13 +12,13 @@
     updated_at='observed_at',
 ) }}
 
-select
-    lead_id,
-    stage,
-    stage_reason,
-    nurture_track,
-    {{ as_of() }} as observed_at
+    select
+        lead_id,
+        stage,
+        stage_reason,
+        nurture_track,
+        {{ as_of() }} as observed_at
 
-from {{ ref('dim_leads') }}
+    from {{ ref('dim_leads') }}
 
 {% endsnapshot %}

@@ -80,6 +80,7 @@ def create_marketing_events(connection: duckdb.DuckDBPyConnection) -> None:
                     + draw(person_id, 'events.rounding')
                 )::bigint as event_count
             from people
+            where not is_phone_only
         ),
 
         numbered as (
@@ -166,7 +167,8 @@ def create_sales_outcomes(connection: duckdb.DuckDBPyConnection) -> None:
                 draw(person_id, 'outcome.final') as final_draw
             from people
             where
-                age_seconds > 3 * {DAY_SECONDS}
+                not is_phone_only
+                and age_seconds > 3 * {DAY_SECONDS}
                 and draw(person_id, 'outcome.reached_sales') < sigmoid(-3.5 + propensity)
         ),
 

@@ -24,15 +24,25 @@ class Defect:
     # SQL over the good row's columns; ``{timestamp}`` is the file's timestamp format macro
     # and ``bad_number`` numbers the bad rows of the file.
     value: str = ""
+    # Further columns emptied, for a rule that only breaks when several are missing.
+    also_null: tuple[str, ...] = ()
+
+    @property
+    def replacements(self) -> tuple[tuple[str, str], ...]:
+        """(column, SQL value) pairs the defect writes."""
+        written = ((self.column, self.value),) if self.column else ()
+        return written + tuple((column, "null") for column in self.also_null)
 
 
 MISSING_EMAIL = Defect("missing_email", "missing_required", "email", "null")
+# A lead may lack an email when it has a phone; without both nobody can be reached.
+NO_CONTACT = Defect("no_email_nor_phone", "missing_contact_key", "email", "null", ("phone",))
 # '2024-02-30' cannot parse; the time of day and the file's format are kept.
 UNPARSEABLE = "left({column}, 4) || '-02-30' || substr({column}, 11)"
 ANCIENT = "'1899-12-31' || substr({column}, 11)"
 
 LEAD_DEFECTS = (
-    MISSING_EMAIL,
+    NO_CONTACT,
     Defect("email_without_domain", "malformed_email", "email",
            "split_part(trim(email), '@', 1) || '@'"),
     Defect("email_without_at", "malformed_email", "email", "replace(trim(email), '@', '-at-')"),
@@ -87,13 +97,14 @@ def create_bad_rows(
     wanted = max(len(defects), round(share * good_rows)) if good_rows else 0
     # Pre-filter with a generous margin so only a few rows are sorted by their draw.
     sampled = min(1.0, (3 * wanted + 20) / max(good_rows, 1))
-    replaced_columns = sorted({defect.column for defect in defects if defect.column})
+    replaced_columns = sorted({column for d in defects for column, _ in d.replacements})
     replacements = "".join(
         "case defect_kind "
         + " ".join(
-            f"when {literal(defect.kind)} then {defect.value.format(timestamp=timestamp)}"
+            f"when {literal(defect.kind)} then {value.format(timestamp=timestamp)}"
             for defect in defects
-            if defect.column == column
+            for replaced, value in defect.replacements
+            if replaced == column
         )
         + f" else {column} end as {column}, "
         for column in replaced_columns

@@ -21,6 +21,7 @@ LEAD_HISTORY_DAYS = 720
 # About 31 % of web-form persons (0.15 / 0.48) are also in the CRM.
 SHARE_IN_BOTH_SOURCES = 0.15
 SHARE_IN_WEB_FORMS = 0.48
+SHARE_PHONE_ONLY = 0.03  # of the CRM-only people who have a phone
 
 # Shuffled, and differently per source: a person's two ids tell nothing about each other.
 WEB_FORM_IDS = IdFormat("WF-", 8, stride=3_141_593)
@@ -249,7 +250,10 @@ def create_people(connection: duckdb.DuckDBPyConnection, *, leads: int) -> None:
                 as age_seconds,
             source_draw < {SHARE_IN_WEB_FORMS} as is_in_web_forms,
             source_draw < {SHARE_IN_BOTH_SOURCES} or source_draw >= {SHARE_IN_WEB_FORMS}
-                as is_in_crm
+                as is_in_crm,
+            -- A few CRM-only people were logged from a call: a phone, no email, no activity.
+            source_draw >= {SHARE_IN_WEB_FORMS} and phone is not null
+                and draw(person_id, 'phone_only') < {SHARE_PHONE_ONLY} as is_phone_only
         from addressed
         inner join namesakes using (person_id)
     """)
@@ -325,6 +329,7 @@ def create_lead_rows(connection: duckdb.DuckDBPyConnection) -> None:
             from people
             where is_in_crm""",
         email="""case
+                when is_phone_only then null
                 when not is_in_web_forms then email
                 when retype_draw < 0.25 then upper(email)
                 when retype_draw < 0.5 then upper(email[1]) || email[2:]

@@ -19,6 +19,7 @@ TASK_COLUMNS = (
     "title",
     "why_now",
     "email",
+    "phone",
     "lead_id",
     "track",
     "step",

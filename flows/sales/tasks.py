@@ -14,6 +14,11 @@ import duckdb
 
 HANDOFF_REASON = "mql_handoff"
 NURTURE_FOLLOW_UP_REASON = "nurture_follow_up"
+# Named, not positional: warehouses created before ``phone`` existed have it as the last column.
+TASK_INSERT_COLUMNS = (
+    "task_id, lead_id, email, phone, owner_rep_id, owner_email, reason, track, step, title, "
+    "why_now, due_at, status, created_at, run_id"
+)
 
 TASK_ID_SQL = (
     "md5(concat_ws('|', {lead_id}, {reason}, coalesce({track}, ''), "
@@ -43,7 +48,7 @@ def create_handoff_tasks(
     """
     connection.execute(
         f"""
-        insert into ops.sales_tasks
+        insert into ops.sales_tasks ({TASK_INSERT_COLUMNS})
         with rounds as (
             select lead_id, max(step) as last_round
             from ops.sales_tasks
@@ -67,6 +72,7 @@ def create_handoff_tasks(
             task_id,
             lead_id,
             email,
+            phone,
             owner_rep_id,
             owner_email,
             '{HANDOFF_REASON}',
@@ -97,11 +103,12 @@ def create_follow_up_tasks(
     """
     connection.execute(
         f"""
-        insert into ops.sales_tasks
+        insert into ops.sales_tasks ({TASK_INSERT_COLUMNS})
         select
             {task_id_sql("lead_id", f"'{NURTURE_FOLLOW_UP_REASON}'", "track", "step")},
             lead_id,
             email,
+            null,
             owner_rep_id,
             owner_email,
             '{NURTURE_FOLLOW_UP_REASON}',

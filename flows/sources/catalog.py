@@ -49,6 +49,9 @@ class Entity:
     decimals: tuple[str, ...] = ()
     booleans: dict[str, bool] = field(default_factory=dict)  # column -> default when empty
     emails: tuple[str, ...] = ()
+    # Ways to reach the person: each may be empty, but not all of them (a required column in
+    # the header all the same, so that a mapping cannot forget the email).
+    contact_keys: tuple[str, ...] = ()
     accepted_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ordered_timestamps: tuple[str, str] | None = None  # (earlier, later)
 
@@ -81,6 +84,7 @@ ENTITIES: dict[str, Entity] = {
             integers=("employee_count",),
             booleans={"is_do_not_email": False},
             emails=("email",),
+            contact_keys=("email", "phone"),
             ordered_timestamps=("created_at", "updated_at"),
         ),
         Entity(

@@ -45,7 +45,17 @@ def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
     rules = [
         RowRule("missing_required", f"{value(c)} is null", f"'required column {c} is empty'")
         for c in entity.required
+        if c not in entity.contact_keys
     ]
+    if entity.contact_keys:
+        keys = entity.contact_keys
+        rules.append(
+            RowRule(
+                "missing_contact_key",
+                " and ".join(f"{value(c)} is null" for c in keys),
+                f"'no {' and no '.join(keys)}: nothing to reach the person by'",
+            )
+        )
     rules += [
         RowRule(
             "malformed_email",

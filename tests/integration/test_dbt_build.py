@@ -151,7 +151,8 @@ def lead_rows() -> list[dict[str, Any]]:
         for number, (name, lead) in enumerate(LEADS.items())
     ]
     # The same MQL again from the web form, newer, with other capitals and no title: it merges
-    # into one lead that keeps the title and takes the newer company name.
+    # into one lead that keeps the title, and keeps the CRM's company name over the newer one
+    # (seed source_priority trusts the CRM before web forms).
     rows.append(
         {
             "source_lead_id": "WF-1",
@@ -334,7 +335,7 @@ def test_records_of_one_person_merge_into_one_lead(marts):
         "select lead_id, email, title, company, record_count, source_count from dim_leads",
     )
     assert merged["mql"] == (
-        "mia.quinn@northwind.com", "VP of Marketing", "Northwind Traders", 2, 2,
+        "mia.quinn@northwind.com", "VP of Marketing", "Northwind.com", 2, 2,
     )  # fmt: skip
 
 

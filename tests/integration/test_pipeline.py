@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -127,6 +128,67 @@ def test_a_corrupt_file_is_reported_and_left_while_the_others_load(first_run, mo
     )
     fixed = lead_pipeline(as_of=RUN_AT.replace(hour=10))
     assert (fixed.file_errors, fixed.files_loaded) == ([], 1)
+
+
+def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
+    data, _, _ = first_run
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
+    warehouse = data / "warehouse.duckdb"
+    export = data / "inbox" / "leads__crm.csv"
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        # A CRM-only lead with activity: its events must stay its own after the change.
+        lead_id, source_lead_id, email, created_at, event_count = connection.execute("""
+            select
+                dim_leads.lead_id, raw.source_lead_id, dim_leads.email, raw.created_at, count(*)
+            from dim_leads
+            inner join raw.leads as raw on lower(trim(raw.email)) = dim_leads.email
+            inner join fct_lead_events as events on events.lead_id = dim_leads.lead_id
+            where dim_leads.record_count = 1 and raw.source = 'crm'
+            group by all
+            order by dim_leads.lead_id
+            limit 1
+        """).fetchone()
+    with export.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    new_email = "changed." + email
+    # A re-export of the CRM: the lead under a new address and title, a lead logged from a
+    # call (a phone, no email), and a row nobody could reach.
+    rows = [
+        {"source_lead_id": source_lead_id, "email": new_email.upper(),
+         "title": "Chief Revenue Officer", "created_at": created_at.isoformat(),
+         "updated_at": "2026-11-01T08:00:00", "is_do_not_email": "false"},
+        {"source_lead_id": "CRM-CALL-1", "email": "", "phone": "+1 555 0100",
+         "first_name": "Cy", "company": "Callers Inc", "created_at": "2026-10-30T09:00:00",
+         "updated_at": "2026-10-30T09:00:00", "is_do_not_email": "false"},
+        {"source_lead_id": "CRM-CALL-2", "email": "", "phone": "",
+         "created_at": "2026-10-30T09:00:00", "updated_at": "2026-10-30T09:00:00",
+         "is_do_not_email": "false"},
+    ]  # fmt: skip
+    with export.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    summary = lead_pipeline(as_of=RUN_AT.replace(hour=11))
+
+    assert (summary.files_loaded, summary.leads_loaded) == (1, 2)
+    assert summary.quarantine_reasons == {"missing_contact_key": 1}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        assert connection.execute(
+            "select email, title, record_count from dim_leads where lead_id = ?", [lead_id]
+        ).fetchone() == (new_email, "Chief Revenue Officer", 2)
+        assert connection.execute(
+            "select count(*) from fct_lead_events where lead_id = ?", [lead_id]
+        ).fetchone() == (event_count,)
+        assert connection.execute("""
+            select leads.email, leads.phone, leads.suppression_reason, crosswalk.identified_by
+            from dim_leads as leads
+            inner join int_lead_identity_crosswalk as crosswalk using (lead_id)
+            where crosswalk.source_lead_id = 'CRM-CALL-1'
+        """).fetchall() == [(None, "+1 555 0100", "no_email", "source_key")]
+        assert connection.execute(
+            "select reason_code from ops.quarantine where record_key = 'CRM-CALL-2'"
+        ).fetchall() == [("missing_contact_key",)]
 
 
 def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, monkeypatch):

@@ -41,7 +41,7 @@ final as (
 
     select
         event_id,
-        lead_id,
+        email,
         event_type,
         occurred_at,
         campaign,

@@ -6,17 +6,31 @@ events as (
 
 ),
 
+lead_emails as (
+
+    select * from {{ ref('int_lead_emails') }}
+
+),
+
 engagement_points as (
 
     select * from {{ ref('engagement_points') }}
 
 ),
 
--- Events after the clock do not exist yet.
+-- Events after the clock do not exist yet. An event names its person by email; an email no
+-- lead record has (yet) keeps the id a lead first known by it will get (md5 of the email,
+-- already normalised: lead_id_of).
 known_events as (
 
-    select * from events
-    where occurred_at <= {{ as_of() }}
+    select
+        events.*,
+        coalesce(lead_emails.lead_id, {{ dbt.hash('events.email') }}) as lead_id
+
+    from events
+    left join lead_emails
+        on events.email = lead_emails.email
+    where events.occurred_at <= {{ as_of() }}
 
 ),
 

@@ -1,19 +1,48 @@
-{#- Attributes where the most recently updated non-null value wins. -#}
+{#- Attributes where the most trusted source's, then the most recently updated, value wins. -#}
 {%- set latest_wins = [
-    'first_name', 'last_name', 'company', 'title', 'industry', 'employee_count', 'country',
-    'phone',
+    'email', 'first_name', 'last_name', 'company', 'title', 'industry', 'employee_count',
+    'country', 'phone',
 ] -%}
 {#- First-touch attributes: the earliest created non-null value wins, so attribution keeps the
     campaign that brought the person in. -#}
 {%- set first_wins = ['lead_source', 'first_campaign'] -%}
 {%- set newest_first = 'updated_at desc, loaded_at desc, load_id desc, source_line desc' -%}
+{%- set trusted_first = 'source_rank, ' ~ newest_first -%}
 {%- set oldest_first = 'created_at asc, loaded_at asc, load_id asc, source_line asc' -%}
 
 with
 
-lead_records as (
+records as (
 
     select * from {{ ref('stg_raw__leads') }}
+
+),
+
+crosswalk as (
+
+    select * from {{ ref('int_lead_identity_crosswalk') }}
+
+),
+
+source_priority as (
+
+    select * from {{ ref('source_priority') }}
+
+),
+
+lead_records as (
+
+    select
+        records.*,
+        crosswalk.lead_id,
+        -- Unlisted sources rank after every listed one.
+        coalesce(source_priority.priority, 2147483647) as source_rank
+
+    from records
+    inner join crosswalk
+        on records.lead_record_id = crosswalk.lead_record_id
+    left join source_priority
+        on records.source = source_priority.source
 
 ),
 
@@ -24,7 +53,7 @@ survived_attributes as (
         {%- for column in latest_wins %}
             first_value({{ column }}) over (
                 partition by lead_id
-                order by case when {{ column }} is null then 1 else 0 end, {{ newest_first }}
+                order by case when {{ column }} is null then 1 else 0 end, {{ trusted_first }}
                 rows between unbounded preceding and unbounded following
             ) as {{ column }},
         {%- endfor %}
@@ -45,8 +74,6 @@ record_summary as (
 
     select
         lead_id,
-        min(email) as email,
-        min(email_domain) as email_domain,
         -- An opt-out from any source is honoured: consent is never undone by another system.
         {{ dbt.bool_or('is_do_not_email') }} as is_do_not_email,
         min(created_at) as created_at,
@@ -63,11 +90,10 @@ final as (
 
     select
         record_summary.lead_id,
-        record_summary.email,
-        record_summary.email_domain,
         {%- for column in latest_wins + first_wins %}
             survived_attributes.{{ column }},
         {%- endfor %}
+        {{ dbt.split_part('survived_attributes.email', "'@'", 2) }} as email_domain,
         record_summary.is_do_not_email,
         record_summary.created_at,
         record_summary.updated_at,

@@ -39,7 +39,8 @@ flagged as (
         coalesce(event_totals.has_unsubscribed, false) as has_unsubscribed,
         coalesce(event_totals.has_bounced, false) as has_bounced,
         coalesce(event_totals.has_reported_spam, false) as has_reported_spam,
-        leads.is_do_not_email
+        leads.is_do_not_email,
+        leads.email is null as has_no_email
 
     from leads
     left join event_totals
@@ -51,13 +52,16 @@ final as (
 
     select
         *,
-        (has_unsubscribed or has_bounced or has_reported_spam or is_do_not_email) as is_suppressed,
+        (
+            has_unsubscribed or has_bounced or has_reported_spam or is_do_not_email or has_no_email
+        ) as is_suppressed,
         -- The strongest reason first: a spam report matters more than a bounce.
         case
             when has_reported_spam then 'spam_report'
             when has_unsubscribed then 'unsubscribed'
             when is_do_not_email then 'do_not_email'
             when has_bounced then 'bounced'
+            when has_no_email then 'no_email'
         end as suppression_reason
 
     from flagged

@@ -14,7 +14,7 @@ stages as (
 
 outcomes as (
 
-    select * from {{ ref('stg_raw__outcomes') }}
+    select * from {{ ref('int_lead_outcomes_resolved') }}
 
 ),
 

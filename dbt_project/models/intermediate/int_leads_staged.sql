@@ -29,7 +29,7 @@ scored_events as (
 
 outcomes as (
 
-    select * from {{ ref('stg_raw__outcomes') }}
+    select * from {{ ref('int_lead_outcomes_resolved') }}
 
 ),
 

@@ -32,6 +32,11 @@ final as (
         sales_ready.company,
         sales_ready.title,
         sales_ready.phone,
+        -- A lead known only by phone is called; the rest are emailed first.
+        case
+            when sales_ready.email is not null then 'email'
+            when sales_ready.phone is not null then 'phone'
+        end as reach_by,
         sales_ready.country,
         sales_ready.region,
         sales_ready.segment,

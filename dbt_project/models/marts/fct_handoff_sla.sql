@@ -8,7 +8,7 @@ sales_tasks as (
 
 outcomes as (
 
-    select * from {{ ref('stg_raw__outcomes') }}
+    select * from {{ ref('int_lead_outcomes_resolved') }}
 
 ),
 

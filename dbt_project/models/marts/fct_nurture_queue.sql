@@ -38,6 +38,8 @@ nurtured_leads as (
     where
         nurture_track is not null
         and stage not in ('mql', 'sql', 'opportunity', 'customer')
+        -- A lead known only by phone has no mailbox to nurture.
+        and email is not null
 
 ),
 

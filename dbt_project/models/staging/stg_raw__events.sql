@@ -11,7 +11,6 @@ renamed as (
     select
         {{ raw_record_id() }} as event_record_id,
         event_id,
-        {{ lead_id_of('email') }} as lead_id,
         {{ normalised_email('email') }} as email,
         lower(trim(event_type)) as event_type,
         occurred_at,

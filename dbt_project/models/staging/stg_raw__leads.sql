@@ -10,7 +10,6 @@ renamed as (
 
     select
         {{ raw_record_id() }} as lead_record_id,
-        {{ lead_id_of('email') }} as lead_id,
         source_lead_id,
         {{ normalised_email('email') }} as email,
         {{ dbt.split_part(normalised_email('email'), "'@'", 2) }} as email_domain,

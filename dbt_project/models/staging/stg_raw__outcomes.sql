@@ -11,7 +11,6 @@ renamed as (
     select
         {{ raw_record_id() }} as outcome_record_id,
         outcome_id,
-        {{ lead_id_of('email') }} as lead_id,
         {{ normalised_email('email') }} as email,
         lower(trim(outcome)) as outcome,
         lower({{ clean_text('reason') }}) as reason,

@@ -13,9 +13,9 @@ def add_handoff_queue(warehouse, rows):
     warehouse.execute(
         """
         create or replace table main.fct_handoff_queue (
-            lead_id varchar, email varchar, first_name varchar, last_name varchar,
-            company varchar, owner_rep_id varchar, owner_email varchar, why_now varchar,
-            due_at timestamp)
+            lead_id varchar, email varchar, phone varchar, first_name varchar,
+            last_name varchar, company varchar, owner_rep_id varchar, owner_email varchar,
+            why_now varchar, due_at timestamp)
         """
     )
     warehouse.execute(
@@ -23,7 +23,7 @@ def add_handoff_queue(warehouse, rows):
     )
     for row in rows:
         warehouse.execute(
-            "insert into main.fct_handoff_queue values (?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            "insert into main.fct_handoff_queue values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
         )
         warehouse.execute("insert into main.dim_leads values (?, null)", [row[0]])
 
@@ -32,6 +32,7 @@ QUEUE = [
     (
         "L1",
         "ann@acme.com",
+        None,
         "Ann",
         "Lee",
         "Acme",
@@ -40,8 +41,35 @@ QUEUE = [
         "Viewed pricing",
         datetime(2026, 11, 23, 9),
     ),
-    ("L2", "bo@beta.io", "Bo", None, None, "R2", "r2@x.com", "Webinar", datetime(2026, 11, 23, 9)),
+    (
+        "L2",
+        "bo@beta.io",
+        "+44 20 7946 0000",
+        "Bo",
+        None,
+        None,
+        "R2",
+        "r2@x.com",
+        "Webinar",
+        datetime(2026, 11, 23, 9),
+    ),
 ]
+
+
+def test_a_lead_known_only_by_phone_is_handed_off_with_its_phone(warehouse, tmp_path):
+    add_handoff_queue(
+        warehouse,
+        [("L9", None, "+1 555 0100", "Cy", "Doe", None, "R1", "r1@x.com", "Demo request", AS_OF)],
+    )
+    assert create_handoff_tasks(warehouse, "run-1", AS_OF) == 1
+    write_rep_task_files(warehouse, tmp_path)
+    with (tmp_path / rep_file_name("R1")).open(newline="") as handle:
+        [task] = list(csv.DictReader(handle))
+    assert (task["email"], task["phone"], task["title"]) == (
+        "",
+        "+1 555 0100",
+        "Follow up with Cy Doe",
+    )
 
 
 def test_one_handoff_task_per_lead_however_often_it_runs(warehouse):

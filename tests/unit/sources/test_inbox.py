@@ -67,7 +67,7 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(warehouse, tmp_path)
         "4": "out_of_order",
         "5": "invalid_number",
         "1": "duplicate_key",
-        "6": "missing_required",
+        "6": "missing_contact_key",
         "7": "impossible_date",
         "8": "impossible_date",
         "9": "invalid_boolean",

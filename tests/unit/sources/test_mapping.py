@@ -103,7 +103,7 @@ values: {"*": {"k.A.": ~}}
             "Badge;Mail;Vorname;Scanned\nB1;jurgen@example.de;J\xfcrgen;30.09.2026\nB2;k.A.;Eva;30.09.2026\n"
         )
     (staged,) = load(warehouse, inbox, load_mappings([profiles]))
-    assert staged.reasons == {"missing_required": 1}
+    assert staged.reasons == {"missing_contact_key": 1}
     assert warehouse.execute(
         "select first_name, created_at, updated_at, lead_source, source from raw.leads"
     ).fetchall() == [

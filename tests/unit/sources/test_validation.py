@@ -53,6 +53,32 @@ def test_event_rules(change, code):
     assert (reason is None) == (code is None)
 
 
+LEAD = {
+    "source_lead_id": "L1",
+    "email": "ann@acme.com",
+    "created_at": "2026-10-01",
+    "updated_at": "2026-10-02",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({}, None),
+        # A lead the CRM knows only by phone loads: sales can call, identity is its source key.
+        ({"email": None, "phone": "+44 20 7946 0000"}, None),
+        ({"email": " ", "phone": ""}, "missing_contact_key"),
+        ({"email": None, "phone": "+1 555 0100", "source_lead_id": None}, "missing_required"),
+        ({"email": "ann-at-acme.com", "phone": "+1 555 0100"}, "malformed_email"),
+    ],
+)
+def test_lead_needs_an_email_or_a_phone(change, code):
+    [(reason_code, reason)] = classify("leads", [LEAD | change])
+    assert reason_code == code
+    if code == "missing_contact_key":
+        assert reason == "no email and no phone: nothing to reach the person by"
+
+
 def test_unknown_value_message_lists_the_accepted_values():
     [(_, reason)] = classify(
         "outcomes",
