@@ -159,7 +159,13 @@ def transform_parameters(settings: Settings, as_of: Any) -> dict[str, Any]:
         "fallback_region": variables["fallback_region"],
         **{
             name: str(seeds / f"{name}.csv")
-            for name in ("fit_rules", "engagement_points", "lifecycle_reasons", "country_regions")
+            for name in (
+                "fit_rules",
+                "engagement_points",
+                "lifecycle_reasons",
+                "country_regions",
+                "source_priority",
+            )
         },
     }
 

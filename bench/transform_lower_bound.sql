@@ -2,12 +2,12 @@
 -- about each lead -- fit score, decayed engagement score, stage reason and stage -- from the
 -- same raw tables, the same seeds (read from dbt_project/seeds/) and the same vars (read from
 -- dbt_project.yml, passed as $parameters). The rules mirror, model by model:
--- int_leads_deduplicated, int_leads_assigned (region, served country), int_lead_fit_rules_matched
+-- int_lead_identity_crosswalk and int_leads_deduplicated, int_leads_assigned (region, served country), int_lead_fit_rules_matched
 -- and int_leads_fit_scored, int_lead_events_scored and int_leads_engagement_scored,
 -- int_leads_staged. What dim_leads adds beyond that (owners, why-now sentences, queues) is not
 -- computed here: the bound is for scoring and staging.
 create or replace temp table lower_bound_leads as
-with
+with recursive
 
 fit_rules as (
     select
@@ -39,23 +39,83 @@ country_regions as (
     from read_csv($country_regions, header = true, all_varchar = true)
 ),
 
--- Latest non-null value wins for profile attributes, earliest for the first-touch source.
+source_priority as (
+    select source, priority::integer as priority
+    from read_csv($source_priority, header = true, all_varchar = true)
+),
+
+lead_records as (
+    select
+        records.*,
+        nullif(lower(trim(nfc_normalize(email), ' ' || chr(9) || chr(10) || chr(13) || chr(160) || chr(8203))), '')
+            as normalised_email,
+        'source:' || source || ':' || source_lead_id as source_key
+    from raw.leads as records
+),
+
+-- Identity: the connected groups of records sharing an email or a source key.
+record_keys as (
+    select load_id, source_line, identity_key
+    from (select load_id, source_line, source_key, normalised_email from lead_records)
+    unpivot (identity_key for kind in (source_key, normalised_email))
+),
+
+key_links as (
+    select distinct a.identity_key as from_key, b.identity_key as to_key
+    from record_keys as a join record_keys as b using (load_id, source_line)
+),
+
+reachable_keys (identity_key, reached_key) as (
+    select from_key, to_key from key_links
+    union
+    select reachable_keys.identity_key, key_links.to_key
+    from reachable_keys join key_links on reachable_keys.reached_key = key_links.from_key
+),
+
+identified_records as (
+    select
+        lead_records.*,
+        coalesce(
+            md5(arg_min(normalised_email, (created_at, loaded_at, load_id, source_line))
+                filter (where normalised_email is not null) over (partition by group_key)),
+            md5(group_key)
+        ) as lead_id,
+        coalesce(source_priority.priority, 2147483647) as source_rank
+    from lead_records
+    join (
+        select identity_key, min(reached_key) as group_key from reachable_keys group by all
+    ) as key_groups on lead_records.source_key = key_groups.identity_key
+    left join source_priority on lead_records.source = source_priority.source
+),
+
+lead_emails as (
+    select distinct normalised_email as email, lead_id
+    from identified_records
+    where normalised_email is not null
+),
+
+-- The most trusted source's, then the latest, non-null value wins for profile attributes;
+-- the earliest for the first-touch source.
 leads as (
     select
-        md5(lower(trim(email))) as lead_id,
-        min(split_part(lower(trim(email)), '@', 2)) as email_domain,
-        arg_max(nullif(trim(title), ''), (updated_at, loaded_at, load_id, source_line))
+        lead_id,
+        split_part(
+            arg_max(normalised_email, (-source_rank, updated_at, loaded_at, load_id, source_line))
+                filter (where normalised_email is not null),
+            '@', 2
+        ) as email_domain,
+        arg_max(nullif(trim(title), ''), (-source_rank, updated_at, loaded_at, load_id, source_line))
             filter (where nullif(trim(title), '') is not null) as title,
-        arg_max(nullif(trim(industry), ''), (updated_at, loaded_at, load_id, source_line))
+        arg_max(nullif(trim(industry), ''), (-source_rank, updated_at, loaded_at, load_id, source_line))
             filter (where nullif(trim(industry), '') is not null) as industry,
-        arg_max(employee_count, (updated_at, loaded_at, load_id, source_line))
+        arg_max(employee_count, (-source_rank, updated_at, loaded_at, load_id, source_line))
             filter (where employee_count is not null) as employee_count,
-        arg_max(upper(nullif(trim(country), '')), (updated_at, loaded_at, load_id, source_line))
+        arg_max(upper(nullif(trim(country), '')), (-source_rank, updated_at, loaded_at, load_id, source_line))
             filter (where nullif(trim(country), '') is not null) as country,
         arg_min(lower(nullif(trim(lead_source), '')), (created_at, loaded_at, load_id, source_line))
             filter (where nullif(trim(lead_source), '') is not null) as lead_source,
         min(created_at) as created_at
-    from raw.leads
+    from identified_records
     group by all
 ),
 
@@ -110,15 +170,20 @@ fit_scores as (
     group by lead_id
 ),
 
--- A re-delivered event counts once; events after the clock do not exist yet.
+-- A re-delivered event counts once; events after the clock do not exist yet. An event's
+-- person is whoever had its email.
 events as (
     select
-        md5(lower(trim(email))) as lead_id,
-        event_id,
-        lower(trim(event_type)) as event_type,
-        occurred_at
-    from raw.events
-    where occurred_at <= $as_of
+        coalesce(lead_emails.lead_id, md5(named.email)) as lead_id,
+        named.event_id,
+        lower(trim(named.event_type)) as event_type,
+        named.occurred_at
+    from (
+        select * replace (nullif(lower(trim(nfc_normalize(email), ' ' || chr(9) || chr(10) || chr(13) || chr(160) || chr(8203))), '') as email)
+        from raw.events
+    ) as named
+    left join lead_emails using (email)
+    where named.occurred_at <= $as_of
     qualify row_number() over (
         partition by event_id order by loaded_at desc, load_id desc, source_line desc
     ) = 1
@@ -126,13 +191,18 @@ events as (
 
 outcomes as (
     select
-        md5(lower(trim(email))) as lead_id,
-        outcome_id,
-        lower(trim(outcome)) as outcome,
-        lower(nullif(trim(reason), '')) as reason,
-        occurred_at
-    from raw.outcomes
-    where occurred_at <= $as_of
+        coalesce(lead_emails.lead_id, ops.sales_tasks.lead_id, md5(named.email)) as lead_id,
+        named.outcome_id,
+        lower(trim(named.outcome)) as outcome,
+        lower(nullif(trim(named.reason), '')) as reason,
+        named.occurred_at
+    from (
+        select * replace (nullif(lower(trim(nfc_normalize(email), ' ' || chr(9) || chr(10) || chr(13) || chr(160) || chr(8203))), '') as email)
+        from raw.outcomes
+    ) as named
+    left join lead_emails using (email)
+    left join ops.sales_tasks on named.task_id = ops.sales_tasks.task_id
+    where named.occurred_at <= $as_of
 ),
 
 latest_outcomes as (
