@@ -38,3 +38,20 @@
 {% macro clean_text(column) -%}
     nullif(trim({{ column }}), '')
 {%- endmacro %}
+
+{#-
+    The first non-null value of `column` in the group, in `order_by` order: survivorship as one
+    aggregate instead of a window per attribute. Ordered aggregates are spelled differently per
+    database, hence the dispatch.
+-#}
+{% macro first_non_null(column, order_by) -%}
+    {{ return(adapter.dispatch('first_non_null', 'leadflow')(column, order_by)) }}
+{%- endmacro %}
+
+{% macro duckdb__first_non_null(column, order_by) -%}
+    first({{ column }} order by {{ order_by }}) filter (where {{ column }} is not null)
+{%- endmacro %}
+
+{% macro postgres__first_non_null(column, order_by) -%}
+    (array_agg({{ column }} order by {{ order_by }}) filter (where {{ column }} is not null))[1]
+{%- endmacro %}

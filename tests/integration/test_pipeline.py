@@ -86,6 +86,19 @@ def test_the_warehouse_outbox_and_task_files_agree_with_the_summary(first_run):
         ).fetchone() == (1,)
 
 
+def test_the_score_ranks_the_leads_that_convert_above_the_rest(first_run):
+    data, _, _ = first_run
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+        aucs = dict(
+            connection.execute(
+                "select distinct score_name, score_auc::double from fct_score_calibration"
+            ).fetchall()
+        )
+    # Fit and engagement each tell part of the story; together they tell more.
+    assert aucs["lead_score"] > 0.75, aucs
+    assert aucs["lead_score"] >= max(aucs["fit_score"], aucs["engagement_score"]) - 0.02, aucs
+
+
 def test_running_again_with_no_new_data_sends_and_creates_nothing(first_run, monkeypatch):
     data, first, _ = first_run
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))

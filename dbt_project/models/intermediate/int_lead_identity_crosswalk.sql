@@ -55,23 +55,34 @@ key_links as (
 
 ),
 
--- Every key each key reaches. UNION (not UNION ALL) ends the walk when a step finds nothing
+-- A walk starts only from keys smaller than all their neighbours: the smallest key of a group
+-- is one, so it reaches the whole group, and most people (one email, one record) need one walk.
+walk_roots as (
+
+    select from_key as root_key
+    from key_links
+    group by from_key
+    having min(to_key) = from_key
+
+),
+
+-- Every key each root reaches. UNION (not UNION ALL) ends the walk when a step finds nothing
 -- new; a person has a handful of keys, so this stays a few rows per key.
-reachable_keys (identity_key, reached_key) as (
+reachable_keys (root_key, identity_key) as (
 
     select
-        from_key,
-        to_key
-    from key_links
+        root_key,
+        root_key
+    from walk_roots
 
     union
 
     select
-        reachable_keys.identity_key,
+        reachable_keys.root_key,
         key_links.to_key
     from reachable_keys
     inner join key_links
-        on reachable_keys.reached_key = key_links.from_key
+        on reachable_keys.identity_key = key_links.from_key
 
 ),
 
@@ -80,7 +91,7 @@ key_groups as (
 
     select
         identity_key,
-        min(reached_key) as group_key
+        min(root_key) as group_key
 
     from reachable_keys
     group by identity_key
@@ -91,14 +102,7 @@ grouped_records as (
 
     select
         lead_records.*,
-        key_groups.group_key,
-        -- The first email the person was known by anchors their id: a later change of address
-        -- in the CRM does not make them somebody else.
-        first_value(lead_records.email) over (
-            partition by key_groups.group_key
-            order by case when lead_records.email is null then 1 else 0 end, {{ record_order }}
-            rows between unbounded preceding and unbounded following
-        ) as anchor_email
+        key_groups.group_key
 
     from lead_records
     inner join key_groups
@@ -106,22 +110,40 @@ grouped_records as (
 
 ),
 
+-- The first email the person was known by anchors their id: a later change of address in the
+-- CRM does not make them somebody else.
+group_anchors as (
+
+    select
+        group_key,
+        {{ first_non_null('email', record_order) }} as anchor_email
+
+    from grouped_records
+    group by group_key
+
+),
+
 final as (
 
     select
-        lead_record_id,
-        -- md5 of the anchor email equals lead_id_of(email), so events and outcomes that arrive
-        -- before their lead join it. A person known only by source keys is keyed by them.
+        grouped_records.lead_record_id,
+        -- md5 of the (already normalised) anchor email equals lead_id_of(email), so events and
+        -- outcomes that arrive before their lead join it. A person known only by source keys
+        -- is keyed by them.
         case
-            when anchor_email is not null then {{ lead_id_of('anchor_email') }}
-            else {{ dbt.hash('group_key') }}
+            when group_anchors.anchor_email is not null
+                then {{ dbt.hash('group_anchors.anchor_email') }}
+            else {{ dbt.hash('grouped_records.group_key') }}
         end as lead_id,
-        source,
-        source_lead_id,
-        email,
-        case when anchor_email is null then 'source_key' else 'email' end as identified_by
+        grouped_records.source,
+        grouped_records.source_lead_id,
+        grouped_records.email,
+        case when group_anchors.anchor_email is null then 'source_key' else 'email' end
+            as identified_by
 
     from grouped_records
+    inner join group_anchors
+        on grouped_records.group_key = group_anchors.group_key
 
 )
 

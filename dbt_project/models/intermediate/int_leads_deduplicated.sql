@@ -6,9 +6,10 @@
 {#- First-touch attributes: the earliest created non-null value wins, so attribution keeps the
     campaign that brought the person in. -#}
 {%- set first_wins = ['lead_source', 'first_campaign'] -%}
-{%- set newest_first = 'updated_at desc, loaded_at desc, load_id desc, source_line desc' -%}
-{%- set trusted_first = 'source_rank, ' ~ newest_first -%}
-{%- set oldest_first = 'created_at asc, loaded_at asc, load_id asc, source_line asc' -%}
+{%- set trusted_first = (
+    'source_rank, updated_at desc, loaded_at desc, load_id desc, source_line desc'
+) -%}
+{%- set oldest_first = 'created_at, loaded_at, load_id, source_line' -%}
 
 with
 
@@ -46,34 +47,16 @@ lead_records as (
 
 ),
 
-survived_attributes as (
+merged as (
 
     select
         lead_id,
         {%- for column in latest_wins %}
-            first_value({{ column }}) over (
-                partition by lead_id
-                order by case when {{ column }} is null then 1 else 0 end, {{ trusted_first }}
-                rows between unbounded preceding and unbounded following
-            ) as {{ column }},
+            {{ first_non_null(column, trusted_first) }} as {{ column }},
         {%- endfor %}
         {%- for column in first_wins %}
-            first_value({{ column }}) over (
-                partition by lead_id
-                order by case when {{ column }} is null then 1 else 0 end, {{ oldest_first }}
-                rows between unbounded preceding and unbounded following
-            ) as {{ column }},
+            {{ first_non_null(column, oldest_first) }} as {{ column }},
         {%- endfor %}
-        row_number() over (partition by lead_id order by {{ newest_first }}) as recency_rank
-
-    from lead_records
-
-),
-
-record_summary as (
-
-    select
-        lead_id,
         -- An opt-out from any source is honoured: consent is never undone by another system.
         {{ dbt.bool_or('is_do_not_email') }} as is_do_not_email,
         min(created_at) as created_at,
@@ -89,22 +72,18 @@ record_summary as (
 final as (
 
     select
-        record_summary.lead_id,
+        lead_id,
         {%- for column in latest_wins + first_wins %}
-            survived_attributes.{{ column }},
+            {{ column }},
         {%- endfor %}
-        {{ dbt.split_part('survived_attributes.email', "'@'", 2) }} as email_domain,
-        record_summary.is_do_not_email,
-        record_summary.created_at,
-        record_summary.updated_at,
-        record_summary.record_count,
-        record_summary.source_count
+        {{ dbt.split_part('email', "'@'", 2) }} as email_domain,
+        is_do_not_email,
+        created_at,
+        updated_at,
+        record_count,
+        source_count
 
-    from record_summary
-    inner join survived_attributes
-        on
-            record_summary.lead_id = survived_attributes.lead_id
-            and survived_attributes.recency_rank = 1
+    from merged
 
 )
 

@@ -1,3 +1,7 @@
+-- A view: a copy of the ten-million-row event table on every run would cost more than every
+-- query of it by a person (int_lead_events_scored is the table behind it).
+{{ config(materialized='view') }}
+
 with
 
 scored_events as (

@@ -47,6 +47,47 @@ banded as (
 
 ),
 
+-- AUC: the chance that a converted lead scores above a lead that did not convert (a tie counts
+-- half). Per distinct score: its converted leads times the non-converted leads below it.
+score_values as (
+
+    select
+        score_name,
+        score,
+        sum(case when is_converted then 1 else 0 end) as converted_count,
+        sum(case when is_converted then 0 else 1 end) as not_converted_count
+
+    from lead_scores
+    group by score_name, score
+
+),
+
+score_values_below as (
+
+    select
+        *,
+        coalesce(sum(not_converted_count) over (
+            partition by score_name
+            order by score
+            rows between unbounded preceding and 1 preceding
+        ), 0) as not_converted_below
+
+    from score_values
+
+),
+
+score_aucs as (
+
+    select
+        score_name,
+        sum(converted_count * (not_converted_below + 0.5 * not_converted_count))
+        / nullif(sum(converted_count) * 1.0 * sum(not_converted_count), 0) as score_auc
+
+    from score_values_below
+    group by score_name
+
+),
+
 summarised as (
 
     select
@@ -63,19 +104,23 @@ summarised as (
 final as (
 
     select
-        score_name,
-        cast(score_band_lower as {{ dbt.type_int() }}) as score_band_lower,
-        cast(score_band_lower + {{ band_width }} as {{ dbt.type_int() }}) as score_band_upper,
-        lead_count,
-        converted_count,
-        converted_count * 1.0 / lead_count as conversion_rate,
-        case score_name
+        summarised.score_name,
+        cast(summarised.score_band_lower as {{ dbt.type_int() }}) as score_band_lower,
+        cast(summarised.score_band_lower + {{ band_width }} as {{ dbt.type_int() }})
+            as score_band_upper,
+        summarised.lead_count,
+        summarised.converted_count,
+        summarised.converted_count * 1.0 / summarised.lead_count as conversion_rate,
+        case summarised.score_name
             {%- for score_name, threshold in thresholds.items() if threshold is not none %}
-                when '{{ score_name }}' then score_band_lower >= {{ threshold }}
+                when '{{ score_name }}' then summarised.score_band_lower >= {{ threshold }}
             {%- endfor %}
-        end as is_at_or_above_mql_threshold
+        end as is_at_or_above_mql_threshold,
+        round(cast(score_aucs.score_auc as {{ dbt.type_numeric() }}), 4) as score_auc
 
     from summarised
+    left join score_aucs
+        on summarised.score_name = score_aucs.score_name
 
 )
 
