@@ -72,7 +72,7 @@ reachable_keys (root_key, identity_key) as (
 
     select
         root_key,
-        root_key
+        root_key as identity_key
     from walk_roots
 
     union
