@@ -1,8 +1,22 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='merge',
+    incremental_strategy='delete+insert',
     unique_key='event_id',
 ) }}
+
+{#-
+    The newest load already in the table, read before the query runs and written into it as a
+    literal: the database then skips older row groups of raw.events by their min/max, where a
+    subquery in the filter would make it read (and normalise) every event first. delete+insert
+    rather than merge: both replace an event by event_id, delete+insert in a fraction of the
+    time on DuckDB.
+-#}
+{%- set newest_load = none -%}
+{%- if is_incremental() and execute -%}
+    {%- set newest_load = run_query(
+        'select ' ~ dbt.cast('max(loaded_at)', dbt.type_string()) ~ ' from ' ~ this
+    ).columns[0].values()[0] -%}
+{%- endif %}
 
 with
 
@@ -12,13 +26,15 @@ events as (
 
 ),
 
--- Only loads at or after the newest one already merged: raw is append-only, so nothing older
--- can change. The newest load is read again because a load's rows share its loaded_at.
+-- Only loads after the newest one already in the table: raw is append-only, so nothing older
+-- can change. Strictly after: every file loads in a transaction of its own, one after the
+-- other, stamped with the transaction's start, so no later load shares the newest stamp (and
+-- the newest load's rows are all in the table: nothing delivered later replaced them).
 new_loads as (
 
     select * from events
-    {% if is_incremental() %}
-        where loaded_at >= (select max(this_table.loaded_at) from {{ this }} as this_table)
+    {% if newest_load is not none %}
+        where loaded_at > {{ dbt.cast("'" ~ newest_load ~ "'", dbt.type_timestamp()) }}
     {% endif %}
 
 ),
