@@ -23,12 +23,14 @@ MART_TABLES = {
     "handoff_queue": f"""
         select
             md5('lead-' || i) as lead_id,
-            'person' || i || '@acme.example' as email,
+            -- Lead 3 is known only by phone: no email, and the gate lets it through.
+            case when i <> 3 then 'person' || i || '@acme.example' end as email,
+            case when i = 3 then 'phone' else 'email' end as reach_by,
             'Ada' as first_name,
             'Lovelace' as last_name,
             case when i % 20 = 0 then null else 'Acme' end as company,
             'VP Engineering' as title,
-            null::varchar as phone,
+            case when i = 3 then '+44 20 7946 0000' end as phone,
             'GB' as country,
             'EMEA' as region,
             'mid_market' as segment,
