@@ -18,6 +18,7 @@ def handoff_row(number: int, **changes: object) -> dict[str, object]:
     row: dict[str, object] = {
         "lead_id": f"lead-{number:03d}",
         "email": f"person{number}@acme.example",
+        "reach_by": "email",
         "first_name": "Ada",
         "last_name": "Lovelace",
         "company": "Acme",
@@ -116,6 +117,12 @@ def test_empty_queues_pass(expectations_dir):
     ("bad_row", "column", "expectation"),
     [
         (handoff_row(3, owner_rep_id=None), "owner_rep_id", "expect_column_values_to_not_be_null"),
+        # No email and no phone: sales has no way to reach the lead.
+        (
+            handoff_row(3, email=None, reach_by=None),
+            "reach_by",
+            "expect_column_values_to_not_be_null",
+        ),
         (
             handoff_row(3, email="person3.acme.example"),
             "email",
