@@ -441,12 +441,22 @@ def read_marts(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypatch):
-    """A second load adds events (some on a day whose cap is already partly used) and
-    re-delivers one with another campaign; merging it gives what rebuilding from raw gives."""
+    """A second load adds events (some on a day whose cap is already partly used), re-delivers
+    one with another campaign, and brings a lead record that gives a known lead a second
+    address, one only an event knew so far; the incremental run gives what rebuilding from raw
+    gives, and the event now counts for that lead."""
     warehouse = tmp_path / "warehouse.duckdb"
     new_warehouse(warehouse)
+    newcomer_email = "lee.new@lakeside.com"
     with duckdb.connect(str(warehouse)) as connection:
         load_scenario(connection)
+        insert_raw(
+            connection,
+            "events",
+            [{"event_id": "evt-newcomer", "email": newcomer_email, "event_type": "demo_request",
+              "occurred_at": days_ago(2), "campaign": "Ads"}],
+            load_id="load_newcomer",
+        )  # fmt: skip
     monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     dbt_build(DBT_PROJECT, tmp_path)
@@ -460,12 +470,22 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
         {"event_id": "evt-late-3", "email": LEADS["no_engagement"].email,
          "event_type": "page_view", "occurred_at": days_ago(3)},
     ]  # fmt: skip
+    # The CRM record of low_engagement again, now with the new address as well.
+    second_address = {
+        "source_lead_id": f"CRM-{list(LEADS).index('low_engagement')}",
+        "email": newcomer_email,
+        "is_do_not_email": False,
+        "created_at": days_ago(1),
+        "updated_at": days_ago(1),
+    }
     with duckdb.connect(str(warehouse)) as connection:
         insert_raw(connection, "events", later_events, load_id="load_later")
-        connection.execute(
-            "update raw.events set loaded_at = ? where load_id = 'load_later'",
-            [AS_OF + timedelta(hours=1)],
-        )
+        insert_raw(connection, "leads", [second_address], load_id="load_later")
+        for table in ("events", "leads"):
+            connection.execute(
+                f"update raw.{table} set loaded_at = ? where load_id = 'load_later'",
+                [AS_OF + timedelta(hours=1)],
+            )
     next_run = AS_OF + timedelta(hours=2)
     dbt_build(DBT_PROJECT, tmp_path, next_run)
     incremental = read_marts(warehouse)
@@ -478,3 +498,5 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
         ("evt-late-2", "Ads"),
         ("evt-mql-0", "Webinar - Spring"),
     ]
+    newcomer_events = [row for row in incremental["fct_lead_events"] if row[0] == "evt-newcomer"]
+    assert [row[1] for row in newcomer_events] == [lead_id(LEADS["low_engagement"].email)]

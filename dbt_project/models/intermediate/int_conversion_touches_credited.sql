@@ -61,7 +61,10 @@ touches as (
         occurred_at as touched_at
 
     from scored_events
-    where campaign is not null and is_positive_engagement
+    where
+        campaign is not null
+        and is_positive_engagement
+        and occurred_at <= {{ as_of() }}
 
 ),
 

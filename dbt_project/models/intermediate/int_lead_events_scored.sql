@@ -1,3 +1,24 @@
+{#-
+    Incremental, and independent of the clock: an event's person and its capped points do not
+    change as time passes (the decay does, and is applied per run by
+    int_lead_engagement_by_event_type). A daily cap shares points among the events of one
+    (lead, event type, UTC day), so a run scores again every event of the groups something
+    happened to - a new or re-delivered event, an event whose person changed (identity merged
+    two people, or a lead record claimed an address only events knew: the old and the new
+    person's groups), an event type whose points or cap changed in seed engagement_points - and
+    delete+insert on event_id replaces their rows.
+-#}
+{%- set event_columns = [
+    'event_id', 'email', 'event_type', 'occurred_at', 'campaign', 'url', 'message_key', 'source',
+    'loaded_at',
+] -%}
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+) }}
+
 with
 
 events as (
@@ -18,42 +39,168 @@ engagement_points as (
 
 ),
 
--- Events after the clock do not exist yet. An event names its person by email; an email no
--- lead record has (yet) keeps the id a lead first known by it will get (md5 of the email,
--- already normalised: lead_id_of).
-known_events as (
+{% if is_incremental() %}
+
+stored_events as (
+
+    select * from {{ this }}
+
+),
+
+{% endif %}
+
+-- In an incremental run, only what was delivered since the last run: new events, or events
+-- delivered again with other details.
+delivered_events as (
+
+    select * from events
+    {% if is_incremental() %}
+        where loaded_at > coalesce(
+            (select max(stored_events.loaded_at) from stored_events),
+            {{ dbt.cast("'1900-01-01'", dbt.type_timestamp()) }}
+        )
+    {% endif %}
+
+),
+
+-- An event names its person by email; an email no lead record has (yet) keeps the id a lead
+-- first known by it will get (md5 of the email, already normalised: lead_id_of).
+attributed_events as (
 
     select
-        events.*,
-        coalesce(lead_emails.lead_id, {{ dbt.hash('events.email') }}) as lead_id
+        delivered_events.*,
+        coalesce(lead_emails.lead_id, {{ dbt.hash('delivered_events.email') }}) as lead_id
 
-    from events
+    from delivered_events
     left join lead_emails
-        on events.email = lead_emails.email
-    where events.occurred_at <= {{ as_of() }}
+        on delivered_events.email = lead_emails.email
+
+),
+
+{% if is_incremental() %}
+
+-- Stored rows scored for a person, or with points, that no longer hold.
+outdated_events as (
+
+    select
+        stored_events.event_id,
+        stored_events.lead_id as scored_lead_id,
+        coalesce(lead_emails.lead_id, {{ dbt.hash('stored_events.email') }}) as lead_id,
+        stored_events.event_type,
+        stored_events.event_day
+
+    from stored_events
+    left join lead_emails
+        on stored_events.email = lead_emails.email
+    left join engagement_points
+        on stored_events.event_type = engagement_points.event_type
+    where
+        stored_events.lead_id <> coalesce(lead_emails.lead_id, {{ dbt.hash('stored_events.email') }})
+        or stored_events.base_points <> coalesce(engagement_points.points, 0)
+        or stored_events.daily_cap is distinct from engagement_points.daily_cap
+
+),
+
+-- The (lead, type, day) groups whose daily cap must be worked out again: where a new event
+-- landed, where a re-delivered event was before, where an event left or joined a person, where
+-- the points changed.
+rescored_groups as (
+
+    select
+        lead_id,
+        event_type,
+        {{ dbt.date_trunc('day', 'occurred_at') }} as event_day
+    from attributed_events
+
+    union
+
+    select
+        stored_events.lead_id,
+        stored_events.event_type,
+        stored_events.event_day
+    from stored_events
+    inner join delivered_events
+        on stored_events.event_id = delivered_events.event_id
+
+    union
+
+    select
+        scored_lead_id as lead_id,
+        event_type,
+        event_day
+    from outdated_events
+
+    union
+
+    select
+        lead_id,
+        event_type,
+        event_day
+    from outdated_events
+
+),
+
+{% endif %}
+
+-- What to score: every event in a full build; in an incremental run the delivered events and
+-- the stored events of the groups to score again that were not delivered again (with their
+-- new person where it changed).
+events_to_score as (
+
+    select
+        {%- for column in event_columns %}
+            {{ column }},
+        {%- endfor %}
+        lead_id
+    from attributed_events
+
+    {% if is_incremental() %}
+
+        union all
+
+        select
+            {%- for column in event_columns %}
+                stored_events.{{ column }},
+            {%- endfor %}
+            coalesce(outdated_events.lead_id, stored_events.lead_id) as lead_id
+        from stored_events
+        inner join rescored_groups
+            on
+                stored_events.lead_id = rescored_groups.lead_id
+                and stored_events.event_type = rescored_groups.event_type
+                and stored_events.event_day = rescored_groups.event_day
+        left join outdated_events
+            on stored_events.event_id = outdated_events.event_id
+        left join delivered_events
+            on stored_events.event_id = delivered_events.event_id
+        where delivered_events.event_id is null
+
+    {% endif %}
 
 ),
 
 pointed as (
 
     select
-        known_events.event_id,
-        known_events.lead_id,
-        known_events.event_type,
-        known_events.occurred_at,
-        {{ dbt.date_trunc('day', 'known_events.occurred_at') }} as event_day,
-        known_events.campaign,
-        known_events.url,
-        known_events.message_key,
-        known_events.source,
-        known_events.loaded_at,
+        events_to_score.event_id,
+        events_to_score.lead_id,
+        events_to_score.email,
+        events_to_score.event_type,
+        events_to_score.occurred_at,
+        {{ dbt.date_trunc('day', 'events_to_score.occurred_at') }} as event_day,
+        events_to_score.campaign,
+        events_to_score.url,
+        events_to_score.message_key,
+        events_to_score.source,
+        events_to_score.loaded_at,
         coalesce(engagement_points.points, 0) as base_points,
         engagement_points.daily_cap,
-        known_events.event_type in {{ in_list(suppression_event_types()) }} as is_suppression_event
+        events_to_score.event_type in {{ in_list(suppression_event_types()) }}
+            as is_suppression_event
 
-    from known_events
+    from events_to_score
     left join engagement_points
-        on known_events.event_type = engagement_points.event_type
+        on events_to_score.event_type = engagement_points.event_type
 
 ),
 
@@ -72,25 +219,12 @@ running as (
 
 ),
 
-capped as (
-
-    select
-        *,
-        case
-            when daily_cap is null then base_points
-            else greatest(0, least(base_points, daily_cap - earned_before_today))
-        end as counted_points,
-        {{ days_between('occurred_at', as_of()) }} as age_days
-
-    from running
-
-),
-
 final as (
 
     select
         event_id,
         lead_id,
+        email,
         event_type,
         occurred_at,
         event_day,
@@ -100,14 +234,15 @@ final as (
         source,
         loaded_at,
         base_points,
-        counted_points,
-        age_days,
-        counted_points
-        * power(0.5, age_days / {{ var('engagement_half_life_days') }}) as decayed_points,
+        daily_cap,
+        case
+            when daily_cap is null then base_points
+            else greatest(0, least(base_points, daily_cap - earned_before_today))
+        end as counted_points,
         base_points > 0 as is_positive_engagement,
         is_suppression_event
 
-    from capped
+    from running
 
 )
 

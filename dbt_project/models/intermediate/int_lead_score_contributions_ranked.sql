@@ -8,9 +8,9 @@ matched_rules as (
 
 ),
 
-scored_events as (
+engagement_by_event_type as (
 
-    select * from {{ ref('int_lead_events_scored') }}
+    select * from {{ ref('int_lead_engagement_by_event_type') }}
 
 ),
 
@@ -38,17 +38,8 @@ fit_contributions as (
 
 event_type_totals as (
 
-    select
-        lead_id,
-        event_type,
-        sum(decayed_points) as decayed_points,
-        count(*) as event_count,
-        sum(case when age_days <= {{ window_days }} then 1 else 0 end) as recent_event_count,
-        min(age_days) as days_since_last
-
-    from scored_events
+    select * from engagement_by_event_type
     where is_positive_engagement
-    group by lead_id, event_type
 
 ),
 

@@ -6,9 +6,9 @@ leads as (
 
 ),
 
-scored_events as (
+engagement_by_event_type as (
 
-    select * from {{ ref('int_lead_events_scored') }}
+    select * from {{ ref('int_lead_engagement_by_event_type') }}
 
 ),
 
@@ -17,13 +17,13 @@ event_totals as (
     select
         lead_id,
         sum(decayed_points) as engagement_score,
-        sum(case when is_positive_engagement then 1 else 0 end) as positive_event_count,
-        max(case when is_positive_engagement then occurred_at end) as last_engaged_at,
+        sum(case when is_positive_engagement then event_count else 0 end) as positive_event_count,
+        max(case when is_positive_engagement then last_occurred_at end) as last_engaged_at,
         {{ dbt.bool_or("event_type = 'unsubscribe'") }} as has_unsubscribed,
         {{ dbt.bool_or("event_type = 'bounce'") }} as has_bounced,
         {{ dbt.bool_or("event_type = 'spam_report'") }} as has_reported_spam
 
-    from scored_events
+    from engagement_by_event_type
     group by lead_id
 
 ),

@@ -138,12 +138,15 @@ engagement_since_feedback as (
 
     select
         scored_events.lead_id,
-        sum(scored_events.decayed_points) as engagement_since_feedback
+        sum({{ decayed('scored_events.counted_points', 'scored_events.occurred_at') }})
+            as engagement_since_feedback
 
     from scored_events
     inner join latest_outcomes
         on scored_events.lead_id = latest_outcomes.lead_id
-    where scored_events.occurred_at > latest_outcomes.latest_outcome_at
+    where
+        scored_events.occurred_at > latest_outcomes.latest_outcome_at
+        and scored_events.occurred_at <= {{ as_of() }}
     group by scored_events.lead_id
 
 ),

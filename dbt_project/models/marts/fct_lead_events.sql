@@ -31,8 +31,9 @@ final as (
         scored_events.loaded_at,
         scored_events.base_points,
         scored_events.counted_points,
-        scored_events.age_days,
-        scored_events.decayed_points,
+        {{ days_between('scored_events.occurred_at', as_of()) }} as age_days,
+        {{ decayed('scored_events.counted_points', 'scored_events.occurred_at') }}
+            as decayed_points,
         scored_events.is_positive_engagement,
         scored_events.is_suppression_event
 
@@ -40,6 +41,8 @@ final as (
     -- Events of an address with no lead record yet wait in staging until the lead arrives.
     inner join leads
         on scored_events.lead_id = leads.lead_id
+    -- Events after the clock do not exist yet.
+    where scored_events.occurred_at <= {{ as_of() }}
 
 )
 
