@@ -11,13 +11,19 @@ Two ways to run it, chosen by ``LEADFLOW_DBT_NODE_TASKS``:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flows.dbt_selection import (
+    build_selection,
+    clock_readers,
+    earlier_build,
+    forget_build,
+    save_build,
+)
 from flows.settings import Settings
 
 FAILED_STATUSES = {"error", "fail", "runtime error"}
@@ -31,6 +37,7 @@ class DbtBuildError(Exception):
 class DbtBuildResult:
     nodes: int
     seconds: float
+    rebuilt: str
 
 
 def dbt_environment(settings: Settings) -> None:
@@ -40,8 +47,11 @@ def dbt_environment(settings: Settings) -> None:
     os.environ.setdefault("DBT_LOG_PATH", str(settings.data_root / "dbt" / "logs"))
 
 
-def build_args(as_of: datetime) -> list[str]:
-    return ["build", "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")})]
+def run_clock_environment(as_of: datetime) -> dict[str, str]:
+    """The run clock for the as_of() macro. An environment variable rather than ``--vars``: a
+    changed var makes dbt parse the whole project again, a changed environment variable only
+    the files that use it (partial parsing)."""
+    return {"LEADFLOW_AS_OF": as_of.isoformat(sep=" ")}
 
 
 def describe_failures(results: Any) -> list[str]:
@@ -76,23 +86,44 @@ def generate_docs(settings: Settings) -> Path:
 
 
 def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
+    """``dbt build`` of what can have changed since the last successful build (dbt_selection);
+    a failed build raises DbtBuildError and leaves the last successful one as the reference."""
+    from dbt.cli.main import dbtRunner
+    from dbt.contracts.graph.manifest import Manifest
+
     dbt_environment(settings)
+    os.environ.update(run_clock_environment(as_of))
+    project_dir = settings.dbt_project_dir
     locations = {
-        "project_dir": settings.dbt_project_dir,
-        "profiles_dir": settings.dbt_project_dir,
+        "project_dir": project_dir,
+        "profiles_dir": project_dir,
         "target_path": settings.dbt_target_dir,
     }
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in locations.items()]
+    quiet = "--log-level=none"
+
+    parsed = dbtRunner().invoke(["parse", *flags, quiet])
+    if not parsed.success or not isinstance(parsed.result, Manifest):
+        raise DbtBuildError(
+            f"dbt could not parse {project_dir}: {parsed.exception or 'see dbt.log'}. Full log: "
+            f"{os.environ['DBT_LOG_PATH']}/dbt.log; reproduce with `cd dbt_project && dbt parse`."
+        )
+    manifest = parsed.result
+    runner = dbtRunner(manifest=manifest)
+    # What the raw tables hold now, for this build's selection and the next one's comparison.
+    freshness = runner.invoke(["source", "freshness", *flags, quiet])
+    earlier = earlier_build(settings.dbt_state_dir, project_dir) if freshness.success else None
+    selection = build_selection(earlier, clock_readers(*manifest_macro_calls(manifest)))
+
+    build = ["build", *selection.arguments]
     if settings.dbt_node_tasks:
         from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
         result = PrefectDbtRunner(
-            settings=PrefectDbtSettings(**locations), raise_on_failure=False
-        ).invoke(build_args(as_of))
+            settings=PrefectDbtSettings(**locations), manifest=manifest, raise_on_failure=False
+        ).invoke(build)
     else:
-        from dbt.cli.main import dbtRunner
-
-        flags = [f"--{name.replace('_', '-')}={value}" for name, value in locations.items()]
-        result = dbtRunner().invoke([*build_args(as_of), *flags, "--log-level=none"])
+        result = runner.invoke([*build, *flags, quiet])
     failures = describe_failures(result.result)
     if not result.success or failures:
         detail = "; ".join(failures[:5]) or str(result.exception or "no node results")
@@ -101,7 +132,26 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
             f"dbt build failed: {detail}{more}. Full log: "
             f"{os.environ['DBT_LOG_PATH']}/dbt.log; reproduce with `cd dbt_project && dbt build`."
         )
+    if freshness.success:
+        save_build(settings.dbt_target_dir, settings.dbt_state_dir, project_dir)
+    else:
+        forget_build(settings.dbt_state_dir)
     nodes = getattr(result.result, "results", None) or []
     return DbtBuildResult(
-        nodes=len(nodes), seconds=float(getattr(result.result, "elapsed_time", 0))
+        nodes=len(nodes),
+        seconds=float(getattr(result.result, "elapsed_time", 0)),
+        rebuilt=selection.description,
     )
+
+
+def manifest_macro_calls(manifest: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(model or snapshot name -> macros it calls, macro id -> macros it calls)."""
+    node_macros = {
+        node.name: list(node.depends_on.macros)
+        for node in manifest.nodes.values()
+        if str(getattr(node.resource_type, "value", node.resource_type)) in ("model", "snapshot")
+    }
+    macro_macros = {
+        macro_id: list(macro.depends_on.macros) for macro_id, macro in manifest.macros.items()
+    }
+    return node_macros, macro_macros

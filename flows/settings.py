@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         return self.data_root / "dbt" / "target"
 
     @property
+    def dbt_state_dir(self) -> Path:
+        """The artifacts of the last successful build, which a run compares with."""
+        return self.data_root / "dbt" / "last-build"
+
+    @property
     def expectations_dir(self) -> Path:
         return self.project_dir / "expectations"
 

@@ -1,10 +1,16 @@
 {#
     The run's clock as a timestamp expression. Models never read current_timestamp: they read
     this, so running the same warehouse with the same `as_of` gives the same result.
+    The pipeline passes its clock in the environment (LEADFLOW_AS_OF) rather than as a var: a
+    changed var makes dbt parse the whole project again, a changed environment variable only
+    the files that use it.
 #}
 {% macro as_of() -%}
     {%- set configured = var('as_of', none) -%}
     {%- if configured is none or configured | string | trim == '' -%}
+        {%- set configured = env_var('LEADFLOW_AS_OF', '') -%}
+    {%- endif -%}
+    {%- if configured | string | trim == '' -%}
         {%- set value = run_started_at.strftime('%Y-%m-%d %H:%M:%S') -%}
     {%- else -%}
         {#- YAML may already have parsed an unquoted value into a datetime: str() restores it. -#}
@@ -12,9 +18,10 @@
         {%- set pattern = '^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?$' -%}
         {%- if not modules.re.match(pattern, value) -%}
             {{ exceptions.raise_compiler_error(
-                "dbt var 'as_of' is '" ~ configured ~ "', which is not a UTC timestamp. "
+                "The run clock (dbt var 'as_of', else environment variable LEADFLOW_AS_OF) is '"
+                ~ configured ~ "', which is not a UTC timestamp. "
                 ~ "Pass it as 'YYYY-MM-DD HH:MM:SS', e.g. --vars '{as_of: \"2026-11-22 00:00:00\"}', "
-                ~ "or leave it out to use the time the run started."
+                ~ "or leave both out to use the time the run started."
             ) }}
         {%- endif -%}
     {%- endif -%}

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from types import SimpleNamespace
 
-from flows.dbt_runner import build_args, describe_failures
+from flows.dbt_runner import describe_failures, run_clock_environment
 
 
 def node_result(name: str, status: str, message: str | None = None) -> SimpleNamespace:
@@ -35,7 +34,7 @@ def test_no_results_means_nothing_to_describe():
     assert describe_failures(None) == []
 
 
-def test_the_run_clock_reaches_dbt_as_a_var():
-    args = build_args(datetime(2026, 11, 22, 9, 30))
-    assert args[0] == "build"
-    assert json.loads(args[args.index("--vars") + 1]) == {"as_of": "2026-11-22 09:30:00"}
+def test_the_run_clock_reaches_dbt_in_the_environment():
+    assert run_clock_environment(datetime(2026, 11, 22, 9, 30)) == {
+        "LEADFLOW_AS_OF": "2026-11-22 09:30:00"
+    }

@@ -1,0 +1,111 @@
+"""Which part of the dbt project a run rebuilds.
+
+A run rebuilds what can have changed since the last successful build, and leaves the rest as
+that build left it:
+- what reads a raw table that got new rows (dbt's ``source_status:fresher+``);
+- what reads a model, seed or macro whose definition changed (``state:modified+``);
+- what reads LeadFlow's own operational tables (``source:ops+``), which the hand-off, the
+  nurture flow and the transform itself write without a load time to compare;
+- what reads the run clock, and everything downstream of it: scores decay and stages move as
+  time passes even when no data arrives.
+Everything is rebuilt when there is no earlier build to compare with, or when dbt_project.yml
+or profiles.yml changed (dbt does not see a changed var as a changed model).
+
+The earlier build is the artifacts of the last successful run (manifest.json, sources.json)
+copied to a folder of their own, with a fingerprint of the two project files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_MACRO = "macro.leadflow.as_of"
+ALWAYS_REBUILT = ("source:ops+",)
+REBUILT_WHEN_FRESHER_OR_CHANGED = ("source_status:fresher+", "state:modified+")
+STATE_ARTIFACTS = ("manifest.json", "sources.json")
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
+FINGERPRINT_FILE = "project.sha256"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Arguments for ``dbt build`` and, for the run log, what they mean."""
+
+    arguments: tuple[str, ...]
+    description: str
+
+
+def project_fingerprint(project_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in PROJECT_FILES:
+        path = project_dir / name
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
+
+
+def earlier_build(state_dir: Path, project_dir: Path) -> Path | None:
+    """The saved artifacts of the last successful build, if they can be compared with now."""
+    complete = all((state_dir / name).is_file() for name in (*STATE_ARTIFACTS, FINGERPRINT_FILE))
+    if not complete:
+        return None
+    saved = (state_dir / FINGERPRINT_FILE).read_text().strip()
+    return state_dir if saved == project_fingerprint(project_dir) else None
+
+
+def save_build(target_dir: Path, state_dir: Path, project_dir: Path) -> None:
+    """Keep this build's artifacts as the earlier build of the next run."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for name in STATE_ARTIFACTS:
+        shutil.copyfile(target_dir / name, state_dir / name)
+    (state_dir / FINGERPRINT_FILE).write_text(project_fingerprint(project_dir) + "\n")
+
+
+def forget_build(state_dir: Path) -> None:
+    """No earlier build to compare with: the next run rebuilds everything."""
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def clock_readers(
+    node_macros: Mapping[str, Sequence[str]], macro_macros: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Names of the nodes whose SQL calls the clock macro, directly or through other macros.
+
+    ``node_macros`` maps a node's name to the macros it calls, ``macro_macros`` a macro's id
+    to the macros it calls (both as in dbt's manifest).
+    """
+    reads_clock: dict[str, bool] = {}
+
+    def calls_clock(macro_id: str, path: frozenset[str]) -> bool:
+        if macro_id == CLOCK_MACRO:
+            return True
+        if macro_id not in reads_clock:
+            callees = [callee for callee in macro_macros.get(macro_id, ()) if callee not in path]
+            reads_clock[macro_id] = any(
+                calls_clock(callee, path | {macro_id}) for callee in callees
+            )
+        return reads_clock[macro_id]
+
+    return sorted(
+        name
+        for name, macros in node_macros.items()
+        if any(calls_clock(macro_id, frozenset()) for macro_id in macros)
+    )
+
+
+def build_selection(earlier: Path | None, clock_nodes: Iterable[str]) -> Selection:
+    if earlier is None:
+        return Selection((), "everything (no earlier build to compare with)")
+    selectors = (
+        *REBUILT_WHEN_FRESHER_OR_CHANGED,
+        *ALWAYS_REBUILT,
+        *(f"{name}+" for name in clock_nodes),
+    )
+    return Selection(
+        ("--select", *selectors, "--state", str(earlier)),
+        "what newer raw data, changed definitions, operational tables and the clock reach",
+    )

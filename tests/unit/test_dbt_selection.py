@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.dbt_selection import (
+    CLOCK_MACRO,
+    build_selection,
+    clock_readers,
+    earlier_build,
+    forget_build,
+    save_build,
+)
+
+
+def make_project(root: Path) -> Path:
+    project = root / "dbt_project"
+    project.mkdir()
+    (project / "dbt_project.yml").write_text("vars:\n  mql_fit_threshold: 35\n")
+    (project / "profiles.yml").write_text("leadflow: {}\n")
+    return project
+
+
+def make_target(root: Path) -> Path:
+    target = root / "target"
+    target.mkdir()
+    (target / "manifest.json").write_text('{"nodes": {}}')
+    (target / "sources.json").write_text('{"results": []}')
+    return target
+
+
+def test_a_saved_build_is_the_next_runs_reference(tmp_path):
+    project, target, state = make_project(tmp_path), make_target(tmp_path), tmp_path / "state"
+    assert earlier_build(state, project) is None
+    save_build(target, state, project)
+    assert earlier_build(state, project) == state
+    assert (state / "manifest.json").read_text() == '{"nodes": {}}'
+
+
+def test_a_changed_var_or_profile_means_no_reference(tmp_path):
+    """dbt does not see a changed var as a changed model: rebuild everything instead."""
+    project, target, state = make_project(tmp_path), make_target(tmp_path), tmp_path / "state"
+    save_build(target, state, project)
+    (project / "dbt_project.yml").write_text("vars:\n  mql_fit_threshold: 40\n")
+    assert earlier_build(state, project) is None
+    (project / "dbt_project.yml").write_text("vars:\n  mql_fit_threshold: 35\n")
+    assert earlier_build(state, project) == state
+    (project / "profiles.yml").write_text("leadflow: {target: other}\n")
+    assert earlier_build(state, project) is None
+
+
+def test_an_incomplete_or_forgotten_build_is_no_reference(tmp_path):
+    project, target, state = make_project(tmp_path), make_target(tmp_path), tmp_path / "state"
+    save_build(target, state, project)
+    (state / "sources.json").unlink()
+    assert earlier_build(state, project) is None
+    save_build(target, state, project)
+    forget_build(state)
+    assert earlier_build(state, project) is None
+
+
+def test_nodes_that_read_the_clock_directly_or_through_macros():
+    node_macros = {
+        "int_leads_staged": [CLOCK_MACRO, "macro.dbt.hash"],
+        "fct_lead_events": ["macro.leadflow.decayed"],
+        "int_lead_events_scored": ["macro.dbt.hash", "macro.leadflow.in_list"],
+        "dim_leads": [],
+    }
+    macro_macros = {
+        "macro.leadflow.decayed": ["macro.leadflow.days_between", CLOCK_MACRO],
+        "macro.leadflow.days_between": ["macro.dbt.datediff"],
+        # Macros may call each other in a cycle: the walk still ends.
+        "macro.leadflow.in_list": ["macro.leadflow.quoted"],
+        "macro.leadflow.quoted": ["macro.leadflow.in_list"],
+    }
+    assert clock_readers(node_macros, macro_macros) == ["fct_lead_events", "int_leads_staged"]
+
+
+def test_without_a_reference_everything_is_built():
+    selection = build_selection(None, ["int_leads_staged"])
+    assert selection.arguments == ()
+    assert "everything" in selection.description
+
+
+def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path):
+    selection = build_selection(tmp_path, ["fct_lead_events", "int_leads_staged"])
+    arguments = list(selection.arguments)
+    assert arguments[0] == "--select"
+    assert arguments[arguments.index("--state") + 1] == str(tmp_path)
+    selectors = arguments[1 : arguments.index("--state")]
+    assert selectors == [
+        "source_status:fresher+",
+        "state:modified+",
+        "source:ops+",
+        "fct_lead_events+",
+        "int_leads_staged+",
+    ]
