@@ -18,6 +18,9 @@ import duckdb
 import pytest
 from dbt.cli.main import dbtRunner
 
+from flows.dbt_runner import run_dbt_build
+from flows.dbt_selection import forget_build
+from flows.settings import Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
 
 pytestmark = pytest.mark.slow
@@ -500,3 +503,51 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
     ]
     newcomer_events = [row for row in incremental["fct_lead_events"] if row[0] == "evt-newcomer"]
     assert [row[1] for row in newcomer_events] == [lead_id(LEADS["low_engagement"].email)]
+
+
+def built_models(settings: Settings) -> set[str]:
+    results = json.loads((settings.dbt_target_dir / "run_results.json").read_text())["results"]
+    return {
+        result["unique_id"].split(".")[-1]
+        for result in results
+        if result["unique_id"].startswith("model.")
+    }
+
+
+def test_a_run_rebuilds_what_new_events_reach_and_gives_what_a_full_build_gives(data_dir):
+    """After new events only, the transform leaves identity, leads and fit as they were and
+    rebuilds the rest; forgetting the last build and rebuilding everything changes nothing."""
+    settings = load_settings()
+    settings.warehouse_path.parent.mkdir(parents=True)
+    new_warehouse(settings.warehouse_path)
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        load_scenario(connection)
+    first = run_dbt_build(settings, AS_OF)
+    assert first.rebuilt.startswith("everything")
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        insert_raw(
+            connection,
+            "events",
+            [{"event_id": "evt-later", "email": LEADS["low_engagement"].email,
+              "event_type": "demo_request", "occurred_at": days_ago(0.5)}],
+            load_id="load_later",
+        )  # fmt: skip
+        connection.execute(
+            "update raw.events set loaded_at = ? where load_id = 'load_later'",
+            [AS_OF + timedelta(hours=1)],
+        )
+
+    later = AS_OF + timedelta(hours=2)
+    selective = run_dbt_build(settings, later)
+    assert not selective.rebuilt.startswith("everything")
+    rebuilt = built_models(settings)
+    assert {"int_lead_events_scored", "int_leads_staged", "dim_leads"} <= rebuilt
+    assert rebuilt.isdisjoint(
+        {"int_lead_identity_crosswalk", "int_leads_deduplicated", "int_leads_fit_scored"}
+    )
+    after_selective_run = read_marts(settings.warehouse_path)
+    assert any(row[0] == "evt-later" for row in after_selective_run["fct_lead_events"])
+
+    forget_build(settings.dbt_state_dir)
+    assert run_dbt_build(settings, later).rebuilt.startswith("everything")
+    assert read_marts(settings.warehouse_path) == after_selective_run
