@@ -1,7 +1,7 @@
 {#-
     Incremental, and independent of the clock: an event's person and its capped points do not
     change as time passes (the decay does, and is applied per run by
-    int_lead_engagement_by_event_type). A daily cap shares points among the events of one
+    int_lead_event_types_decayed). A daily cap shares points among the events of one
     (lead, event type, UTC day), so a run scores again every event of the groups something
     happened to - a new or re-delivered event, an event whose person changed (identity merged
     two people, or a lead record claimed an address only events knew: the old and the new

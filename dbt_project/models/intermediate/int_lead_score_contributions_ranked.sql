@@ -8,9 +8,9 @@ matched_rules as (
 
 ),
 
-engagement_by_event_type as (
+event_types_decayed as (
 
-    select * from {{ ref('int_lead_engagement_by_event_type') }}
+    select * from {{ ref('int_lead_event_types_decayed') }}
 
 ),
 
@@ -38,7 +38,7 @@ fit_contributions as (
 
 event_type_totals as (
 
-    select * from engagement_by_event_type
+    select * from event_types_decayed
     where is_positive_engagement
 
 ),

@@ -6,9 +6,9 @@ leads as (
 
 ),
 
-engagement_by_event_type as (
+event_types_decayed as (
 
-    select * from {{ ref('int_lead_engagement_by_event_type') }}
+    select * from {{ ref('int_lead_event_types_decayed') }}
 
 ),
 
@@ -23,7 +23,7 @@ event_totals as (
         {{ dbt.bool_or("event_type = 'bounce'") }} as has_bounced,
         {{ dbt.bool_or("event_type = 'spam_report'") }} as has_reported_spam
 
-    from engagement_by_event_type
+    from event_types_decayed
     group by lead_id
 
 ),
