@@ -29,7 +29,12 @@ from flows.demo.generate import generate_dataset
 from flows.pipeline import lead_pipeline
 from flows.warehouse import OPS_TABLES, RAW_LINEAGE_COLUMNS, RAW_TABLES, ensure_schema
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # pgserver keeps its lock file in the user's runtime folder; where XDG_RUNTIME_DIR is unset
+    # (CI), platformdirs warns and falls back to a folder in /tmp, which serves as well.
+    pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set"),
+]
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 GENERATED_AT = datetime(2026, 11, 1)
@@ -179,7 +184,7 @@ class Builds:
 @pytest.fixture(scope="module")
 def builds(
     pipeline_warehouse: Path, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Builds]:
+) -> Builds:
     """Both warehouses start from the pipeline's sources alone (no models yet), are built at
     RUN_AT, receive the same re-delivered events, and are built again at NEXT_RUN_AT."""
     work_dir = tmp_path_factory.mktemp("dbt-postgres")
@@ -206,7 +211,7 @@ def builds(
         )
         on_postgres.append(dbt_build("postgres", work_dir / "postgres-2", NEXT_RUN_AT))
         on_duckdb.append(dbt_build("local", work_dir / "duckdb-2", NEXT_RUN_AT))
-    yield Builds(on_postgres, on_duckdb, warehouse)
+    return Builds(on_postgres, on_duckdb, warehouse)
 
 
 def test_dbt_build_passes_on_postgres(builds):
