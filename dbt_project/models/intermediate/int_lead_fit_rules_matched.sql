@@ -87,7 +87,7 @@ rule_values as (
     select
         fit_rules.rule_id,
         lower(trim(
-            {{ dbt.split_part('fit_rules.value', "'|'", 'value_positions.generated_number') }}
+            {{ split_part_at('fit_rules.value', "'|'", 'value_positions.generated_number') }}
         )) as rule_value,
         case
             when fit_rules.operator in ('gte', 'lte')
