@@ -8,8 +8,8 @@ that build left it:
   nurture flow and the transform itself write without a load time to compare;
 - what reads the run clock, and everything downstream of it: scores decay and stages move as
   time passes even when no data arrives.
-Everything is rebuilt when there is no earlier build to compare with, or when dbt_project.yml
-or profiles.yml changed (dbt does not see a changed var as a changed model).
+Everything is rebuilt when there is no earlier build to compare with, when dbt_project.yml or
+profiles.yml changed (dbt does not see a changed var as a changed model), or dbt's version.
 
 The earlier build is the artifacts of the last successful run (manifest.json, sources.json)
 copied to a folder of their own, with a fingerprint of the two project files.
@@ -21,6 +21,7 @@ import hashlib
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 CLOCK_MACRO = "macro.leadflow.as_of"
@@ -40,7 +41,9 @@ class Selection:
 
 
 def project_fingerprint(project_dir: Path) -> str:
-    digest = hashlib.sha256()
+    """What must be unchanged for an earlier build to be compared with: the two project files
+    and the dbt version (a newer dbt may not read an older one's artifacts)."""
+    digest = hashlib.sha256(version("dbt-core").encode())
     for name in PROJECT_FILES:
         path = project_dir / name
         digest.update(name.encode())

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from dbt.cli.main import dbtRunner
 
-from flows.dbt_runner import run_dbt_build
+from flows.dbt_runner import generate_docs, run_dbt_build
 from flows.dbt_selection import forget_build
 from flows.settings import Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
@@ -551,3 +551,27 @@ def test_a_run_rebuilds_what_new_events_reach_and_gives_what_a_full_build_gives(
     forget_build(settings.dbt_state_dir)
     assert run_dbt_build(settings, later).rebuilt.startswith("everything")
     assert read_marts(settings.warehouse_path) == after_selective_run
+
+
+def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):
+    """`leadflow docs` (dbt docs generate) on a built warehouse: the site, a catalog of every
+    model, and the definitions page in the descriptions marketing ops reads."""
+    settings = load_settings()
+    settings.warehouse_path.parent.mkdir(parents=True)
+    new_warehouse(settings.warehouse_path)
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        load_scenario(connection)
+    run_dbt_build(settings, AS_OF)
+
+    index = generate_docs(settings)
+
+    assert index.is_file()
+    catalog = json.loads((settings.dbt_target_dir / "catalog.json").read_text())
+    manifest = json.loads((settings.dbt_target_dir / "manifest.json").read_text())
+    models = {
+        node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "model"
+    }
+    cataloged = {node["metadata"]["name"] for node in catalog["nodes"].values()}
+    assert models <= cataloged
+    dim_leads = next(node for node in manifest["nodes"].values() if node["name"] == "dim_leads")
+    assert "How LeadFlow defines a lead, its score and its stage" in dim_leads["description"]
