@@ -1,5 +1,8 @@
 """Run the dbt project in-process and turn a failed build into a readable error.
 
+A build covers what can have changed since the last successful one (``flows.dbt_selection``);
+the project is parsed once and the manifest shared by the freshness check and the build.
+
 Two ways to run it, chosen by ``LEADFLOW_DBT_NODE_TASKS``:
 - off (default): dbt's own programmatic runner inside one Prefect task. Fast: the build costs
   what dbt costs.
