@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -81,22 +82,19 @@ def clock_readers(
     ``node_macros`` maps a node's name to the macros it calls, ``macro_macros`` a macro's id
     to the macros it calls (both as in dbt's manifest).
     """
-    reads_clock: dict[str, bool] = {}
-
-    def calls_clock(macro_id: str, path: frozenset[str]) -> bool:
-        if macro_id == CLOCK_MACRO:
-            return True
-        if macro_id not in reads_clock:
-            callees = [callee for callee in macro_macros.get(macro_id, ()) if callee not in path]
-            reads_clock[macro_id] = any(
-                calls_clock(callee, path | {macro_id}) for callee in callees
-            )
-        return reads_clock[macro_id]
-
+    callers: dict[str, set[str]] = defaultdict(set)
+    for macro_id, callees in macro_macros.items():
+        for callee in callees:
+            callers[callee].add(macro_id)
+    # Walk back from the clock: every macro met calls it, however indirectly.
+    reaching_clock = {CLOCK_MACRO}
+    to_visit = [CLOCK_MACRO]
+    while to_visit:
+        for caller in callers[to_visit.pop()] - reaching_clock:
+            reaching_clock.add(caller)
+            to_visit.append(caller)
     return sorted(
-        name
-        for name, macros in node_macros.items()
-        if any(calls_clock(macro_id, frozenset()) for macro_id in macros)
+        name for name, macros in node_macros.items() if reaching_clock.intersection(macros)
     )
 
 

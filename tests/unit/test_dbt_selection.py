@@ -75,6 +75,17 @@ def test_nodes_that_read_the_clock_directly_or_through_macros():
     assert clock_readers(node_macros, macro_macros) == ["fct_lead_events", "int_leads_staged"]
 
 
+def test_a_macro_reaches_the_clock_through_a_cycle_whatever_the_order():
+    """b calls a, a calls b and then c, c reads the clock: both a and b read it."""
+    macro_macros = {
+        "macro.leadflow.a": ["macro.leadflow.b", "macro.leadflow.c"],
+        "macro.leadflow.b": ["macro.leadflow.a"],
+        "macro.leadflow.c": [CLOCK_MACRO],
+    }
+    node_macros = {"calls_a": ["macro.leadflow.a"], "calls_b": ["macro.leadflow.b"]}
+    assert clock_readers(node_macros, macro_macros) == ["calls_a", "calls_b"]
+
+
 def test_without_a_reference_everything_is_built():
     selection = build_selection(None, ["int_leads_staged"])
     assert selection.arguments == ()
