@@ -8,8 +8,7 @@
     ({{ dbt.datediff(start_at, end_at, 'second') }} / 3600.0)
 {%- endmacro %}
 
-{#- Points earned at occurred_at, as they count at the run's clock: halved every
-    engagement_half_life_days days. -#}
-{% macro decayed(points, occurred_at) -%}
-    ({{ points }} * power(0.5, {{ days_between(occurred_at, as_of()) }} / {{ var('engagement_half_life_days') }}))
+{#- Points as they count at an age (in days): halved every engagement_half_life_days days. -#}
+{% macro decayed(points, age_days) -%}
+    ({{ points }} * power(0.5, {{ age_days }} / {{ var('engagement_half_life_days') }}))
 {%- endmacro %}

@@ -28,7 +28,7 @@ final as (
         count(*) as event_count,
         sum(case when age_days <= {{ window_days }} then 1 else 0 end) as recent_event_count,
         sum(counted_points) as counted_points,
-        sum({{ decayed('counted_points', 'occurred_at') }}) as decayed_points,
+        sum({{ decayed('counted_points', 'age_days') }}) as decayed_points,
         max(occurred_at) as last_occurred_at,
         min(age_days) as days_since_last,
         {{ dbt.bool_or('is_positive_engagement') }} as is_positive_engagement,

@@ -138,8 +138,10 @@ engagement_since_feedback as (
 
     select
         scored_events.lead_id,
-        sum({{ decayed('scored_events.counted_points', 'scored_events.occurred_at') }})
-            as engagement_since_feedback
+        sum({{ decayed(
+            'scored_events.counted_points',
+            days_between('scored_events.occurred_at', as_of())
+        ) }}) as engagement_since_feedback
 
     from scored_events
     inner join latest_outcomes

@@ -16,33 +16,42 @@ leads as (
 
 ),
 
+-- Events after the clock do not exist yet.
+known_events as (
+
+    select
+        *,
+        {{ days_between('occurred_at', as_of()) }} as age_days
+
+    from scored_events
+    where occurred_at <= {{ as_of() }}
+
+),
+
 final as (
 
     select
-        scored_events.event_id,
-        scored_events.lead_id,
-        scored_events.event_type,
-        scored_events.occurred_at,
-        scored_events.event_day,
-        scored_events.campaign,
-        scored_events.url,
-        scored_events.message_key,
-        scored_events.source,
-        scored_events.loaded_at,
-        scored_events.base_points,
-        scored_events.counted_points,
-        {{ days_between('scored_events.occurred_at', as_of()) }} as age_days,
-        {{ decayed('scored_events.counted_points', 'scored_events.occurred_at') }}
-            as decayed_points,
-        scored_events.is_positive_engagement,
-        scored_events.is_suppression_event
+        known_events.event_id,
+        known_events.lead_id,
+        known_events.event_type,
+        known_events.occurred_at,
+        known_events.event_day,
+        known_events.campaign,
+        known_events.url,
+        known_events.message_key,
+        known_events.source,
+        known_events.loaded_at,
+        known_events.base_points,
+        known_events.counted_points,
+        known_events.age_days,
+        {{ decayed('known_events.counted_points', 'known_events.age_days') }} as decayed_points,
+        known_events.is_positive_engagement,
+        known_events.is_suppression_event
 
-    from scored_events
+    from known_events
     -- Events of an address with no lead record yet wait in staging until the lead arrives.
     inner join leads
-        on scored_events.lead_id = leads.lead_id
-    -- Events after the clock do not exist yet.
-    where scored_events.occurred_at <= {{ as_of() }}
+        on known_events.lead_id = leads.lead_id
 
 )
 
