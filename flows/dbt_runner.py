@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.dbt_selection import (
+    DEFINITION_TYPES,
     build_selection,
     clock_readers,
     earlier_build,
@@ -116,7 +117,12 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
     # What the raw tables hold now, for this build's selection and the next one's comparison.
     freshness = runner.invoke(["source", "freshness", *flags, quiet])
     earlier = earlier_build(settings.dbt_state_dir, project_dir) if freshness.success else None
-    selection = build_selection(earlier, clock_readers(*manifest_macro_calls(manifest)))
+    selection = build_selection(
+        earlier,
+        clock_readers(*manifest_macro_calls(manifest)),
+        definitions_changed=earlier is None or definitions_changed(runner, earlier, flags),
+    )
+    os.environ.update(selection.environment)
 
     build = ["build", *selection.arguments]
     if settings.dbt_node_tasks:
@@ -145,6 +151,17 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
         seconds=float(getattr(result.result, "elapsed_time", 0)),
         rebuilt=selection.description,
     )
+
+
+def definitions_changed(runner: Any, earlier: Path, flags: list[str]) -> bool:
+    """Whether a model, seed, snapshot or unit test differs from the earlier build's, as dbt's
+    ``state:modified`` sees it (macros included). Unsure counts as changed."""
+    resource_types = [f"--resource-type={name}" for name in DEFINITION_TYPES]
+    listed = runner.invoke(
+        ["ls", "--select=state:modified", f"--state={earlier}", *resource_types, "--quiet",
+         "--output=name", *flags, "--log-level=none"]
+    )  # fmt: skip
+    return not listed.success or bool(listed.result)
 
 
 def manifest_macro_calls(manifest: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

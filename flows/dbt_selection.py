@@ -10,6 +10,10 @@ that build left it:
   time passes even when no data arrives.
 Everything is rebuilt when there is no earlier build to compare with, when dbt_project.yml or
 profiles.yml changed (dbt does not see a changed var as a changed model), or dbt's version.
+Event-grain tests then read only the events loaded since the earlier build (they read ten
+million rows otherwise; macros/tested_loads.sql says why that is enough), and unit tests run
+only when a definition changed: they check a model's logic on fixed inputs, which neither new
+data nor the clock can change.
 
 The earlier build is the artifacts of the last successful run (manifest.json, sources.json)
 copied to a folder of their own, with a fingerprint of the two project files.
@@ -18,6 +22,7 @@ copied to a folder of their own, with a fingerprint of the two project files.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,15 +34,21 @@ CLOCK_MACRO = "macro.leadflow.as_of"
 ALWAYS_REBUILT = ("source:ops+",)
 REBUILT_WHEN_FRESHER_OR_CHANGED = ("source_status:fresher+", "state:modified+")
 STATE_ARTIFACTS = ("manifest.json", "sources.json")
+# What a unit test's outcome depends on (with the macros, which dbt folds into state:modified).
+DEFINITION_TYPES = ("model", "seed", "snapshot", "unit_test")
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
 FINGERPRINT_FILE = "project.sha256"
+EVENTS_SOURCE = "source.leadflow.raw.events"
+# Read by macros/tested_loads.sql: the newest event load the earlier build tested.
+EVENTS_TESTED_THROUGH = "LEADFLOW_EVENTS_TESTED_THROUGH"
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Arguments for ``dbt build`` and, for the run log, what they mean."""
+    """Arguments and environment for ``dbt build`` and, for the run log, what they mean."""
 
     arguments: tuple[str, ...]
+    environment: dict[str, str]
     description: str
 
 
@@ -98,15 +109,38 @@ def clock_readers(
     )
 
 
-def build_selection(earlier: Path | None, clock_nodes: Iterable[str]) -> Selection:
+def events_tested_through(earlier: Path) -> str:
+    """The newest ``loaded_at`` of raw.events when the earlier build ran (its ``dbt source
+    freshness``), as a UTC timestamp literal; empty when that build saw no events."""
+    results = json.loads((earlier / "sources.json").read_text()).get("results", [])
+    for result in results:
+        if result.get("unique_id") == EVENTS_SOURCE and result.get("max_loaded_at"):
+            # dbt writes it with the UTC offset; loaded_at is a timestamp without time zone.
+            return str(result["max_loaded_at"]).replace("T", " ").removesuffix("+00:00")
+    return ""
+
+
+def build_selection(
+    earlier: Path | None, clock_nodes: Iterable[str], *, definitions_changed: bool
+) -> Selection:
+    """``definitions_changed``: a model, seed, snapshot or unit test differs from the earlier
+    build's (dbt's ``state:modified``)."""
     if earlier is None:
-        return Selection((), "everything (no earlier build to compare with)")
+        return Selection(
+            (), {EVENTS_TESTED_THROUGH: ""}, "everything (no earlier build to compare with)"
+        )
     selectors = (
         *REBUILT_WHEN_FRESHER_OR_CHANGED,
         *ALWAYS_REBUILT,
         *(f"{name}+" for name in clock_nodes),
     )
+    description = "what newer raw data, changed definitions, operational tables and the clock reach"
+    unit_tests: tuple[str, ...] = ()
+    if not definitions_changed:
+        unit_tests = ("--exclude-resource-type", "unit_test")
+        description += "; no definition changed, so no unit tests"
     return Selection(
-        ("--select", *selectors, "--state", str(earlier)),
-        "what newer raw data, changed definitions, operational tables and the clock reach",
+        ("--select", *selectors, "--state", str(earlier), *unit_tests),
+        {EVENTS_TESTED_THROUGH: events_tested_through(earlier)},
+        description,
     )

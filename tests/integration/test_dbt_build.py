@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from dbt.cli.main import dbtRunner
 
-from flows.dbt_runner import generate_docs, run_dbt_build
+from flows.dbt_runner import DbtBuildError, generate_docs, run_dbt_build
 from flows.dbt_selection import forget_build
 from flows.settings import Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
@@ -505,18 +505,33 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
     assert [row[1] for row in newcomer_events] == [lead_id(LEADS["low_engagement"].email)]
 
 
-def built_models(settings: Settings) -> set[str]:
+def built_nodes(settings: Settings, resource_type: str) -> set[str]:
     results = json.loads((settings.dbt_target_dir / "run_results.json").read_text())["results"]
     return {
-        result["unique_id"].split(".")[-1]
+        result["unique_id"].split(".")[2]
         for result in results
-        if result["unique_id"].startswith("model.")
+        if result["unique_id"].startswith(f"{resource_type}.")
     }
 
 
-def test_a_run_rebuilds_what_new_events_reach_and_gives_what_a_full_build_gives(data_dir):
+def add_later_event(warehouse: Path, event_id: str, event_type: str, loaded_at: datetime) -> None:
+    with duckdb.connect(str(warehouse)) as connection:
+        insert_raw(
+            connection,
+            "events",
+            [{"event_id": event_id, "email": LEADS["low_engagement"].email,
+              "event_type": event_type, "occurred_at": days_ago(0.5)}],
+            load_id=f"load_{event_id}",
+        )  # fmt: skip
+        connection.execute(
+            "update raw.events set loaded_at = ? where load_id = ?", [loaded_at, f"load_{event_id}"]
+        )
+
+
+def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(data_dir):
     """After new events only, the transform leaves identity, leads and fit as they were and
-    rebuilds the rest; forgetting the last build and rebuilding everything changes nothing."""
+    rebuilds the rest; forgetting the last build and rebuilding everything changes nothing.
+    The event checks of such a run read only the new loads, and still stop a bad one."""
     settings = load_settings()
     settings.warehouse_path.parent.mkdir(parents=True)
     new_warehouse(settings.warehouse_path)
@@ -524,33 +539,38 @@ def test_a_run_rebuilds_what_new_events_reach_and_gives_what_a_full_build_gives(
         load_scenario(connection)
     first = run_dbt_build(settings, AS_OF)
     assert first.rebuilt.startswith("everything")
-    with duckdb.connect(str(settings.warehouse_path)) as connection:
-        insert_raw(
-            connection,
-            "events",
-            [{"event_id": "evt-later", "email": LEADS["low_engagement"].email,
-              "event_type": "demo_request", "occurred_at": days_ago(0.5)}],
-            load_id="load_later",
-        )  # fmt: skip
-        connection.execute(
-            "update raw.events set loaded_at = ? where load_id = 'load_later'",
-            [AS_OF + timedelta(hours=1)],
-        )
+    assert "int_leads_staged" in built_nodes(settings, "unit_test")
+    add_later_event(
+        settings.warehouse_path, "evt-later", "demo_request", AS_OF + timedelta(hours=1)
+    )
 
     later = AS_OF + timedelta(hours=2)
     selective = run_dbt_build(settings, later)
     assert not selective.rebuilt.startswith("everything")
-    rebuilt = built_models(settings)
+    rebuilt = built_nodes(settings, "model")
     assert {"int_lead_events_scored", "int_leads_staged", "dim_leads"} <= rebuilt
     assert rebuilt.isdisjoint(
         {"int_lead_identity_crosswalk", "int_leads_deduplicated", "int_leads_fit_scored"}
     )
+    # No definition changed: the unit tests' outcome cannot have either.
+    assert built_nodes(settings, "unit_test") == set()
+    event_check = next(
+        settings.dbt_target_dir.glob("run/leadflow/models/marts/fct_lead_events.yml/unique_*.sql")
+    )
+    assert "loaded_at >" in event_check.read_text()
     after_selective_run = read_marts(settings.warehouse_path)
     assert any(row[0] == "evt-later" for row in after_selective_run["fct_lead_events"])
 
     forget_build(settings.dbt_state_dir)
     assert run_dbt_build(settings, later).rebuilt.startswith("everything")
     assert read_marts(settings.warehouse_path) == after_selective_run
+
+    # A loader that let an unknown event type through: the next run's checks of the new load
+    # stop the build, and the last good build stays the reference.
+    add_later_event(settings.warehouse_path, "evt-bogus", "fax_received", later)
+    with pytest.raises(DbtBuildError, match="accepted_values_stg_raw__events_event_type"):
+        run_dbt_build(settings, later + timedelta(hours=1))
+    assert (settings.dbt_state_dir / "manifest.json").is_file()
 
 
 def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from flows.dbt_selection import (
     CLOCK_MACRO,
+    EVENTS_SOURCE,
+    EVENTS_TESTED_THROUGH,
     build_selection,
     clock_readers,
     earlier_build,
+    events_tested_through,
     forget_build,
     save_build,
 )
@@ -86,14 +90,28 @@ def test_a_macro_reaches_the_clock_through_a_cycle_whatever_the_order():
     assert clock_readers(node_macros, macro_macros) == ["calls_a", "calls_b"]
 
 
-def test_without_a_reference_everything_is_built():
-    selection = build_selection(None, ["int_leads_staged"])
+def test_without_a_reference_everything_is_built_and_tested():
+    selection = build_selection(None, ["int_leads_staged"], definitions_changed=True)
     assert selection.arguments == ()
     assert "everything" in selection.description
+    # Empty, not absent: the runner's process may hold an earlier run's value.
+    assert selection.environment == {EVENTS_TESTED_THROUGH: ""}
+
+
+def write_freshness(state: Path, events_loaded_at: str | None) -> None:
+    results = [
+        {"unique_id": "source.leadflow.raw.leads", "max_loaded_at": "2026-03-01T08:00:00+00:00"}
+    ]
+    if events_loaded_at is not None:
+        results.append({"unique_id": EVENTS_SOURCE, "max_loaded_at": events_loaded_at})
+    (state / "sources.json").write_text(json.dumps({"results": results}))
 
 
 def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path):
-    selection = build_selection(tmp_path, ["fct_lead_events", "int_leads_staged"])
+    write_freshness(tmp_path, "2026-03-01T09:30:00.250000+00:00")
+    selection = build_selection(
+        tmp_path, ["fct_lead_events", "int_leads_staged"], definitions_changed=True
+    )
     arguments = list(selection.arguments)
     assert arguments[0] == "--select"
     assert arguments[arguments.index("--state") + 1] == str(tmp_path)
@@ -105,3 +123,24 @@ def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path
         "fct_lead_events+",
         "int_leads_staged+",
     ]
+    assert "--exclude-resource-type" not in arguments
+
+
+def test_event_tests_read_the_loads_after_the_ones_the_reference_tested(tmp_path):
+    write_freshness(tmp_path, "2026-03-01T09:30:00.250000+00:00")
+    selection = build_selection(tmp_path, [], definitions_changed=True)
+    assert selection.environment == {EVENTS_TESTED_THROUGH: "2026-03-01 09:30:00.250000"}
+
+
+def test_a_reference_without_events_leaves_every_event_to_test(tmp_path):
+    write_freshness(tmp_path, None)
+    assert events_tested_through(tmp_path) == ""
+
+
+def test_unit_tests_run_only_when_a_definition_changed(tmp_path):
+    write_freshness(tmp_path, "2026-03-01T09:30:00+00:00")
+    unchanged = build_selection(tmp_path, ["dim_leads"], definitions_changed=False)
+    assert unchanged.arguments[-2:] == ("--exclude-resource-type", "unit_test")
+    assert "no unit tests" in unchanged.description
+    changed = build_selection(tmp_path, ["dim_leads"], definitions_changed=True)
+    assert "unit_test" not in changed.arguments
