@@ -5,18 +5,11 @@
 ) }}
 
 {#-
-    The newest load already in the table, read before the query runs and written into it as a
-    literal: the database then skips older row groups of raw.events by their min/max, where a
-    subquery in the filter would make it read (and normalise) every event first. delete+insert
+    Only loads after the newest one already in the table (newest_load_in_this). delete+insert
     rather than merge: both replace an event by event_id, delete+insert in a fraction of the
     time on DuckDB.
 -#}
-{%- set newest_load = none -%}
-{%- if is_incremental() and execute -%}
-    {%- set newest_load = run_query(
-        'select ' ~ dbt.cast('max(loaded_at)', dbt.type_string()) ~ ' from ' ~ this
-    ).columns[0].values()[0] -%}
-{%- endif %}
+{%- set newest_load = newest_load_in_this() -%}
 
 with
 
@@ -34,7 +27,7 @@ new_loads as (
 
     select * from events
     {% if newest_load is not none %}
-        where loaded_at > {{ dbt.cast("'" ~ newest_load ~ "'", dbt.type_timestamp()) }}
+        where loaded_at > {{ newest_load }}
     {% endif %}
 
 ),

@@ -19,6 +19,8 @@
     unique_key='event_id',
 ) }}
 
+{%- set newest_load = newest_load_in_this() %}
+
 with
 
 events as (
@@ -39,26 +41,13 @@ engagement_points as (
 
 ),
 
-{% if is_incremental() %}
-
-stored_events as (
-
-    select * from {{ this }}
-
-),
-
-{% endif %}
-
 -- In an incremental run, only what was delivered since the last run: new events, or events
 -- delivered again with other details.
 delivered_events as (
 
     select * from events
-    {% if is_incremental() %}
-        where loaded_at > coalesce(
-            (select max(stored_events.loaded_at) from stored_events),
-            {{ dbt.cast("'1900-01-01'", dbt.type_timestamp()) }}
-        )
+    {% if newest_load is not none %}
+        where loaded_at > {{ newest_load }}
     {% endif %}
 
 ),
@@ -89,7 +78,9 @@ outdated_events as (
         stored_events.event_type,
         stored_events.event_day
 
-    from stored_events
+    -- The table as the last run left it; read where needed rather than through a CTE, which
+    -- the database would copy whole (ten million rows) before the joins.
+    from {{ this }} as stored_events
     left join lead_emails
         on stored_events.email = lead_emails.email
     left join engagement_points
@@ -118,9 +109,9 @@ rescored_groups as (
         stored_events.lead_id,
         stored_events.event_type,
         stored_events.event_day
-    from stored_events
-    inner join delivered_events
-        on stored_events.event_id = delivered_events.event_id
+    from delivered_events
+    inner join {{ this }} as stored_events
+        on delivered_events.event_id = stored_events.event_id
 
     union
 
@@ -163,17 +154,25 @@ events_to_score as (
                 stored_events.{{ column }},
             {%- endfor %}
             coalesce(outdated_events.lead_id, stored_events.lead_id) as lead_id
-        from stored_events
-        inner join rescored_groups
-            on
-                stored_events.lead_id = rescored_groups.lead_id
-                and stored_events.event_type = rescored_groups.event_type
-                and stored_events.event_day = rescored_groups.event_day
+        from {{ this }} as stored_events
         left join outdated_events
             on stored_events.event_id = outdated_events.event_id
-        left join delivered_events
-            on stored_events.event_id = delivered_events.event_id
-        where delivered_events.event_id is null
+        -- Semi and anti joins: the database then hashes the few groups and deliveries and
+        -- streams the ten million stored events past them, whatever it estimates.
+        where
+            exists (
+                select 1
+                from rescored_groups
+                where
+                    stored_events.lead_id = rescored_groups.lead_id
+                    and stored_events.event_type = rescored_groups.event_type
+                    and stored_events.event_day = rescored_groups.event_day
+            )
+            and not exists (
+                select 1
+                from delivered_events
+                where stored_events.event_id = delivered_events.event_id
+            )
 
     {% endif %}
 

@@ -36,14 +36,32 @@ contributions as (
 
 ),
 
+-- The (at most three) sentences side by side, in rank order: an ordered string aggregate
+-- would sort every lead's sentences, at several times the cost.
+ranked_sentences as (
+
+    select
+        lead_id,
+        max(case when contribution_rank = 1 then contribution_text end) as first_sentence,
+        max(case when contribution_rank = 2 then contribution_text end) as second_sentence,
+        max(case when contribution_rank = 3 then contribution_text end) as third_sentence
+
+    from contributions
+    group by lead_id
+
+),
+
 why_now_sentences as (
 
     select
         lead_id,
-        {{ dbt.listagg('contribution_text', "'; '", 'order by contribution_rank') }} as why_now
+        {{ dbt.concat([
+            'first_sentence',
+            "coalesce(" ~ dbt.concat(["'; '", 'second_sentence']) ~ ", '')",
+            "coalesce(" ~ dbt.concat(["'; '", 'third_sentence']) ~ ", '')",
+        ]) }} as why_now
 
-    from contributions
-    group by lead_id
+    from ranked_sentences
 
 ),
 
