@@ -2,6 +2,10 @@
     The stage history of every lead: a new row each time a run sees a lead's stage or
     stage_reason change. Versions are stamped with the run's clock (`as_of`), not the wall
     clock, so history follows the pipeline's time and a replayed run stamps the same times.
+    A run whose clock is not after a lead's current version (the same run repeated after the
+    hand-off moved the lead, or a past run reproduced) stamps the change one microsecond after
+    that version's start: versions stay in order and each keeps its own key
+    (dbt_scd_id is made of the lead and the stamp).
 #}
 {% snapshot snp_lead_stages %}
 
@@ -12,13 +16,29 @@
     updated_at='observed_at',
 ) }}
 
-    select
-        lead_id,
-        stage,
-        stage_reason,
-        nurture_track,
-        {{ as_of() }} as observed_at
+{%- set recorded = adapter.get_relation(this.database, this.schema, this.identifier) if execute else none %}
 
-    from {{ ref('dim_leads') }}
+    select
+        dim_leads.lead_id,
+        dim_leads.stage,
+        dim_leads.stage_reason,
+        dim_leads.nurture_track,
+        {% if recorded is none -%}
+            {{ as_of() }}
+        {%- else -%}
+            case
+                when current_versions.dbt_valid_from >= {{ as_of() }}
+                    then {{ dbt.dateadd('microsecond', 1, 'current_versions.dbt_valid_from') }}
+                else {{ as_of() }}
+            end
+        {%- endif %} as observed_at
+
+    from {{ ref('dim_leads') }} as dim_leads
+    {% if recorded is not none -%}
+        left join {{ this }} as current_versions
+            on
+                dim_leads.lead_id = current_versions.lead_id
+                and current_versions.dbt_valid_to is null
+    {%- endif %}
 
 {% endsnapshot %}

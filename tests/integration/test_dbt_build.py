@@ -382,8 +382,10 @@ def test_nurture_queue_schedules_the_next_step_of_each_nurtured_lead(marts):
 
 
 def test_stage_history_keeps_each_stage_a_later_run_sees(tmp_path, monkeypatch):
-    """Two runs a day apart: the snapshot keeps the first stage and dates the change to the run
-    that saw it; a run an hour later with nothing new adds no version."""
+    """Runs a day apart: the snapshot keeps the first stage and dates the change to the run that
+    saw it. The same run repeated after the lead moved again (as a run repeats once hand-off
+    has written its tasks) records the move just after; a run an hour later with nothing new
+    adds no version."""
     warehouse = tmp_path / "warehouse.duckdb"
     new_warehouse(warehouse)
     with duckdb.connect(str(warehouse)) as connection:
@@ -391,28 +393,35 @@ def test_stage_history_keeps_each_stage_a_later_run_sees(tmp_path, monkeypatch):
     monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     dbt_build(DBT_PROJECT, tmp_path)
-    with duckdb.connect(str(warehouse)) as connection:
-        insert_raw(
-            connection,
-            "outcomes",
-            [{"outcome_id": "out-accept-mia", "email": LEADS["mql"].email,
-              "outcome": "accepted", "occurred_at": AS_OF + timedelta(hours=2)}],
-            load_id="load_next_day",
-        )  # fmt: skip
     next_day = AS_OF + timedelta(days=1)
-    dbt_build(DBT_PROJECT, tmp_path, as_of=next_day)
+    for outcome, occurred_at in (
+        ("accepted", AS_OF + timedelta(hours=2)),
+        ("opportunity", next_day),
+    ):
+        with duckdb.connect(str(warehouse)) as connection:
+            insert_raw(
+                connection,
+                "outcomes",
+                [{"outcome_id": f"out-{outcome}-mia", "email": LEADS["mql"].email,
+                  "outcome": outcome, "occurred_at": occurred_at}],
+                load_id=f"load_{outcome}",
+            )  # fmt: skip
+        dbt_build(DBT_PROJECT, tmp_path, as_of=next_day)
     versions_after_change = count_stage_versions(warehouse)
     dbt_build(DBT_PROJECT, tmp_path, as_of=next_day + timedelta(hours=1))
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         history = connection.execute(
-            """select stage, entered_at, left_at, days_in_stage, is_current
+            """select stage, entered_at, left_at, is_current, days_in_stage
                from fct_lead_stage_history where lead_id = ? order by stage_sequence""",
             [lead_id(LEADS["mql"].email)],
         ).fetchall()
-    assert history == [
-        ("mql", AS_OF, next_day, 1.0, False),
-        ("sql", next_day, None, 1 / 24, True),
+    just_after = next_day + timedelta(microseconds=1)
+    assert [row[:4] for row in history] == [
+        ("mql", AS_OF, next_day, False),
+        ("sql", next_day, just_after, False),
+        ("opportunity", just_after, None, True),
     ]
+    assert history[0][4] == 1.0
     assert versions_after_change > len(LEADS)
     assert count_stage_versions(warehouse) == versions_after_change
 
