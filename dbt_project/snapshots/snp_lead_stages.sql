@@ -8,6 +8,10 @@
     (dbt_scd_id is made of the lead and the stamp).
 #}
 {% snapshot snp_lead_stages %}
+    {%- set recorded = none -%}
+    {%- if execute -%}
+        {%- set recorded = adapter.get_relation(this.database, this.schema, this.identifier) -%}
+    {%- endif %}
 
 {{ config(
     unique_key='lead_id',
@@ -15,8 +19,6 @@
     check_cols=['stage', 'stage_reason'],
     updated_at='observed_at',
 ) }}
-
-{%- set recorded = adapter.get_relation(this.database, this.schema, this.identifier) if execute else none %}
 
     select
         dim_leads.lead_id,
