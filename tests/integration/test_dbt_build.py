@@ -16,16 +16,15 @@ from typing import Any
 
 import duckdb
 import pytest
-from dbt.cli.main import dbtRunner
 
 from flows.dbt_runner import DbtBuildError, generate_docs, run_dbt_build
 from flows.dbt_selection import forget_build
 from flows.settings import Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
+from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
 
 pytestmark = pytest.mark.slow
 
-DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 AS_OF = datetime(2026, 11, 22)
 
 
@@ -120,13 +119,14 @@ def insert_raw(
     table: str,
     rows: list[dict[str, Any]],
     load_id: str = "load_test",
+    loaded_at: datetime = AS_OF,
 ) -> None:
     """Append rows to raw.<table> with lineage, as extract would."""
     columns = [line.split()[0] for line in RAW_TABLES[table].strip().splitlines()]
     lineage = ["load_id", "source", "source_file", "source_line", "loaded_at"]
     values = [
         [row.get(column) for column in columns]
-        + [load_id, row.get("source", "crm"), f"{table}__crm.csv", line, AS_OF]
+        + [load_id, row.get("source", "crm"), f"{table}__crm.csv", line, loaded_at]
         for line, row in enumerate(rows, start=1)
     ]
     placeholders = ", ".join("?" for _ in columns + lineage)
@@ -239,25 +239,10 @@ def load_scenario(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def dbt_build(project_dir: Path, work_dir: Path, as_of: datetime = AS_OF, *options: str) -> None:
-    result = dbtRunner().invoke(
-        [
-            "build",
-            "--project-dir", str(project_dir),
-            "--profiles-dir", str(project_dir),
-            "--target-path", str(work_dir / "target"),
-            "--log-path", str(work_dir / "logs"),
-            "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
-            *options,
-        ]
-    )  # fmt: skip
-    if not result.success:
-        failed = [
-            f"{node.node.unique_id}: {node.status} {node.message}"
-            for node in (result.result or [])
-            if str(node.status) not in ("success", "pass")
-        ]
-        pytest.fail(f"dbt build failed: {result.exception or ''}\n" + "\n".join(failed))
+def dbt_build(work_dir: Path, as_of: datetime = AS_OF, *options: str) -> None:
+    failures = build_failures(invoke_dbt_build(work_dir, as_of, *options))
+    if failures:
+        pytest.fail("dbt build failed:\n" + "\n".join(failures))
 
 
 def new_warehouse(path: Path) -> None:
@@ -275,7 +260,7 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyC
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
         monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        dbt_build(DBT_PROJECT, work_dir)
+        dbt_build(work_dir)
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         yield connection
 
@@ -291,7 +276,7 @@ def test_build_succeeds_on_an_empty_warehouse(tmp_path, monkeypatch):
     new_warehouse(warehouse)
     monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    dbt_build(DBT_PROJECT, tmp_path)
+    dbt_build(tmp_path)
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         counts = [
             connection.execute(f"select count(*) from main.{mart}").fetchall()[0][0]
@@ -392,7 +377,7 @@ def test_stage_history_keeps_each_stage_a_later_run_sees(tmp_path, monkeypatch):
         load_scenario(connection)
     monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    dbt_build(DBT_PROJECT, tmp_path)
+    dbt_build(tmp_path)
     next_day = AS_OF + timedelta(days=1)
     for outcome, occurred_at in (
         ("accepted", AS_OF + timedelta(hours=2)),
@@ -406,9 +391,9 @@ def test_stage_history_keeps_each_stage_a_later_run_sees(tmp_path, monkeypatch):
                   "outcome": outcome, "occurred_at": occurred_at}],
                 load_id=f"load_{outcome}",
             )  # fmt: skip
-        dbt_build(DBT_PROJECT, tmp_path, as_of=next_day)
+        dbt_build(tmp_path, as_of=next_day)
     versions_after_change = count_stage_versions(warehouse)
-    dbt_build(DBT_PROJECT, tmp_path, as_of=next_day + timedelta(hours=1))
+    dbt_build(tmp_path, as_of=next_day + timedelta(hours=1))
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         history = connection.execute(
             """select stage, entered_at, left_at, is_current, days_in_stage
@@ -471,7 +456,7 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
         )  # fmt: skip
     monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    dbt_build(DBT_PROJECT, tmp_path)
+    dbt_build(tmp_path)
     later_events = [
         {"event_id": "evt-mql-0", "email": LEADS["mql"].email, "event_type": "demo_request",
          "occurred_at": days_ago(1), "campaign": "Webinar - Spring"},
@@ -490,18 +475,14 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
         "created_at": days_ago(1),
         "updated_at": days_ago(1),
     }
+    loaded_later = AS_OF + timedelta(hours=1)
     with duckdb.connect(str(warehouse)) as connection:
-        insert_raw(connection, "events", later_events, load_id="load_later")
-        insert_raw(connection, "leads", [second_address], load_id="load_later")
-        for table in ("events", "leads"):
-            connection.execute(
-                f"update raw.{table} set loaded_at = ? where load_id = 'load_later'",
-                [AS_OF + timedelta(hours=1)],
-            )
+        insert_raw(connection, "events", later_events, "load_later", loaded_later)
+        insert_raw(connection, "leads", [second_address], "load_later", loaded_later)
     next_run = AS_OF + timedelta(hours=2)
-    dbt_build(DBT_PROJECT, tmp_path, next_run)
+    dbt_build(tmp_path, next_run)
     incremental = read_marts(warehouse)
-    dbt_build(DBT_PROJECT, tmp_path, next_run, "--full-refresh")
+    dbt_build(tmp_path, next_run, "--full-refresh")
     assert read_marts(warehouse) == incremental
     redelivered = [
         row for row in incremental["fct_lead_events"] if row[0] in ("evt-mql-0", "evt-late-2")
@@ -531,10 +512,8 @@ def add_later_event(warehouse: Path, event_id: str, event_type: str, loaded_at: 
             [{"event_id": event_id, "email": LEADS["low_engagement"].email,
               "event_type": event_type, "occurred_at": days_ago(0.5)}],
             load_id=f"load_{event_id}",
+            loaded_at=loaded_at,
         )  # fmt: skip
-        connection.execute(
-            "update raw.events set loaded_at = ? where load_id = ?", [loaded_at, f"load_{event_id}"]
-        )
 
 
 def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(data_dir):

@@ -9,7 +9,6 @@ load re-delivers some events, so the incremental event model and the snapshot ta
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from contextlib import closing
@@ -23,11 +22,12 @@ import duckdb
 import psycopg2
 import pytest
 import yaml
-from dbt.cli.main import dbtRunner, dbtRunnerResult
+from dbt.cli.main import dbtRunnerResult
 
 from flows.demo.generate import generate_dataset
 from flows.pipeline import lead_pipeline
 from flows.warehouse import OPS_TABLES, RAW_LINEAGE_COLUMNS, RAW_TABLES, ensure_schema
+from tests.integration.dbt_invocation import DBT_PROJECT, build_failures, invoke_dbt_build
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,12 +36,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set"),
 ]
 
-DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 GENERATED_AT = datetime(2026, 11, 1)
 RUN_AT = datetime(2026, 11, 1, 8, 30)
 NEXT_RUN_AT = datetime(2026, 11, 1, 9, 30)
 REDELIVERY_LOAD = "load_redelivery"
-PASSED = {"success", "pass"}
 
 
 def source_tables() -> dict[str, str]:
@@ -149,29 +147,7 @@ def redeliver_events(warehouse: Path) -> None:
 
 
 def dbt_build(target: str, work_dir: Path, as_of: datetime) -> dbtRunnerResult:
-    return dbtRunner().invoke(
-        [
-            "build",
-            "--target", target,
-            "--project-dir", str(DBT_PROJECT),
-            "--profiles-dir", str(DBT_PROJECT),
-            "--target-path", str(work_dir / "target"),
-            "--log-path", str(work_dir / "logs"),
-            "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
-        ]
-    )  # fmt: skip
-
-
-def failures(result: dbtRunnerResult) -> list[str]:
-    nodes = getattr(result.result, "results", None) or []
-    failed = [
-        f"{node.node.unique_id}: {node.status} {' '.join(str(node.message).split())}"
-        for node in nodes
-        if str(node.status) not in PASSED
-    ]
-    if not result.success and not failed:
-        failed.append(str(result.exception or "dbt failed before running any node"))
-    return failed
+    return invoke_dbt_build(work_dir, as_of, "--target", target)
 
 
 @dataclass(frozen=True)
@@ -216,8 +192,8 @@ def builds(
 
 def test_dbt_build_passes_on_postgres(builds):
     for number, result in enumerate(builds.postgres, start=1):
-        assert not failures(result), f"dbt build #{number} on Postgres failed:\n" + "\n".join(
-            failures(result)
+        assert not build_failures(result), f"dbt build #{number} on Postgres failed:\n" + "\n".join(
+            build_failures(result)
         )
     resource_types = {
         str(node.node.resource_type) for result in builds.postgres for node in result.result
@@ -242,8 +218,8 @@ def rows_of(cursor: Any, sql: str) -> list[tuple[Any, ...]]:
 
 def test_postgres_builds_the_same_rows_as_duckdb(builds, postgres):
     for number, result in enumerate(builds.duckdb, start=1):
-        assert not failures(result), f"dbt build #{number} on DuckDB failed:\n" + "\n".join(
-            failures(result)
+        assert not build_failures(result), f"dbt build #{number} on DuckDB failed:\n" + "\n".join(
+            build_failures(result)
         )
     differences = {}
     with (

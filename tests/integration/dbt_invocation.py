@@ -1,0 +1,40 @@
+"""The `dbt build` the dbt integration tests run: the repository's project at a given clock,
+its artifacts and logs in a folder of the test's own, and what failed in it."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from dbt.cli.main import dbtRunner, dbtRunnerResult
+
+DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+PASSED = {"success", "pass"}
+
+
+def invoke_dbt_build(work_dir: Path, as_of: datetime, *options: str) -> dbtRunnerResult:
+    return dbtRunner().invoke(
+        [
+            "build",
+            "--project-dir", str(DBT_PROJECT),
+            "--profiles-dir", str(DBT_PROJECT),
+            "--target-path", str(work_dir / "target"),
+            "--log-path", str(work_dir / "logs"),
+            "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
+            *options,
+        ]
+    )  # fmt: skip
+
+
+def build_failures(result: dbtRunnerResult) -> list[str]:
+    """One line per node that did not pass, or dbt's error when it ran none."""
+    nodes = getattr(result.result, "results", None) or []
+    failed = [
+        f"{node.node.unique_id}: {node.status} {' '.join(str(node.message).split())}"
+        for node in nodes
+        if str(node.status) not in PASSED
+    ]
+    if not result.success and not failed:
+        failed.append(str(result.exception or "dbt failed before running any node"))
+    return failed
