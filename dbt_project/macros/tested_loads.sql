@@ -11,10 +11,11 @@
 #}
 {% macro events_loaded_since_last_build() -%}
     {%- set tested_through = env_var('LEADFLOW_EVENTS_TESTED_THROUGH', '') if execute else '' -%}
-    {%- if tested_through | trim == '' -%}
+    {%- set tested_through = tested_through | trim -%}
+    {%- if tested_through == '' -%}
         1 = 1
     {%- else -%}
-        loaded_at > {{ dbt.cast("'" ~ tested_through | trim ~ "'", dbt.type_timestamp()) }}
+        loaded_at > {{ dbt.cast("'" ~ tested_through ~ "'", dbt.type_timestamp()) }}
     {%- endif -%}
 {%- endmacro %}
 
