@@ -1,12 +1,13 @@
 {#-
     Incremental, and independent of the clock: an event's person and its capped points do not
-    change as time passes (the decay does, and is applied per run by
-    int_lead_event_types_decayed). A daily cap shares points among the events of one
+    change as time passes (the decay does: int_leads_engagement_accrued and the score apply it).
+    A daily cap shares points among the events of one
     (lead, event type, UTC day), so a run scores again every event of the groups something
     happened to - a new or re-delivered event, an event whose person changed (identity merged
     two people, or a lead record claimed an address only events knew: the old and the new
     person's groups), an event type whose points or cap changed in seed engagement_points - and
-    delete+insert on event_id replaces their rows.
+    delete+insert on event_id replaces their rows. scored_at marks the rows a run wrote, so that
+    int_leads_engagement_accrued can accrue again just the people they belong to.
 -#}
 {%- set event_columns = [
     'event_id', 'email', 'event_type', 'occurred_at', 'campaign', 'url', 'message_key', 'source',
@@ -17,6 +18,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='event_id',
+    on_schema_change='append_new_columns',
 ) }}
 
 {%- set newest_load = newest_load_in_this() %}
@@ -239,7 +241,8 @@ final as (
             else greatest(0, least(base_points, daily_cap - earned_before_today))
         end as counted_points,
         base_points > 0 as is_positive_engagement,
-        is_suppression_event
+        is_suppression_event,
+        {{ run_started_at_timestamp() }} as scored_at
 
     from running
 

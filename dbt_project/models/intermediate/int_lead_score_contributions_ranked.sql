@@ -1,16 +1,42 @@
+{#-
+    Each lead's three strongest fit rules (int_leads_strongest_fit_rules) and three strongest
+    event types (int_leads_engagement_accrued, whose order no clock changes) are the only
+    candidates for its top three. They are ranked side by side within the lead's row - each
+    candidate's rank is one plus the candidates that beat it - rather than by sorting millions
+    of rows every run.
+-#}
 {%- set window_days = var('why_now_window_days') -%}
+{%- set slots = [] -%}
+{%- for kind in ['fit', 'engagement'] -%}
+    {%- for rank in [1, 2, 3] -%}
+        {%- do slots.append({'name': kind ~ '_' ~ rank, 'kind': kind}) -%}
+    {%- endfor -%}
+{%- endfor -%}
+
 
 with
 
-matched_rules as (
+leads as (
 
-    select * from {{ ref('int_lead_fit_rules_matched') }}
+    select * from {{ ref('int_leads_deduplicated') }}
 
 ),
 
-event_types_decayed as (
+strongest_fit_rules as (
 
-    select * from {{ ref('int_lead_event_types_decayed') }}
+    select * from {{ ref('int_leads_strongest_fit_rules') }}
+
+),
+
+accrued as (
+
+    select * from {{ ref('int_leads_engagement_accrued') }}
+
+),
+
+scored_events as (
+
+    select * from {{ ref('int_lead_events_scored') }}
 
 ),
 
@@ -20,97 +46,134 @@ engagement_points as (
 
 ),
 
-fit_contributions as (
+candidates as (
 
     select
-        lead_id,
-        'fit' as contribution_kind,
-        rule_id as contribution_key,
-        cast(points as {{ dbt.type_numeric() }}) as contribution_points,
-        {{ dbt.concat([
-            'description', "' (+'", dbt.cast('points', dbt.type_string()), "' fit)'"
-        ]) }} as contribution_text
+        {%- for rank in [1, 2, 3] %}
+            strongest_fit_rules.fit_{{ rank }}_rule_id as fit_{{ rank }}_key,
+            cast(strongest_fit_rules.fit_{{ rank }}_points as {{ dbt.type_numeric() }})
+                as fit_{{ rank }}_points,
+            strongest_fit_rules.fit_{{ rank }}_text,
+            cast(null as {{ dbt.type_int() }}) as fit_{{ rank }}_event_count,
+            cast(null as {{ dbt.type_timestamp() }}) as fit_{{ rank }}_last_occurred_at,
+        {%- endfor %}
+        {%- for rank in [1, 2, 3] %}
+            accrued.engagement_{{ rank }}_event_type as engagement_{{ rank }}_key,
+            -- Carried to this run's clock, as the engagement score is.
+            cast(
+                {{ decayed(
+                    'accrued.engagement_' ~ rank ~ '_points',
+                    days_between('accrued.accrued_as_of', as_of()),
+                ) }} as {{ dbt.type_numeric() }}
+            ) as engagement_{{ rank }}_points,
+            cast(null as {{ dbt.type_string() }}) as engagement_{{ rank }}_text,
+            accrued.engagement_{{ rank }}_event_count,
+            accrued.engagement_{{ rank }}_last_occurred_at,
+        {%- endfor %}
+        leads.lead_id
 
-    from matched_rules
-    where points > 0
-
-),
-
-event_type_totals as (
-
-    select * from event_types_decayed
-    where is_positive_engagement
-
-),
-
-engagement_contributions as (
-
-    select
-        event_type_totals.lead_id,
-        'engagement' as contribution_kind,
-        event_type_totals.event_type as contribution_key,
-        cast(event_type_totals.decayed_points as {{ dbt.type_numeric() }}) as contribution_points,
-        case
-            when event_type_totals.recent_event_count > 0
-                then {{ dbt.concat([
-                    'engagement_points.activity_label',
-                    "' '",
-                    times_phrase('event_type_totals.recent_event_count'),
-                    "' in the last " ~ window_days ~ " days'",
-                ]) }}
-            else {{ dbt.concat([
-                'engagement_points.activity_label',
-                "' '",
-                times_phrase('event_type_totals.event_count'),
-                "', last '",
-                dbt.cast(
-                    dbt.cast('floor(event_type_totals.days_since_last)', dbt.type_int()),
-                    dbt.type_string(),
-                ),
-                "' days ago'",
-            ]) }}
-        end as contribution_text
-
-    from event_type_totals
-    inner join engagement_points
-        on event_type_totals.event_type = engagement_points.event_type
-    where event_type_totals.decayed_points > 0
-
-),
-
-contributions as (
-
-    select * from fit_contributions
-    union all
-    select * from engagement_contributions
+    from leads
+    left join strongest_fit_rules
+        on leads.lead_id = strongest_fit_rules.lead_id
+    left join accrued
+        on leads.lead_id = accrued.lead_id
 
 ),
 
 ranked as (
 
     select
-        *,
-        row_number() over (
-            partition by lead_id
-            order by contribution_points desc, contribution_kind asc, contribution_key asc
-        ) as contribution_rank
+        {%- for slot in slots %}
+            1
+            {%- for other in slots if other.name != slot.name %}
+                + case when {{ outranks(other, slot) }} then 1 else 0 end
+            {%- endfor %} as {{ slot.name }}_rank,
+        {%- endfor %}
+        *
 
-    from contributions
+    from candidates
+
+),
+
+contributions as (
+
+    {%- for slot in slots %}
+        select
+            lead_id,
+            {{ slot.name }}_rank as contribution_rank,
+            '{{ slot.kind }}' as contribution_kind,
+            {{ slot.name }}_key as contribution_key,
+            {{ slot.name }}_points as contribution_points,
+            {{ slot.name }}_text as fit_text,
+            {{ slot.name }}_event_count as event_count,
+            {{ slot.name }}_last_occurred_at as last_occurred_at
+        from ranked
+        where {{ slot.name }}_key is not null and {{ slot.name }}_rank <= 3
+        {{ "union all" if not loop.last }}
+    {%- endfor %}
+
+),
+
+-- How often each lead did each thing in the window, for the engagement sentences.
+recent_events as (
+
+    select
+        lead_id,
+        event_type,
+        count(*) as recent_event_count
+
+    from scored_events
+    where
+        occurred_at >= {{ dbt.dateadd('day', -(window_days + 1), as_of()) }}
+        and occurred_at <= {{ as_of() }}
+        and {{ days_between('occurred_at', as_of()) }} <= {{ window_days }}
+    group by lead_id, event_type
 
 ),
 
 final as (
 
     select
-        lead_id,
-        contribution_rank,
-        contribution_kind,
-        contribution_key,
-        contribution_points,
-        contribution_text
+        contributions.lead_id,
+        contributions.contribution_rank,
+        contributions.contribution_kind,
+        contributions.contribution_key,
+        contributions.contribution_points,
+        case
+            when contributions.contribution_kind = 'fit' then contributions.fit_text
+            when coalesce(recent_events.recent_event_count, 0) > 0
+                then {{ dbt.concat([
+                    'engagement_points.activity_label',
+                    "' '",
+                    times_phrase('recent_events.recent_event_count'),
+                    "' in the last " ~ window_days ~ " days'",
+                ]) }}
+            else {{ dbt.concat([
+                'engagement_points.activity_label',
+                "' '",
+                times_phrase('contributions.event_count'),
+                "', last '",
+                dbt.cast(
+                    dbt.cast(
+                        'floor(' ~ days_between('contributions.last_occurred_at', as_of()) ~ ')',
+                        dbt.type_int(),
+                    ),
+                    dbt.type_string(),
+                ),
+                "' days ago'",
+            ]) }}
+        end as contribution_text
 
-    from ranked
-    where contribution_rank <= 3
+    from contributions
+    left join recent_events
+        on
+            contributions.lead_id = recent_events.lead_id
+            and contributions.contribution_key = recent_events.event_type
+            and contributions.contribution_kind = 'engagement'
+    left join engagement_points
+        on
+            contributions.contribution_key = engagement_points.event_type
+            and contributions.contribution_kind = 'engagement'
 
 )
 

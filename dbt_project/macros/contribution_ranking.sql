@@ -1,0 +1,20 @@
+{#-
+    Whether the "why now" candidate `other` ranks above `slot`: more points first, then
+    engagement before fit, then key in a-z order. Each is a dict with the candidate's column
+    prefix (`name`: <name>_points, <name>_key) and its `kind`; a missing candidate (null
+    points) outranks nothing. The kinds are known when compiling, so their order is decided
+    here rather than in SQL.
+-#}
+{% macro outranks(other, slot) -%}
+    {%- if other.kind < slot.kind -%}
+        {%- set kind_tie_break = 'true' -%}
+    {%- elif other.kind > slot.kind -%}
+        {%- set kind_tie_break = 'false' -%}
+    {%- else -%}
+        {%- set kind_tie_break = other.name ~ '_key < ' ~ slot.name ~ '_key' -%}
+    {%- endif -%}
+    (
+        {{ other.name }}_points > {{ slot.name }}_points
+        or ({{ other.name }}_points = {{ slot.name }}_points and {{ kind_tie_break }})
+    )
+{%- endmacro %}

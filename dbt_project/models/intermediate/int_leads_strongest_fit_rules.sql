@@ -1,0 +1,52 @@
+{#-
+    Independent of the clock: rebuilt only when leads or fit rules change, where ranking every
+    lead's rules each run would sort millions of rows (int_lead_score_contributions_ranked
+    merges these with the engagement side at the run's clock).
+-#}
+{%- set strongest_rules = [1, 2, 3] -%}
+
+with
+
+matched_rules as (
+
+    select * from {{ ref('int_lead_fit_rules_matched') }}
+
+),
+
+ranked_rules as (
+
+    select
+        lead_id,
+        rule_id,
+        points,
+        {{ dbt.concat([
+            'description', "' (+'", dbt.cast('points', dbt.type_string()), "' fit)'"
+        ]) }} as contribution_text,
+        row_number() over (
+            partition by lead_id
+            order by points desc, rule_id asc
+        ) as strength_rank
+
+    from matched_rules
+    where points > 0
+
+),
+
+final as (
+
+    select
+        {%- for rank in strongest_rules %}
+            max(case when strength_rank = {{ rank }} then rule_id end) as fit_{{ rank }}_rule_id,
+            max(case when strength_rank = {{ rank }} then points end) as fit_{{ rank }}_points,
+            max(case when strength_rank = {{ rank }} then contribution_text end)
+                as fit_{{ rank }}_text,
+        {%- endfor %}
+        lead_id
+
+    from ranked_rules
+    where strength_rank <= {{ strongest_rules | length }}
+    group by lead_id
+
+)
+
+select * from final
