@@ -18,3 +18,17 @@
         or ({{ other.name }}_points = {{ slot.name }}_points and {{ kind_tie_break }})
     )
 {%- endmacro %}
+
+{#-
+    A lead's ranked rows side by side in one row: for each rank, max(case when <rank_column> =
+    rank then <expression> end) as <prefix>_<rank>_<name>, for every (name, expression) of
+    `columns`, each followed by a comma. For use in a select grouped by lead.
+-#}
+{% macro side_by_side(prefix, rank_column, columns, ranks=[1, 2, 3]) -%}
+    {%- for rank in ranks %}
+        {%- for name, expression in columns.items() %}
+            max(case when {{ rank_column }} = {{ rank }} then {{ expression }} end)
+                as {{ prefix }}_{{ rank }}_{{ name }},
+        {%- endfor %}
+    {%- endfor %}
+{%- endmacro %}

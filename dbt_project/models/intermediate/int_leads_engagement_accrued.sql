@@ -13,7 +13,7 @@
     unique_key='lead_id',
 ) }}
 {%- set half_life_days = var('engagement_half_life_days') -%}
-{%- set strongest_types = [1, 2, 3] -%}
+{%- set ranks = [1, 2, 3] -%}
 
 with
 
@@ -112,20 +112,16 @@ ranked_types as (
 strongest_types as (
 
     select
-        {%- for rank in strongest_types %}
-            max(case when strength_rank = {{ rank }} then event_type end)
-                as engagement_{{ rank }}_event_type,
-            max(case when strength_rank = {{ rank }} then accrued_points end)
-                as engagement_{{ rank }}_points,
-            max(case when strength_rank = {{ rank }} then event_count end)
-                as engagement_{{ rank }}_event_count,
-            max(case when strength_rank = {{ rank }} then last_occurred_at end)
-                as engagement_{{ rank }}_last_occurred_at,
-        {%- endfor %}
+        {{ side_by_side('engagement', 'strength_rank', {
+            'event_type': 'event_type',
+            'points': 'accrued_points',
+            'event_count': 'event_count',
+            'last_occurred_at': 'last_occurred_at',
+        }) }}
         lead_id
 
     from ranked_types
-    where strength_rank <= {{ strongest_types | length }}
+    where strength_rank <= 3
     group by lead_id
 
 ),
@@ -154,7 +150,7 @@ final as (
         {{ run_started_at_timestamp() }} as accrued_at,
         {{ half_life_days }} as half_life_days,
         lead_totals.accrued_points,
-        {%- for rank in strongest_types %}
+        {%- for rank in ranks %}
             strongest_types.engagement_{{ rank }}_event_type,
             strongest_types.engagement_{{ rank }}_points,
             strongest_types.engagement_{{ rank }}_event_count,

@@ -3,8 +3,6 @@
     lead's rules each run would sort millions of rows (int_lead_score_contributions_ranked
     merges these with the engagement side at the run's clock).
 -#}
-{%- set strongest_rules = [1, 2, 3] -%}
-
 with
 
 matched_rules as (
@@ -35,16 +33,13 @@ ranked_rules as (
 final as (
 
     select
-        {%- for rank in strongest_rules %}
-            max(case when strength_rank = {{ rank }} then rule_id end) as fit_{{ rank }}_rule_id,
-            max(case when strength_rank = {{ rank }} then points end) as fit_{{ rank }}_points,
-            max(case when strength_rank = {{ rank }} then contribution_text end)
-                as fit_{{ rank }}_text,
-        {%- endfor %}
+        {{ side_by_side(
+            'fit', 'strength_rank', {'rule_id': 'rule_id', 'points': 'points', 'text': 'contribution_text'}
+        ) }}
         lead_id
 
     from ranked_rules
-    where strength_rank <= {{ strongest_rules | length }}
+    where strength_rank <= 3
     group by lead_id
 
 )
