@@ -1,6 +1,6 @@
 {#-
     Incremental. Decay multiplies every event of a lead by the same factor as the clock moves
-    (0.5 ^ (hours passed / half-life)), so a lead's engagement, and the order of its event types
+    (0.5 ^ (days passed / half-life)), so a lead's engagement, and the order of its event types
     by points, can be worked out once at one clock (accrued_as_of) and carried to any later
     clock by that one factor (int_leads_engagement_scored does). A run accrues again only the
     people whose events changed: those int_lead_events_scored wrote since this model last ran
