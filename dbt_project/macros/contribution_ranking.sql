@@ -1,4 +1,12 @@
 {#-
+    The ranks of the "why now": how many reasons a lead's sentence gives (its three strongest
+    contributions), and so how many fit rules and event types per lead can compete for them.
+-#}
+{% macro why_now_ranks() -%}
+    {{ return([1, 2, 3]) }}
+{%- endmacro %}
+
+{#-
     Whether the "why now" candidate `other` ranks above `slot`: more points first, then
     engagement before fit, then key in a-z order. Each is a dict with the candidate's column
     prefix (`name`: <name>_points, <name>_key) and its `kind`; a missing candidate (null
@@ -22,10 +30,11 @@
 {#-
     A lead's ranked rows side by side in one row: for each rank, max(case when <rank_column> =
     rank then <expression> end) as <prefix>_<rank>_<name>, for every (name, expression) of
-    `columns`, each followed by a comma. For use in a select grouped by lead.
+    `columns`, each followed by a comma, for the ranks of why_now_ranks(). For use in a select
+    grouped by lead.
 -#}
-{% macro side_by_side(prefix, rank_column, columns, ranks=[1, 2, 3]) -%}
-    {%- for rank in ranks %}
+{% macro side_by_side(prefix, rank_column, columns) -%}
+    {%- for rank in why_now_ranks() %}
         {%- for name, expression in columns.items() %}
             max(case when {{ rank_column }} = {{ rank }} then {{ expression }} end)
                 as {{ prefix }}_{{ rank }}_{{ name }},

@@ -8,7 +8,7 @@
 {%- set window_days = var('why_now_window_days') -%}
 {%- set slots = [] -%}
 {%- for kind in ['fit', 'engagement'] -%}
-    {%- for rank in [1, 2, 3] -%}
+    {%- for rank in why_now_ranks() -%}
         {%- do slots.append({'name': kind ~ '_' ~ rank, 'kind': kind}) -%}
     {%- endfor -%}
 {%- endfor -%}
@@ -49,7 +49,7 @@ engagement_points as (
 candidates as (
 
     select
-        {%- for rank in [1, 2, 3] %}
+        {%- for rank in why_now_ranks() %}
             strongest_fit_rules.fit_{{ rank }}_rule_id as fit_{{ rank }}_key,
             cast(strongest_fit_rules.fit_{{ rank }}_points as {{ dbt.type_numeric() }})
                 as fit_{{ rank }}_points,
@@ -57,7 +57,7 @@ candidates as (
             cast(null as {{ dbt.type_int() }}) as fit_{{ rank }}_event_count,
             cast(null as {{ dbt.type_timestamp() }}) as fit_{{ rank }}_last_occurred_at,
         {%- endfor %}
-        {%- for rank in [1, 2, 3] %}
+        {%- for rank in why_now_ranks() %}
             accrued.engagement_{{ rank }}_event_type as engagement_{{ rank }}_key,
             -- Carried to this run's clock, as the engagement score is.
             cast(
@@ -108,7 +108,7 @@ contributions as (
             {{ slot.name }}_event_count as event_count,
             {{ slot.name }}_last_occurred_at as last_occurred_at
         from ranked
-        where {{ slot.name }}_key is not null and {{ slot.name }}_rank <= 3
+        where {{ slot.name }}_key is not null and {{ slot.name }}_rank <= {{ why_now_ranks() | length }}
         {{ "union all" if not loop.last }}
     {%- endfor %}
 

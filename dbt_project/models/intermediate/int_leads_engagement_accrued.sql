@@ -13,7 +13,6 @@
     unique_key='lead_id',
 ) }}
 {%- set half_life_days = var('engagement_half_life_days') -%}
-{%- set ranks = [1, 2, 3] -%}
 
 with
 
@@ -121,7 +120,7 @@ strongest_types as (
         lead_id
 
     from ranked_types
-    where strength_rank <= 3
+    where strength_rank <= {{ why_now_ranks() | length }}
     group by lead_id
 
 ),
@@ -150,7 +149,7 @@ final as (
         {{ run_started_at_timestamp() }} as accrued_at,
         {{ half_life_days }} as half_life_days,
         lead_totals.accrued_points,
-        {%- for rank in ranks %}
+        {%- for rank in why_now_ranks() %}
             strongest_types.engagement_{{ rank }}_event_type,
             strongest_types.engagement_{{ rank }}_points,
             strongest_types.engagement_{{ rank }}_event_count,

@@ -39,7 +39,7 @@ final as (
         lead_id
 
     from ranked_rules
-    where strength_rank <= 3
+    where strength_rank <= {{ why_now_ranks() | length }}
     group by lead_id
 
 )
