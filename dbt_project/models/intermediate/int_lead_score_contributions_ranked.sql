@@ -108,7 +108,9 @@ contributions as (
             {{ slot.name }}_event_count as event_count,
             {{ slot.name }}_last_occurred_at as last_occurred_at
         from ranked
-        where {{ slot.name }}_key is not null and {{ slot.name }}_rank <= {{ why_now_ranks() | length }}
+        where
+            {{ slot.name }}_key is not null
+            and {{ slot.name }}_rank <= {{ why_now_ranks() | length }}
         {{ "union all" if not loop.last }}
     {%- endfor %}
 
