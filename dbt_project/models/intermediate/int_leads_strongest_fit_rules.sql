@@ -1,6 +1,6 @@
 {#-
     Independent of the clock: rebuilt only when leads or fit rules change, where ranking every
-    lead's rules each run would sort millions of rows (int_lead_score_contributions_ranked
+    lead's rules each run would sort millions of rows (int_leads_top_contributions
     merges these with the engagement side at the run's clock).
 -#}
 with

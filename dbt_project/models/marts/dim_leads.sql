@@ -30,38 +30,9 @@ stages as (
 
 ),
 
-contributions as (
+top_contributions as (
 
-    select * from {{ ref('int_lead_score_contributions_ranked') }}
-
-),
-
--- The (at most three) sentences side by side, in rank order: an ordered string aggregate
--- would sort every lead's sentences, at several times the cost.
-ranked_sentences as (
-
-    select
-        lead_id,
-        max(case when contribution_rank = 1 then contribution_text end) as first_sentence,
-        max(case when contribution_rank = 2 then contribution_text end) as second_sentence,
-        max(case when contribution_rank = 3 then contribution_text end) as third_sentence
-
-    from contributions
-    group by lead_id
-
-),
-
-why_now_sentences as (
-
-    select
-        lead_id,
-        {{ dbt.concat([
-            'first_sentence',
-            "coalesce(" ~ dbt.concat(["'; '", 'second_sentence']) ~ ", '')",
-            "coalesce(" ~ dbt.concat(["'; '", 'third_sentence']) ~ ", '')",
-        ]) }} as why_now
-
-    from ranked_sentences
+    select * from {{ ref('int_leads_top_contributions') }}
 
 ),
 
@@ -110,7 +81,7 @@ final as (
         leads.is_do_not_email,
         engagement_scores.is_suppressed,
         engagement_scores.suppression_reason,
-        coalesce(why_now_sentences.why_now, 'No scoring signals yet') as why_now
+        top_contributions.why_now
 
     from leads
     inner join assignments
@@ -121,8 +92,8 @@ final as (
         on leads.lead_id = engagement_scores.lead_id
     inner join stages
         on leads.lead_id = stages.lead_id
-    left join why_now_sentences
-        on leads.lead_id = why_now_sentences.lead_id
+    inner join top_contributions
+        on leads.lead_id = top_contributions.lead_id
 
 )
 

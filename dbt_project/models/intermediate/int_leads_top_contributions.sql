@@ -1,0 +1,200 @@
+{#-
+    Each lead's three strongest fit rules (int_leads_strongest_fit_rules) and three strongest
+    event types (int_leads_engagement_accrued, whose order no clock changes) are the only
+    candidates for its top three. They are ranked side by side within the lead's row - each
+    candidate's rank is one plus the candidates that beat it - and the winners stay in that
+    row: one row per lead, where a row per contribution would write and read back three times
+    as many rows each run.
+-#}
+{%- set window_days = var('why_now_window_days') -%}
+{#- What the model keeps of each of a lead's top contributions. -#}
+{%- set contribution_columns = ['kind', 'key', 'points', 'text'] -%}
+{%- set slots = [] -%}
+{%- for kind in ['fit', 'engagement'] -%}
+    {%- for rank in why_now_ranks() -%}
+        {%- do slots.append({'name': kind ~ '_' ~ rank, 'kind': kind}) -%}
+    {%- endfor -%}
+{%- endfor -%}
+{#- The sentences in rank order, "; " between them; null when the lead has none. -#}
+{%- set sentence_parts = [] -%}
+{%- for rank in why_now_ranks() -%}
+    {%- set text = 'contribution_' ~ rank ~ '_text' -%}
+    {%- do sentence_parts.append(
+        text if loop.first else "coalesce(" ~ dbt.concat(["'; '", text]) ~ ", '')"
+    ) -%}
+{%- endfor %}
+
+
+with
+
+leads as (
+
+    select * from {{ ref('int_leads_deduplicated') }}
+
+),
+
+strongest_fit_rules as (
+
+    select * from {{ ref('int_leads_strongest_fit_rules') }}
+
+),
+
+accrued as (
+
+    select * from {{ ref('int_leads_engagement_accrued') }}
+
+),
+
+scored_events as (
+
+    select * from {{ ref('int_lead_events_scored') }}
+
+),
+
+engagement_points as (
+
+    select * from {{ ref('engagement_points') }}
+
+),
+
+-- How often each lead did each of its strongest kinds of thing in the window.
+recent_counts as (
+
+    select
+        {%- for rank in why_now_ranks() %}
+            count(
+                case
+                    when scored_events.event_type = accrued.engagement_{{ rank }}_event_type then 1
+                end
+            ) as engagement_{{ rank }}_recent_count,
+        {%- endfor %}
+        accrued.lead_id
+
+    from scored_events
+    inner join accrued
+        on scored_events.lead_id = accrued.lead_id
+    where
+        scored_events.occurred_at >= {{ dbt.dateadd('day', -(window_days + 1), as_of()) }}
+        and scored_events.occurred_at <= {{ as_of() }}
+        and {{ days_between('scored_events.occurred_at', as_of()) }} <= {{ window_days }}
+    group by accrued.lead_id
+
+),
+
+candidates as (
+
+    select
+        {%- for rank in why_now_ranks() %}
+            strongest_fit_rules.fit_{{ rank }}_rule_id as fit_{{ rank }}_key,
+            cast(strongest_fit_rules.fit_{{ rank }}_points as {{ dbt.type_numeric() }})
+                as fit_{{ rank }}_points,
+            strongest_fit_rules.fit_{{ rank }}_text,
+        {%- endfor %}
+        {%- for rank in why_now_ranks() %}
+            accrued.engagement_{{ rank }}_event_type as engagement_{{ rank }}_key,
+            -- Carried to this run's clock, as the engagement score is.
+            cast(
+                {{ decayed(
+                    'accrued.engagement_' ~ rank ~ '_points',
+                    days_between('accrued.accrued_as_of', as_of()),
+                ) }} as {{ dbt.type_numeric() }}
+            ) as engagement_{{ rank }}_points,
+            case
+                when coalesce(recent_counts.engagement_{{ rank }}_recent_count, 0) > 0
+                    then {{ dbt.concat([
+                        'engagement_' ~ rank ~ '_activities.activity_label',
+                        "' '",
+                        times_phrase('recent_counts.engagement_' ~ rank ~ '_recent_count'),
+                        "' in the last " ~ window_days ~ " days'",
+                    ]) }}
+                else {{ dbt.concat([
+                    'engagement_' ~ rank ~ '_activities.activity_label',
+                    "' '",
+                    times_phrase('accrued.engagement_' ~ rank ~ '_event_count'),
+                    "', last '",
+                    dbt.cast(
+                        dbt.cast(
+                            'floor(' ~ days_between(
+                                'accrued.engagement_' ~ rank ~ '_last_occurred_at', as_of()
+                            ) ~ ')',
+                            dbt.type_int(),
+                        ),
+                        dbt.type_string(),
+                    ),
+                    "' days ago'",
+                ]) }}
+            end as engagement_{{ rank }}_text,
+        {%- endfor %}
+        leads.lead_id
+
+    from leads
+    left join strongest_fit_rules
+        on leads.lead_id = strongest_fit_rules.lead_id
+    left join accrued
+        on leads.lead_id = accrued.lead_id
+    left join recent_counts
+        on leads.lead_id = recent_counts.lead_id
+    {%- for rank in why_now_ranks() %}
+        left join engagement_points as engagement_{{ rank }}_activities
+            on
+                accrued.engagement_{{ rank }}_event_type
+                = engagement_{{ rank }}_activities.event_type
+    {%- endfor %}
+
+),
+
+ranked as (
+
+    select
+        {%- for slot in slots %}
+            1
+            {%- for other in slots if other.name != slot.name %}
+                + case when {{ outranks(other, slot) }} then 1 else 0 end
+            {%- endfor %} as {{ slot.name }}_rank,
+        {%- endfor %}
+        *
+
+    from candidates
+
+),
+
+-- Each rank taken by the candidate that holds it (ranks are distinct among a lead's
+-- candidates; a missing one has no key).
+top_contributions as (
+
+    select
+        {%- for rank in why_now_ranks() %}
+            {%- for column in contribution_columns %}
+                case
+                    {%- for slot in slots %}
+                        {%- set value = (
+                            "'" ~ slot.kind ~ "'" if column == 'kind' else slot.name ~ '_' ~ column
+                        ) %}
+                        when {{ slot.name }}_key is not null and {{ slot.name }}_rank = {{ rank }}
+                            then {{ value }}
+                    {%- endfor %}
+                end as contribution_{{ rank }}_{{ column }},
+            {%- endfor %}
+        {%- endfor %}
+        lead_id
+
+    from ranked
+
+),
+
+final as (
+
+    select
+        lead_id,
+        {%- for rank in why_now_ranks() %}
+            {%- for column in contribution_columns %}
+                contribution_{{ rank }}_{{ column }},
+            {%- endfor %}
+        {%- endfor %}
+        coalesce({{ dbt.concat(sentence_parts) }}, 'No scoring signals yet') as why_now
+
+    from top_contributions
+
+)
+
+select * from final
