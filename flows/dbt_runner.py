@@ -53,8 +53,8 @@ def dbt_environment(settings: Settings) -> None:
 
 def run_clock_environment(as_of: datetime) -> dict[str, str]:
     """The run clock for the as_of() macro. An environment variable rather than ``--vars``: a
-    changed var makes dbt parse the whole project again, a changed environment variable only
-    the files that use it (partial parsing)."""
+    changed var makes dbt parse the whole project again, while the macro reads this variable
+    only when executing, so a new clock changes nothing dbt parsed (partial parsing)."""
     return {"LEADFLOW_AS_OF": as_of.isoformat(sep=" ")}
 
 

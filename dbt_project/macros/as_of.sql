@@ -2,13 +2,14 @@
     The run's clock as a timestamp expression. Models never read current_timestamp: they read
     this, so running the same warehouse with the same `as_of` gives the same result.
     The pipeline passes its clock in the environment (LEADFLOW_AS_OF) rather than as a var: a
-    changed var makes dbt parse the whole project again, a changed environment variable only
-    the files that use it.
+    changed var makes dbt parse the whole project again. The variable is read only when
+    executing (parsing needs no clock), so dbt does not record it as an input of the files that
+    read the clock and a new clock makes it parse none of them again.
 #}
 {% macro as_of() -%}
     {%- set configured = var('as_of', none) -%}
     {%- if configured is none or configured | string | trim == '' -%}
-        {%- set configured = env_var('LEADFLOW_AS_OF', '') -%}
+        {%- set configured = env_var('LEADFLOW_AS_OF', '') if execute else '' -%}
     {%- endif -%}
     {%- if configured | string | trim == '' -%}
         {%- set value = run_started_at.strftime('%Y-%m-%d %H:%M:%S') -%}
