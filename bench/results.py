@@ -10,7 +10,8 @@ A size's result::
      "stages": [{"stage": "extract", "rows": ..., "seconds": ..., "peak_rss_bytes": ...,
                  "lower_bound": {"name": ..., "seconds": ..., "rows": ...} | None,
                  "incremental": {"seconds": ..., "rows": ...} | None}],
-     "transform_agreement": {...}, "incremental": {...}}
+     "transform_agreement": {...}, "incremental": {...},
+     "transform_after_first_cycle": {"seconds": ..., "rows": ...}}
 """
 
 from __future__ import annotations
@@ -111,6 +112,28 @@ def agreement_line(agreement: Mapping[str, Any]) -> str:
     )
 
 
+def first_cycle_line(result: Mapping[str, Any]) -> str | None:
+    """How long the transform took to take in the first hand-off's tasks and nurture's sends
+    (no new raw data, the same clock); None for results recorded before it was measured."""
+    after_cycle = result.get("transform_after_first_cycle")
+    stages = {stage["stage"]: stage for stage in result["stages"]}
+    if after_cycle is None or "transform" not in stages:
+        return None
+    written = []
+    if "handoff" in stages:
+        written.append(f"{stages['handoff']['details']['tasks_created']:,} hand-off tasks")
+    if "nurture" in stages:
+        nurture = stages["nurture"]["details"]
+        written.append(f"{nurture['sent']:,} emails and {nurture['follow_ups']:,} follow-up tasks")
+    full = stages["transform"]["seconds"]
+    return (
+        f"Transform after the first hand-off and nurture ({' and '.join(written) or 'nothing'} "
+        f"written, no new raw data, the same clock): {format_seconds(after_cycle['seconds'])} s, "
+        f"{format_ratio(ratio(after_cycle['seconds'], full))} of the full build. The incremental "
+        "transform above runs after it, so it sees the new events and the later clock only."
+    )
+
+
 def machine_line(result: Mapping[str, Any]) -> str:
     machine = result["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
@@ -124,7 +147,7 @@ def machine_line(result: Mapping[str, Any]) -> str:
 def size_section(result: Mapping[str, Any]) -> list[str]:
     dataset = result["dataset"]
     incremental = result["incremental"]
-    return [
+    lines = [
         f"## {result['size']:,} leads",
         "",
         f"Recorded {result['recorded_at']} on: {machine_line(result)}",
@@ -143,6 +166,10 @@ def size_section(result: Mapping[str, Any]) -> list[str]:
         agreement_line(result["transform_agreement"]),
         "",
     ]
+    first_cycle = first_cycle_line(result)
+    if first_cycle is not None:
+        lines[-1:-1] = ["", first_cycle]
+    return lines
 
 
 def render_markdown(document: Mapping[str, Any], preamble: str) -> str:

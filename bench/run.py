@@ -58,7 +58,9 @@ METHOD = """\
 `make bench SIZE=<leads>` (default 10,000) generates a seeded data set with about ten events per
 lead (`flows/demo/generate.py`), runs the pipeline's stage flows one by one (the functions
 `flows/pipeline.py` calls), runs each stage's lower bound on the same data right after it, then
-appends 1% new events to the inbox and runs the stages again (incremental). Code: `bench/`.
+transforms once more at the same clock (taking in the sales tasks and sends the first hand-off
+and nurture wrote), appends 1% new events to the inbox and runs the stages again one hour later
+(incremental). Code: `bench/`.
 
 - **time**: wall time of the stage flow, Prefect flow/task runs against the temporary server
   included. Each stage runs in a fresh process: Python start-up and the imports of Prefect, dbt
@@ -73,7 +75,11 @@ appends 1% new events to the inbox and runs the stages again (incremental). Code
   (ephemeral context, `batch.validate`, no checkpoint); nurture: render only
   (`TemplateRenderer` over the due rows, nothing written or sent). Handoff has none.
 - **peak RSS**: the stage process's high-water mark (`VmHWM`), imports included.
-- **incremental / full**: the incremental run's stage time over the full run's.
+- **incremental / full**: the incremental run's stage time over the full run's. The incremental
+  transform sees the new events and the later clock only: as in an hourly schedule, the run
+  before it took in what the previous hand-off and nurture wrote. That run's own time is given
+  below each table ("after the first hand-off and nurture"): the first nurture of a data set
+  mails nearly every nurtured lead at once, so it rebuilds more than a later hour's does.
 """
 
 
@@ -138,6 +144,9 @@ def run_benchmark(size: int, seed: int, *, keep: bool) -> dict[str, Any]:
     environment["PREFECT_API_URL"] = server.api_url
     try:
         full = run_stages(AS_OF, work_dir, environment, with_lower_bounds=True)
+        # The first hand-off and nurture wrote tasks and sends for most leads: a transform at the
+        # same clock takes them in, so the incremental run below measures what new events cost.
+        after_first_cycle = run_probe("transform", AS_OF, work_dir, environment, "after-cycle")
         later = AS_OF + INCREMENTAL_DELAY
         new_events = append_new_events(
             inbox / "events__marketing_automation.csv",
@@ -187,6 +196,7 @@ def run_benchmark(size: int, seed: int, *, keep: bool) -> dict[str, Any]:
         "stages": stages,
         "transform_agreement": agreement,
         "incremental": {"share": INCREMENTAL_SHARE, "new_events": new_events},
+        "transform_after_first_cycle": summary("transform", after_first_cycle),
     }
 
 

@@ -108,3 +108,31 @@ def test_markdown_has_a_section_per_size_with_machine_and_agreement():
     assert "0.50 / 0.25 / 0.12" in text
     assert "| dbt parse | 8.00 |" in text
     assert "mql 10 vs 11" in text and "OUTSIDE the 0.5% tolerance" in text
+
+
+def test_the_transform_after_the_first_cycle_is_reported_against_the_full_build():
+    result = a_result(1_000)
+    result["stages"][1]["details"] = {"tasks_created": 1_200}
+    result["stages"] += [
+        {**result["stages"][0], "stage": "transform", "seconds": 40.0},
+        {
+            **result["stages"][1],
+            "stage": "nurture",
+            "details": {"sent": 9_000, "follow_ups": 9_000},
+        },
+    ]
+    result["transform_after_first_cycle"] = {"name": "transform", "seconds": 10.0, "rows": 1000}
+
+    text = render_markdown(merge_size({}, result), "# Benchmarks\n")
+
+    assert (
+        "Transform after the first hand-off and nurture (1,200 hand-off tasks and 9,000 emails "
+        "and 9,000 follow-up tasks written, no new raw data, the same clock): 10.00 s, 0.25x of "
+        "the full build." in text
+    )
+
+
+def test_results_recorded_before_the_first_cycle_was_measured_have_no_such_line():
+    text = render_markdown(merge_size({}, a_result(1_000)), "# Benchmarks\n")
+
+    assert "after the first hand-off" not in text
