@@ -481,6 +481,9 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
         insert_raw(connection, "leads", [second_address], "load_later", loaded_later)
     next_run = AS_OF + timedelta(hours=2)
     dbt_build(tmp_path, next_run)
+    # A lead record came with an address: every stored event's person is compared again.
+    scoring = tmp_path / "target/compiled/leadflow/models/intermediate/int_lead_events_scored.sql"
+    assert "stored_events.email = lead_emails.email" in scoring.read_text()
     incremental = read_marts(warehouse)
     dbt_build(tmp_path, next_run, "--full-refresh")
     assert read_marts(warehouse) == incremental
@@ -546,6 +549,11 @@ def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(da
         settings.dbt_target_dir.glob("run/leadflow/models/marts/fct_lead_events.yml/unique_*.sql")
     )
     assert "loaded_at >" in event_check.read_text()
+    # Nobody's emails changed: event scoring does not compare every event's person again.
+    scoring = settings.dbt_target_dir / "compiled/leadflow/models/intermediate"
+    assert "stored_events.email = lead_emails.email" not in (
+        (scoring / "int_lead_events_scored.sql").read_text()
+    )
     after_selective_run = read_marts(settings.warehouse_path)
     assert any(row[0] == "evt-later" for row in after_selective_run["fct_lead_events"])
 

@@ -203,7 +203,7 @@ def test_dbt_build_passes_on_postgres(builds):
 
 # When the dbt invocation that wrote a row started: bookkeeping that differs between any two
 # builds, whatever the database.
-INVOCATION_TIME_COLUMNS = {"scored_at", "accrued_at"}
+INVOCATION_TIME_COLUMNS = {"scored_at", "accrued_at", "built_at"}
 
 
 def comparable(value: Any) -> Any:

@@ -10,7 +10,9 @@ final as (
 
     select distinct
         email,
-        lead_id
+        lead_id,
+        -- Bookkeeping: tells event scoring whether people may have moved since it last ran.
+        {{ run_started_at_timestamp() }} as built_at
 
     from crosswalk
     where email is not null

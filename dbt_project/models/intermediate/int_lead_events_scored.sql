@@ -6,8 +6,11 @@
     happened to - a new or re-delivered event, an event whose person changed (identity merged
     two people, or a lead record claimed an address only events knew: the old and the new
     person's groups), an event type whose points or cap changed in seed engagement_points - and
-    delete+insert on event_id replaces their rows. scored_at marks the rows a run wrote, so that
-    int_leads_engagement_accrued can accrue again just the people they belong to.
+    delete+insert on event_id replaces their rows. A person can change only when
+    int_lead_emails was built since the last scoring, so only then are all stored events
+    compared with it (macro lead_emails_built_since_scoring). scored_at marks the rows a run
+    wrote, so that int_leads_engagement_accrued can accrue again just the people they belong
+    to.
 -#}
 {%- set event_columns = [
     'event_id', 'email', 'event_type', 'occurred_at', 'campaign', 'url', 'message_key', 'source',
@@ -22,6 +25,7 @@
 ) }}
 
 {%- set newest_load = newest_load_in_this() %}
+{%- set people_may_have_moved = lead_emails_built_since_scoring() %}
 
 with
 
@@ -70,26 +74,35 @@ attributed_events as (
 
 {% if is_incremental() %}
 
--- Stored rows scored for a person, or with points, that no longer hold.
+-- Stored rows scored for a person, or with points, that no longer hold. A person can have
+-- changed only if int_lead_emails was built since the last scoring.
+{%- set person_now = (
+    'coalesce(lead_emails.lead_id, ' ~ dbt.hash('stored_events.email') ~ ')'
+    if people_may_have_moved else 'stored_events.lead_id'
+) %}
 outdated_events as (
 
     select
         stored_events.event_id,
         stored_events.lead_id as scored_lead_id,
-        coalesce(lead_emails.lead_id, {{ dbt.hash('stored_events.email') }}) as lead_id,
+        {{ person_now }} as lead_id,
         stored_events.event_type,
         stored_events.event_day
 
     -- The table as the last run left it; read where needed rather than through a CTE, which
     -- the database would copy whole (ten million rows) before the joins.
     from {{ this }} as stored_events
-    left join lead_emails
-        on stored_events.email = lead_emails.email
+    {%- if people_may_have_moved %}
+        left join lead_emails
+            on stored_events.email = lead_emails.email
+    {%- endif %}
     left join engagement_points
         on stored_events.event_type = engagement_points.event_type
     where
-        stored_events.lead_id <> coalesce(lead_emails.lead_id, {{ dbt.hash('stored_events.email') }})
-        or stored_events.base_points <> coalesce(engagement_points.points, 0)
+        {% if people_may_have_moved -%}
+            stored_events.lead_id <> {{ person_now }} or
+        {% endif -%}
+        stored_events.base_points <> coalesce(engagement_points.points, 0)
         or stored_events.daily_cap is distinct from engagement_points.daily_cap
 
 ),
