@@ -124,10 +124,10 @@ def first_cycle_line(result: Mapping[str, Any]) -> str | None:
         written.append(f"{stages['handoff']['details']['tasks_created']:,} hand-off tasks")
     if "nurture" in stages:
         nurture = stages["nurture"]["details"]
-        written.append(f"{nurture['sent']:,} emails and {nurture['follow_ups']:,} follow-up tasks")
+        written += [f"{nurture['sent']:,} emails", f"{nurture['follow_ups']:,} follow-up tasks"]
     full = stages["transform"]["seconds"]
     return (
-        f"Transform after the first hand-off and nurture ({' and '.join(written) or 'nothing'} "
+        f"Transform after the first hand-off and nurture ({', '.join(written) or 'nothing'} "
         f"written, no new raw data, the same clock): {format_seconds(after_cycle['seconds'])} s, "
         f"{format_ratio(ratio(after_cycle['seconds'], full))} of the full build. The incremental "
         "transform above runs after it, so it sees the new events and the later clock only."

@@ -126,9 +126,9 @@ def test_the_transform_after_the_first_cycle_is_reported_against_the_full_build(
     text = render_markdown(merge_size({}, result), "# Benchmarks\n")
 
     assert (
-        "Transform after the first hand-off and nurture (1,200 hand-off tasks and 9,000 emails "
-        "and 9,000 follow-up tasks written, no new raw data, the same clock): 10.00 s, 0.25x of "
-        "the full build." in text
+        "Transform after the first hand-off and nurture (1,200 hand-off tasks, 9,000 emails, "
+        "9,000 follow-up tasks written, no new raw data, the same clock): 10.00 s, 0.25x of the "
+        "full build." in text
     )
 
 
