@@ -6,6 +6,7 @@ UV := .tools/bin/uv
 VENV := .venv
 LEADS ?= 5000
 SIZE ?= 10000
+SAMPLES ?= 3
 
 # Nothing may wait on the network: telemetry off for every tool we run.
 export DO_NOT_TRACK := 1
@@ -26,7 +27,7 @@ help:
 	@echo "make lint   - ruff, mypy and sqlfluff"
 	@echo "make docs   - dbt docs and GX Data Docs"
 	@echo "make test-fast - the tests without the slow end-to-end ones"
-	@echo "make bench  - benchmark the pipeline at SIZE=$(SIZE) leads (results in docs/benchmarks.md)"
+	@echo "make bench  - benchmark the pipeline at SIZE=$(SIZE) leads, the transform SAMPLES=$(SAMPLES) times (results in docs/benchmarks.md)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -65,7 +66,7 @@ docs: $(VENV)/.synced-runtime
 	$(VENV)/bin/leadflow docs
 
 bench: $(VENV)/.synced-runtime
-	$(VENV)/bin/python -m bench.run --size $(SIZE)
+	$(VENV)/bin/python -m bench.run --size $(SIZE) --transform-samples $(SAMPLES)
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs dbt_project/dbt_packages

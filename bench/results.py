@@ -10,6 +10,7 @@ A size's result::
      "stages": [{"stage": "extract", "rows": ..., "seconds": ..., "peak_rss_bytes": ...,
                  "lower_bound": {"name": ..., "seconds": ..., "rows": ...} | None,
                  "incremental": {"seconds": ..., "rows": ...} | None}],
+    (a measurement taken several times has "seconds": their median, and "samples": [...])
      "transform_agreement": {...}, "incremental": {...},
      "transform_after_first_cycle": {"seconds": ..., "rows": ...}}
 """
@@ -134,6 +135,37 @@ def first_cycle_line(result: Mapping[str, Any]) -> str | None:
     )
 
 
+def samples_line(result: Mapping[str, Any]) -> str | None:
+    """The transform's samples behind the medians in the table, and how far the incremental /
+    full ratio moves between them; None when the transform was measured once."""
+    transform = next((stage for stage in result["stages"] if stage["stage"] == "transform"), None)
+    if transform is None or "samples" not in transform:
+        return None
+    full = transform["samples"]
+    bound = (transform.get("lower_bound") or {}).get("samples")
+    incremental = (transform.get("incremental") or {}).get("samples")
+    parts = [f"full build {seconds_list(full)} s"]
+    if bound:
+        parts.append(f"its lower bound {seconds_list(bound)} s")
+    line = f"Transform samples (the table shows medians): {'; '.join(parts)}"
+    if not incremental:
+        return line + "."
+    median_ratio = ratio(transform["incremental"]["seconds"], transform["seconds"])
+    return (
+        f"{line}; incremental {seconds_list(incremental)} s. Incremental / full: "
+        f"{format_ratio(median_ratio)} from the medians; "
+        f"{format_ratio(ratio(min(incremental), max(full)))} (fastest incremental over slowest "
+        f"full build) to {format_ratio(ratio(max(incremental), min(full)))} (the other way round)."
+    )
+
+
+def seconds_list(samples: list[float]) -> str:
+    formatted = [format_seconds(seconds) for seconds in samples]
+    return (
+        ", ".join(formatted[:-1]) + " and " + formatted[-1] if len(formatted) > 1 else formatted[0]
+    )
+
+
 def machine_line(result: Mapping[str, Any]) -> str:
     machine = result["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
@@ -166,9 +198,9 @@ def size_section(result: Mapping[str, Any]) -> list[str]:
         agreement_line(result["transform_agreement"]),
         "",
     ]
-    first_cycle = first_cycle_line(result)
-    if first_cycle is not None:
-        lines[-1:-1] = ["", first_cycle]
+    for extra_line in (samples_line(result), first_cycle_line(result)):
+        if extra_line is not None:
+            lines[-1:-1] = ["", extra_line]
     return lines
 
 

@@ -4,6 +4,7 @@ from bench.results import (
     ratio,
     render_markdown,
     rows_per_second,
+    samples_line,
     stage_table,
 )
 
@@ -136,3 +137,45 @@ def test_results_recorded_before_the_first_cycle_was_measured_have_no_such_line(
     text = render_markdown(merge_size({}, a_result(1_000)), "# Benchmarks\n")
 
     assert "after the first hand-off" not in text
+
+
+def a_result_with_transform_samples() -> dict:
+    result = a_result(1_000)
+    result["stages"].append(
+        {
+            **result["stages"][0],
+            "stage": "transform",
+            "seconds": 120.0,
+            "samples": [131.0, 108.0, 120.0],
+            "lower_bound": {
+                "name": "transform_one_sql",
+                "seconds": 31.0,
+                "rows": 1000,
+                "samples": [31.0, 30.5, 33.0],
+            },
+            "incremental": {
+                "name": "transform",
+                "seconds": 30.0,
+                "rows": 1000,
+                "samples": [27.0, 30.0, 36.0],
+            },
+        }
+    )
+    return result
+
+
+def test_transform_samples_are_listed_with_the_spread_of_their_ratio():
+    assert samples_line(a_result_with_transform_samples()) == (
+        "Transform samples (the table shows medians): full build 131, 108 and 120 s; its lower "
+        "bound 31.00, 30.50 and 33.00 s; incremental 27.00, 30.00 and 36.00 s. Incremental / "
+        "full: 0.25x from the medians; 0.21x (fastest incremental over slowest full build) to "
+        "0.33x (the other way round)."
+    )
+
+
+def test_the_report_carries_the_samples_line_and_a_single_measurement_has_none():
+    text = render_markdown(merge_size({}, a_result_with_transform_samples()), "# Benchmarks\n")
+    assert "Transform samples (the table shows medians)" in text
+    assert "| transform | 1,000 | 120 |" in text
+
+    assert samples_line(a_result(1_000)) is None
