@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.events import append_new_events
 from bench.machine import describe_machine
-from bench.results import merge_size, render_markdown
+from bench.results import merge_size, render_markdown, size_section
 from flows.demo.generate import generate_dataset
 from flows.runs import new_run_id
 
@@ -48,6 +48,8 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("handoff", None),
     ("nurture", "nurture_render_only"),
 )
+# --transform-only: what the transform needs, for quick comparisons of the dbt project alone.
+TRANSFORM_STAGES = STAGES[:2]
 IMPORTS = {"prefect": "prefect", "dbt": "dbt.cli.main", "Great Expectations": "great_expectations"}
 QUIET_TOOLS = {
     "DO_NOT_TRACK": "1",
@@ -109,20 +111,40 @@ def main(argv: list[str] | None = None) -> None:
         default=TRANSFORM_SAMPLES,
         help="times the full and the incremental transform are measured (median reported)",
     )
+    parser.add_argument(
+        "--transform-only",
+        action="store_true",
+        help="extract and transform only, printed and not recorded in docs/ (no hand-off or "
+        "nurture, so the incremental transform also takes in nothing they would write)",
+    )
     args = parser.parse_args(argv)
     if args.transform_samples < 1:
         parser.error(f"--transform-samples must be 1 or more, not {args.transform_samples}")
     try:
         result = run_benchmark(
-            args.size, args.seed, keep=args.keep, transform_samples=args.transform_samples
+            args.size,
+            args.seed,
+            keep=args.keep,
+            transform_samples=args.transform_samples,
+            stages=TRANSFORM_STAGES if args.transform_only else STAGES,
         )
     except BenchError as error:
         sys.exit(f"bench: {error}")
+    if args.transform_only:
+        print("\n".join(size_section(result)))
+        return
     record(result)
     print((DOCS_DIR / "benchmarks.md").read_text())
 
 
-def run_benchmark(size: int, seed: int, *, keep: bool, transform_samples: int) -> dict[str, Any]:
+def run_benchmark(
+    size: int,
+    seed: int,
+    *,
+    keep: bool,
+    transform_samples: int,
+    stages: Sequence[tuple[str, str | None]] = STAGES,
+) -> dict[str, Any]:
     load_at_start = os.getloadavg()
     work_dir = PROJECT_ROOT / "data" / "bench" / str(size)
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -165,11 +187,15 @@ def run_benchmark(size: int, seed: int, *, keep: bool, transform_samples: int) -
     environment["PREFECT_API_URL"] = server.api_url
     try:
         full = run_stages(
-            AS_OF, work_dir, environment, with_lower_bounds=True, samples=transform_samples
+            stages, AS_OF, work_dir, environment, with_lower_bounds=True, samples=transform_samples
         )
         # The first hand-off and nurture wrote tasks and sends for most leads: a transform at the
         # same clock takes them in, so the incremental run below measures what new events cost.
-        after_first_cycle = run_probe("transform", AS_OF, work_dir, environment, "after-cycle")
+        after_first_cycle = (
+            run_probe("transform", AS_OF, work_dir, environment, "after-cycle")
+            if any(stage == "nurture" for stage, _ in stages)
+            else None
+        )
         later = AS_OF + INCREMENTAL_DELAY
         new_events = append_new_events(
             inbox / "events__marketing_automation.csv",
@@ -180,17 +206,16 @@ def run_benchmark(size: int, seed: int, *, keep: bool, transform_samples: int) -
             until=later,
         )
         incremental = run_stages(
-            later, work_dir, environment, with_lower_bounds=False, samples=transform_samples
+            stages, later, work_dir, environment, with_lower_bounds=False, samples=transform_samples
         )
     finally:
         server.stop()
     if not keep:
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    stages: list[dict[str, Any]] = []
-    for (stage, bound), measured in zip(STAGES, full, strict=True):
-        later_measured = incremental[len(stages)]
-        stages.append(
+    measured_stages: list[dict[str, Any]] = []
+    for (stage, bound), measured, later_measured in zip(stages, full, incremental, strict=True):
+        measured_stages.append(
             {
                 "stage": stage,
                 "rows": measured["stage"]["rows"],
@@ -223,10 +248,14 @@ def run_benchmark(size: int, seed: int, *, keep: bool, transform_samples: int) -
             "generate_seconds": generate_seconds,
         },
         "fixed_costs": fixed_costs,
-        "stages": stages,
+        "stages": measured_stages,
         "transform_agreement": agreement,
         "incremental": {"share": INCREMENTAL_SHARE, "new_events": new_events},
-        "transform_after_first_cycle": summary("transform", after_first_cycle),
+        **(
+            {"transform_after_first_cycle": summary("transform", after_first_cycle)}
+            if after_first_cycle
+            else {}
+        ),
     }
 
 
@@ -248,6 +277,7 @@ def seconds_of(samples: Sequence[float]) -> dict[str, Any]:
 
 
 def run_stages(
+    stages: Sequence[tuple[str, str | None]],
     as_of: datetime,
     work_dir: Path,
     environment: dict[str, str],
@@ -261,7 +291,7 @@ def run_stages(
     data_dir = work_dir / "data"
     saved_dir = work_dir / "saved-state"
     measured = []
-    for stage, bound in STAGES:
+    for stage, bound in stages:
         rounds = samples if stage == "transform" else 1
         if rounds > 1:
             copy_transform_state(data_dir, saved_dir)

@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from bench.run import copy_transform_state, seconds_of
+import pytest
+
+from bench.run import copy_transform_state, main, seconds_of
 
 
 def test_one_sample_is_reported_as_it_is():
@@ -29,3 +31,11 @@ def test_copying_the_transform_state_replaces_the_warehouse_and_dbt_folder(tmp_p
     assert (target / "dbt" / "state" / "manifest.json").read_text() == "saved manifest"
     assert not (target / "dbt" / "target").exists()
     assert (target / "inbox").is_dir()
+
+
+def test_fewer_than_one_transform_sample_is_refused_before_anything_runs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--size", "10", "--transform-samples", "0"])
+
+    assert exit_info.value.code == 2
+    assert "--transform-samples must be 1 or more, not 0" in capsys.readouterr().err
