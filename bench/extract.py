@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -186,14 +187,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         measure = measure_leadflow if args.measure == "leadflow" else measure_read_csv
-        result = measure(args.file, args.warehouse)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(result))
+        measurement = measure(args.file, args.warehouse)
+        measurement["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(measurement))
         return
     workdir = args.workdir.resolve()
     file = workdir / "inbox" / "leads__bench.csv"
     make_leads_csv(file, args.rows)
-    result: dict = {
+    result: dict[str, Any] = {
         "rows": args.rows,
         "file_mb": file.stat().st_size / 2**20,
         "machine": machine(),

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import copy_transform_state, main, seconds_of
+from bench.run import AS_OF, copy_transform_state, main, run_stages, seconds_of
 
 
 def test_one_sample_is_reported_as_it_is():
@@ -39,3 +39,38 @@ def test_fewer_than_one_transform_sample_is_refused_before_anything_runs(capsys)
 
     assert exit_info.value.code == 2
     assert "--transform-samples must be 1 or more, not 0" in capsys.readouterr().err
+
+
+def test_each_transform_sample_starts_from_the_state_the_stage_before_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Probes stand in for the stages (the real ones run in `make bench`): each appends its name
+    to the warehouse file and reports what it found there."""
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    warehouse.parent.mkdir(parents=True)
+    warehouse.write_text("")
+    seen: list[tuple[str, str]] = []
+
+    def probe(name: str, *_args: object) -> dict:
+        seen.append((name, warehouse.read_text()))
+        warehouse.write_text(warehouse.read_text() + name + ";")
+        return {"seconds": float(len(seen))}
+
+    monkeypatch.setattr("bench.run.run_probe", probe)
+    stages = (("extract", None), ("transform", "transform_one_sql"), ("gate", None))
+
+    measured = run_stages(stages, AS_OF, tmp_path, {}, with_lower_bounds=True, samples=3)
+
+    assert seen == [
+        ("extract", ""),
+        ("transform", "extract;"),
+        ("transform_one_sql", "extract;transform;"),
+        ("transform", "extract;"),
+        ("transform_one_sql", "extract;transform;"),
+        ("transform", "extract;"),
+        ("transform_one_sql", "extract;transform;"),
+        ("gate", "extract;transform;transform_one_sql;"),
+    ]
+    assert [entry["stage_samples"] for entry in measured] == [[1.0], [2.0, 4.0, 6.0], [8.0]]
+    assert measured[1]["bound_samples"] == [3.0, 5.0, 7.0]
+    assert not (tmp_path / "saved-state").exists()
