@@ -14,6 +14,23 @@
 {%- endmacro %}
 
 {#-
+    When points worked out at `accrued_as_of` decay to `level`: `accrued_as_of` plus half-lives
+    times log2(points / level), to the second (rounded down). Only for points and a level of one
+    sign, the points further from zero; otherwise they never do, which the caller decides.
+-#}
+{% macro decays_to_at(points, accrued_as_of, level) -%}
+    {{ dbt.dateadd(
+        'second',
+        dbt.cast(
+            'floor(' ~ var('engagement_half_life_days') ~ ' * 86400.0 * (ln(' ~ points ~ ' / '
+            ~ level ~ ') / ln(2)))',
+            dbt.type_bigint(),
+        ),
+        accrued_as_of,
+    ) }}
+{%- endmacro %}
+
+{#-
     When this dbt invocation started, to the microsecond, as a timestamp: marks the rows a run
     wrote, so that a later run can tell them apart. Bookkeeping only, never a definition's "now"
     (that is as_of()).

@@ -569,6 +569,41 @@ def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(da
     assert (settings.dbt_state_dir / "manifest.json").is_file()
 
 
+def read_why_now(warehouse: Path) -> dict[str, str]:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return dict(connection.execute("select lead_id, why_now from main.dim_leads").fetchall())
+
+
+def test_the_clock_alone_changes_a_why_now_when_its_time_comes_as_a_full_build_would(data_dir):
+    """With no new data, later runs work out again only the "why now" whose time has come (a
+    "days ago" ticking over, an event leaving the 14-day window, a decaying event type falling
+    below a fit rule); each gives the marts of a build that works out every lead."""
+    settings = load_settings()
+    settings.warehouse_path.parent.mkdir(parents=True)
+    new_warehouse(settings.warehouse_path)
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        load_scenario(connection)
+    run_dbt_build(settings, AS_OF)
+    sentences = [read_why_now(settings.warehouse_path)]
+    why_now_sql = settings.dbt_target_dir / (
+        "compiled/leadflow/models/intermediate/int_leads_top_contributions.sql"
+    )
+
+    for later in (AS_OF + timedelta(days=1, hours=5), AS_OF + timedelta(days=15)):
+        run_dbt_build(settings, later)
+        assert "changes_at <=" in why_now_sql.read_text()
+        selective = read_marts(settings.warehouse_path)
+        sentences.append(read_why_now(settings.warehouse_path))
+
+        forget_build(settings.dbt_state_dir)
+        run_dbt_build(settings, later)
+        assert "changes_at <=" not in why_now_sql.read_text()
+        assert read_marts(settings.warehouse_path) == selective
+
+    # The clock did change sentences, so the runs above had something to get right.
+    assert sentences[0] != sentences[1] != sentences[2]
+
+
 def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):
     """`leadflow docs` (dbt docs generate) on a built warehouse: the site, a catalog of every
     model, and the definitions page in the descriptions marketing ops reads."""

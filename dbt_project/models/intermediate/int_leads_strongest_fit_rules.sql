@@ -1,7 +1,8 @@
 {#-
     Independent of the clock: rebuilt only when leads or fit rules change, where ranking every
     lead's rules each run would sort millions of rows (int_leads_top_contributions
-    merges these with the engagement side at the run's clock).
+    merges these with the engagement side at the run's clock, and works out every lead's
+    sentence again when this was built since it last wrote).
 -#}
 with
 
@@ -36,7 +37,9 @@ final as (
         {{ side_by_side(
             'fit', 'strength_rank', {'rule_id': 'rule_id', 'points': 'points', 'text': 'contribution_text'}
         ) }}
-        lead_id
+        lead_id,
+        -- Bookkeeping: when this was built, for int_leads_top_contributions to compare.
+        {{ run_started_at_timestamp() }} as built_at
 
     from ranked_rules
     where strength_rank <= {{ why_now_ranks() | length }}

@@ -5,7 +5,22 @@
     candidate's rank is one plus the candidates that beat it - and the winners stay in that
     row: one row per lead, where a row per contribution would write and read back three times
     as many rows each run.
+
+    Incremental: a lead's sentence changes only with its engagement (the accrual wrote its row
+    again) or at a time known when it is written (changes_at): "last N days ago" ticks a day
+    on, an event leaves the "last N days" window, a decaying event type falls below a fit rule.
+    A run works out again just those leads, and every lead when int_leads_strongest_fit_rules
+    was built since (lead records or fit rules changed) or the wording changed (macro
+    why_now_needs_every_lead).
 -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='lead_id',
+    on_schema_change='append_new_columns',
+    post_hook="{% if is_incremental() %}delete from {{ this }} where lead_id not in (select lead_id from {{ ref('int_leads_deduplicated') }}){% endif %}",
+) }}
+{%- set every_lead = why_now_needs_every_lead() %}
 {%- set window_days = var('why_now_window_days') -%}
 {#- What the model keeps of each of a lead's top contributions. -#}
 {%- set contribution_columns = ['kind', 'key', 'points', 'text'] -%}
@@ -23,13 +38,44 @@
         text if loop.first else "coalesce(" ~ dbt.concat(["'; '", text]) ~ ", '')"
     ) -%}
 {%- endfor %}
+{#-
+    When the clock alone changes the sentence: a "days ago" ticks, a counted event leaves the
+    window, or a decaying event type that outranks a fit rule falls below it (a fit rule never
+    passes an event type: fit points stay, engagement points only decay, both are positive).
+-#}
+{%- set changes = [] -%}
+{%- for rank in why_now_ranks() -%}
+    {%- do changes.append('engagement_' ~ rank ~ '_ticks_at') -%}
+    {%- do changes.append('engagement_' ~ rank ~ '_leaves_window_at') -%}
+{%- endfor -%}
+{%- for engagement_rank in why_now_ranks() -%}
+    {%- for fit_rank in why_now_ranks() -%}
+        {%- set engagement = 'engagement_' ~ engagement_rank -%}
+        {%- set fit = 'fit_' ~ fit_rank -%}
+        {%- do changes.append(
+            'case when ' ~ engagement ~ '_points >= ' ~ fit ~ '_points then '
+            ~ decays_to_at(engagement ~ '_accrued_points', 'accrued_as_of', fit ~ '_points')
+            ~ ' end'
+        ) -%}
+    {%- endfor -%}
+{%- endfor %}
 
 
 with
 
 leads as (
 
-    select * from {{ ref('int_leads_deduplicated') }}
+    select lead_id from {{ ref('int_leads_deduplicated') }}
+    {%- if not every_lead %}
+        -- New engagement since this model last wrote, a change come due, or a new lead.
+        where
+            lead_id in (
+                select lead_id from {{ ref('int_leads_engagement_accrued') }}
+                where accrued_at > (select max(built_at) from {{ this }})
+            )
+            or lead_id in (select lead_id from {{ this }} where changes_at <= {{ as_of() }})
+            or lead_id not in (select lead_id from {{ this }})
+    {%- endif %}
 
 ),
 
@@ -67,12 +113,21 @@ recent_counts as (
                     when scored_events.event_type = accrued.engagement_{{ rank }}_event_type then 1
                 end
             ) as engagement_{{ rank }}_recent_count,
+            -- The first of them to leave the window changes the count.
+            min(
+                case
+                    when scored_events.event_type = accrued.engagement_{{ rank }}_event_type
+                        then scored_events.occurred_at
+                end
+            ) as engagement_{{ rank }}_first_counted_at,
         {%- endfor %}
         accrued.lead_id
 
     from scored_events
     inner join accrued
         on scored_events.lead_id = accrued.lead_id
+    inner join leads
+        on accrued.lead_id = leads.lead_id
     where
         scored_events.occurred_at >= {{ dbt.dateadd('day', -(window_days + 1), as_of()) }}
         and scored_events.occurred_at <= {{ as_of() }}
@@ -124,7 +179,26 @@ candidates as (
                     "' days ago'",
                 ]) }}
             end as engagement_{{ rank }}_text,
+            accrued.engagement_{{ rank }}_points as engagement_{{ rank }}_accrued_points,
+            -- "last N days ago" says N + 1 from this time on.
+            case
+                when coalesce(recent_counts.engagement_{{ rank }}_recent_count, 0) = 0
+                    then {{ dbt.dateadd(
+                        'day',
+                        dbt.cast(
+                            'floor(' ~ days_between(
+                                'accrued.engagement_' ~ rank ~ '_last_occurred_at', as_of()
+                            ) ~ ') + 1',
+                            dbt.type_int(),
+                        ),
+                        'accrued.engagement_' ~ rank ~ '_last_occurred_at',
+                    ) }}
+            end as engagement_{{ rank }}_ticks_at,
+            {{ dbt.dateadd(
+                'day', window_days, 'recent_counts.engagement_' ~ rank ~ '_first_counted_at'
+            ) }} as engagement_{{ rank }}_leaves_window_at,
         {%- endfor %}
+        accrued.accrued_as_of,
         leads.lead_id
 
     from leads
@@ -152,6 +226,9 @@ ranked as (
                 + case when {{ outranks(other, slot) }} then 1 else 0 end
             {%- endfor %} as {{ slot.name }}_rank,
         {%- endfor %}
+        -- The next time the clock alone changes the sentence, an hour early: working a lead out
+        -- again early changes nothing, late would keep an old sentence.
+        {{ dbt.dateadd('hour', -1, 'least(' ~ (changes | join(', ')) ~ ')') }} as changes_at,
         *
 
     from candidates
@@ -176,6 +253,7 @@ top_contributions as (
                 end as contribution_{{ rank }}_{{ column }},
             {%- endfor %}
         {%- endfor %}
+        changes_at,
         lead_id
 
     from ranked
@@ -191,7 +269,11 @@ final as (
                 contribution_{{ rank }}_{{ column }},
             {%- endfor %}
         {%- endfor %}
-        coalesce({{ dbt.concat(sentence_parts) }}, 'No scoring signals yet') as why_now
+        coalesce({{ dbt.concat(sentence_parts) }}, 'No scoring signals yet') as why_now,
+        changes_at,
+        {{ as_of() }} as worked_out_as_of,
+        {{ why_now_wording_hash() }} as wording_hash,
+        {{ run_started_at_timestamp() }} as built_at
 
     from top_contributions
 
