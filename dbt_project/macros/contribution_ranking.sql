@@ -8,23 +8,26 @@
 
 {#-
     Whether the "why now" candidate `other` ranks above `slot`: more points first, then
-    engagement before fit, then key in a-z order. Each is a dict with the candidate's column
-    prefix (`name`: <name>_points, <name>_key) and its `kind`; a missing candidate (null
-    points) outranks nothing. The kinds are known when compiling, so their order is decided
-    here rather than in SQL.
+    engagement before fit. Each is a dict with the candidate's column prefix (`name`:
+    <name>_points), its `kind` and its `rank` among its kind; a missing candidate (null points)
+    outranks nothing. Candidates of one kind keep the order their model gave them by exact
+    points (int_leads_strongest_fit_rules, int_leads_engagement_accrued): decayed points
+    rounded at another clock could tie or untie two event types, and the clock must not
+    reorder them. The kinds and ranks are known when compiling, so that part is decided here
+    rather than in SQL.
 -#}
 {% macro outranks(other, slot) -%}
-    {%- if other.kind < slot.kind -%}
-        {%- set kind_tie_break = 'true' -%}
-    {%- elif other.kind > slot.kind -%}
-        {%- set kind_tie_break = 'false' -%}
+    {%- if other.kind == slot.kind -%}
+        ({{ other.name }}_points is not null and {{ 'true' if other.rank < slot.rank else 'false' }})
     {%- else -%}
-        {%- set kind_tie_break = other.name ~ '_key < ' ~ slot.name ~ '_key' -%}
+        (
+            {{ other.name }}_points > {{ slot.name }}_points
+            or (
+                {{ other.name }}_points = {{ slot.name }}_points
+                and {{ 'true' if other.kind < slot.kind else 'false' }}
+            )
+        )
     {%- endif -%}
-    (
-        {{ other.name }}_points > {{ slot.name }}_points
-        or ({{ other.name }}_points = {{ slot.name }}_points and {{ kind_tie_break }})
-    )
 {%- endmacro %}
 
 {#-

@@ -27,7 +27,7 @@
 {%- set slots = [] -%}
 {%- for kind in ['fit', 'engagement'] -%}
     {%- for rank in why_now_ranks() -%}
-        {%- do slots.append({'name': kind ~ '_' ~ rank, 'kind': kind}) -%}
+        {%- do slots.append({'name': kind ~ '_' ~ rank, 'kind': kind, 'rank': rank}) -%}
     {%- endfor -%}
 {%- endfor -%}
 {#- The sentences in rank order, "; " between them; null when the lead has none. -#}
