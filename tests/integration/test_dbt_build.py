@@ -498,6 +498,16 @@ def test_an_incremental_run_gives_the_marts_of_a_full_refresh(tmp_path, monkeypa
     assert [row[1] for row in newcomer_events] == [lead_id(LEADS["low_engagement"].email)]
 
 
+def settings_with_scenario() -> Settings:
+    """The test's data folder, with the scenario loaded into a new warehouse there."""
+    settings = load_settings()
+    settings.warehouse_path.parent.mkdir(parents=True)
+    new_warehouse(settings.warehouse_path)
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        load_scenario(connection)
+    return settings
+
+
 def built_nodes(settings: Settings, resource_type: str) -> set[str]:
     results = json.loads((settings.dbt_target_dir / "run_results.json").read_text())["results"]
     return {
@@ -523,11 +533,7 @@ def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(da
     """After new events only, the transform leaves identity, leads and fit as they were and
     rebuilds the rest; forgetting the last build and rebuilding everything changes nothing.
     The event checks of such a run read only the new loads, and still stop a bad one."""
-    settings = load_settings()
-    settings.warehouse_path.parent.mkdir(parents=True)
-    new_warehouse(settings.warehouse_path)
-    with duckdb.connect(str(settings.warehouse_path)) as connection:
-        load_scenario(connection)
+    settings = settings_with_scenario()
     first = run_dbt_build(settings, AS_OF)
     assert first.rebuilt.startswith("everything")
     assert "int_leads_staged" in built_nodes(settings, "unit_test")
@@ -578,11 +584,7 @@ def test_the_clock_alone_changes_a_why_now_when_its_time_comes_as_a_full_build_w
     """With no new data, later runs work out again only the "why now" whose time has come (a
     "days ago" ticking over, an event leaving the 14-day window, a decaying event type falling
     below a fit rule); each gives the marts of a build that works out every lead."""
-    settings = load_settings()
-    settings.warehouse_path.parent.mkdir(parents=True)
-    new_warehouse(settings.warehouse_path)
-    with duckdb.connect(str(settings.warehouse_path)) as connection:
-        load_scenario(connection)
+    settings = settings_with_scenario()
     run_dbt_build(settings, AS_OF)
     sentences = [read_why_now(settings.warehouse_path)]
     why_now_sql = settings.dbt_target_dir / (
@@ -607,11 +609,7 @@ def test_the_clock_alone_changes_a_why_now_when_its_time_comes_as_a_full_build_w
 def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):
     """`leadflow docs` (dbt docs generate) on a built warehouse: the site, a catalog of every
     model, and the definitions page in the descriptions marketing ops reads."""
-    settings = load_settings()
-    settings.warehouse_path.parent.mkdir(parents=True)
-    new_warehouse(settings.warehouse_path)
-    with duckdb.connect(str(settings.warehouse_path)) as connection:
-        load_scenario(connection)
+    settings = settings_with_scenario()
     run_dbt_build(settings, AS_OF)
 
     index = generate_docs(settings)
