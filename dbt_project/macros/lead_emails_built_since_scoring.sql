@@ -12,8 +12,20 @@
         {%- do return(true) -%}
     {%- endif -%}
     {%- set built_since = run_query(
-        'select coalesce(max(built_at) > (select max(scored_at) from ' ~ this ~ '), true) from '
-        ~ ref('int_lead_emails')
+        'select ' ~ built_since_this_wrote(ref('int_lead_emails'), 'built_at', 'scored_at')
     ).columns[0].values()[0] -%}
     {%- do return(built_since) -%}
+{%- endmacro %}
+
+{#-
+    SQL: whether `upstream` was built (its `upstream_mark`) after the incremental model this
+    runs in last wrote (its `own_mark`); both marks are the start of the dbt invocation that
+    wrote the rows. True when either table is empty.
+-#}
+{% macro built_since_this_wrote(upstream, upstream_mark, own_mark) -%}
+    coalesce(
+        (select max({{ upstream_mark }}) from {{ upstream }})
+        > (select max({{ own_mark }}) from {{ this }}),
+        true
+    )
 {%- endmacro %}

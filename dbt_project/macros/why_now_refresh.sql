@@ -34,9 +34,9 @@
         {%- do return(true) -%}
     {%- endif -%}
     {%- set needs_every_lead = run_query(
-        'select coalesce((select max(built_at) from ' ~ ref('int_leads_strongest_fit_rules')
-        ~ ') > (select max(built_at) from ' ~ this ~ '), true) or coalesce((select max(wording_hash)'
-        ~ ' from ' ~ this ~ ') <> ' ~ why_now_wording_hash() ~ ', true)'
+        'select ' ~ built_since_this_wrote(ref('int_leads_strongest_fit_rules'), 'built_at', 'built_at')
+        ~ ' or coalesce((select max(wording_hash) from ' ~ this ~ ') <> '
+        ~ why_now_wording_hash() ~ ', true)'
     ).columns[0].values()[0] -%}
     {%- do return(needs_every_lead) -%}
 {%- endmacro %}
