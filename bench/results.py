@@ -10,9 +10,11 @@ A size's result::
      "stages": [{"stage": "extract", "rows": ..., "seconds": ..., "peak_rss_bytes": ...,
                  "lower_bound": {"name": ..., "seconds": ..., "rows": ...} | None,
                  "incremental": {"seconds": ..., "rows": ...} | None}],
-    (a measurement taken several times has "seconds": their median, and "samples": [...])
      "transform_agreement": {...}, "incremental": {...},
      "transform_after_first_cycle": {"seconds": ..., "rows": ...}}
+
+A measurement taken several times (the transform and its lower bound) has "seconds": the median
+of its samples, and "samples": [...].
 """
 
 from __future__ import annotations
