@@ -11,12 +11,14 @@ that build left it:
 Everything is rebuilt when there is no earlier build to compare with, when dbt_project.yml or
 profiles.yml changed (dbt does not see a changed var as a changed model), or dbt's version.
 Event-grain tests then read only the events loaded since the earlier build (they read ten
-million rows otherwise; macros/tested_loads.sql says why that is enough), and unit tests run
+million rows otherwise; macros/tested_loads.sql says why that is enough), tests of the
+per-lead models a run writes in part read only the rows written since it, and unit tests run
 only when a definition changed: they check a model's logic on fixed inputs, which neither new
 data nor the clock can change.
 
-The earlier build is the artifacts of the last successful run (manifest.json, sources.json)
-copied to a folder of their own, with a fingerprint of the two project files.
+The earlier build is the artifacts of the last successful run (manifest.json, sources.json,
+run_results.json) copied to a folder of their own, with a fingerprint of the two project
+files.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 CLOCK_MACRO = "macro.leadflow.as_of"
 ALWAYS_REBUILT = ("source:ops+",)
 REBUILT_WHEN_FRESHER_OR_CHANGED = ("source_status:fresher+", "state:modified+")
-STATE_ARTIFACTS = ("manifest.json", "sources.json")
+STATE_ARTIFACTS = ("manifest.json", "sources.json", "run_results.json")
 # What a unit test's outcome depends on (with the macros, which dbt folds into state:modified).
 DEFINITION_TYPES = ("model", "seed", "snapshot", "unit_test")
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
@@ -41,6 +43,9 @@ FINGERPRINT_FILE = "project.sha256"
 EVENTS_SOURCE = "source.leadflow.raw.events"
 # Read by macros/tested_loads.sql: the newest event load the earlier build tested.
 EVENTS_TESTED_THROUGH = "LEADFLOW_EVENTS_TESTED_THROUGH"
+# Read by macros/tested_loads.sql: when the earlier build finished. Every row it wrote is
+# marked with a time before that, every row a later run wrote with a time after it.
+LAST_BUILD_FINISHED_AT = "LEADFLOW_LAST_BUILD_FINISHED_AT"
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,17 @@ def events_tested_through(earlier: Path) -> str:
     return ""
 
 
+def last_build_finished_at(earlier: Path) -> str:
+    """When the earlier build finished (its ``run_results.json``), as a UTC timestamp literal.
+
+    Each model marks the rows it writes with the time its dbt invocation started (macro
+    run_started_at_timestamp), so rows marked later than this were written after the earlier
+    build had tested everything it wrote: by this run, or by a failed one since."""
+    metadata = json.loads((earlier / "run_results.json").read_text()).get("metadata", {})
+    finished = str(metadata.get("generated_at") or "")
+    return finished.replace("T", " ").removesuffix("Z").removesuffix("+00:00")
+
+
 def build_selection(
     earlier: Path | None, clock_nodes: Iterable[str], *, definitions_changed: bool
 ) -> Selection:
@@ -127,7 +143,9 @@ def build_selection(
     build's (dbt's ``state:modified``)."""
     if earlier is None:
         return Selection(
-            (), {EVENTS_TESTED_THROUGH: ""}, "everything (no earlier build to compare with)"
+            (),
+            {EVENTS_TESTED_THROUGH: "", LAST_BUILD_FINISHED_AT: ""},
+            "everything (no earlier build to compare with)",
         )
     selectors = (
         *REBUILT_WHEN_FRESHER_OR_CHANGED,
@@ -141,6 +159,9 @@ def build_selection(
         description += "; no definition changed, so no unit tests"
     return Selection(
         ("--select", *selectors, "--state", str(earlier), *unit_tests),
-        {EVENTS_TESTED_THROUGH: events_tested_through(earlier)},
+        {
+            EVENTS_TESTED_THROUGH: events_tested_through(earlier),
+            LAST_BUILD_FINISHED_AT: last_build_finished_at(earlier),
+        },
         description,
     )

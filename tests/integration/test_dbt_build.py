@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from flows.dbt_runner import DbtBuildError, generate_docs, run_dbt_build
-from flows.dbt_selection import forget_build
+from flows.dbt_selection import forget_build, last_build_finished_at
 from flows.settings import Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
 from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
@@ -537,6 +537,12 @@ def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(da
     first = run_dbt_build(settings, AS_OF)
     assert first.rebuilt.startswith("everything")
     assert "int_leads_staged" in built_nodes(settings, "unit_test")
+    first_finished_at = last_build_finished_at(settings.dbt_state_dir)
+    why_now_checks = settings.dbt_target_dir / (
+        "run/leadflow/models/intermediate/int_leads_top_contributions.yml"
+    )
+    # With no build before it, the "why now" checks read every row.
+    assert "cast('1900-01-01 00:00:00'" in next(why_now_checks.glob("unique_*.sql")).read_text()
     add_later_event(
         settings.warehouse_path, "evt-later", "demo_request", AS_OF + timedelta(hours=1)
     )
@@ -555,6 +561,17 @@ def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(da
         settings.dbt_target_dir.glob("run/leadflow/models/marts/fct_lead_events.yml/unique_*.sql")
     )
     assert "loaded_at >" in event_check.read_text()
+    # The "why now" checks read the rows written since the first build finished: the lead
+    # with the new event, not the rows the first build wrote (and tested).
+    why_now_check = " ".join(next(why_now_checks.glob("unique_*.sql")).read_text().split())
+    assert f"built_at > cast('{first_finished_at}'" in why_now_check
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+        checked, stored = connection.execute(
+            "select count(*) filter (where built_at > cast(? as timestamp)), count(*) "
+            "from main.int_leads_top_contributions",
+            [first_finished_at],
+        ).fetchone()
+    assert 0 < checked < stored
     # Nobody's emails changed: event scoring does not compare every event's person again.
     scoring = settings.dbt_target_dir / "compiled/leadflow/models/intermediate"
     assert "stored_events.email = lead_emails.email" not in (

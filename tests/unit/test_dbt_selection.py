@@ -7,11 +7,13 @@ from flows.dbt_selection import (
     CLOCK_MACRO,
     EVENTS_SOURCE,
     EVENTS_TESTED_THROUGH,
+    LAST_BUILD_FINISHED_AT,
     build_selection,
     clock_readers,
     earlier_build,
     events_tested_through,
     forget_build,
+    last_build_finished_at,
     save_build,
 )
 
@@ -29,7 +31,13 @@ def make_target(root: Path) -> Path:
     target.mkdir()
     (target / "manifest.json").write_text('{"nodes": {}}')
     (target / "sources.json").write_text('{"results": []}')
+    write_build_results(target, "2026-03-01T10:00:05.123456Z")
     return target
+
+
+def write_build_results(folder: Path, generated_at: str) -> None:
+    metadata = {"generated_at": generated_at, "invocation_started_at": "2026-03-01T10:00:00Z"}
+    (folder / "run_results.json").write_text(json.dumps({"metadata": metadata, "results": []}))
 
 
 def test_a_saved_build_is_the_next_runs_reference(tmp_path):
@@ -95,7 +103,7 @@ def test_without_a_reference_everything_is_built_and_tested():
     assert selection.arguments == ()
     assert "everything" in selection.description
     # Empty, not absent: the runner's process may hold an earlier run's value.
-    assert selection.environment == {EVENTS_TESTED_THROUGH: ""}
+    assert selection.environment == {EVENTS_TESTED_THROUGH: "", LAST_BUILD_FINISHED_AT: ""}
 
 
 def write_freshness(state: Path, events_loaded_at: str | None) -> None:
@@ -109,6 +117,7 @@ def write_freshness(state: Path, events_loaded_at: str | None) -> None:
 
 def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path):
     write_freshness(tmp_path, "2026-03-01T09:30:00.250000+00:00")
+    write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
     selection = build_selection(
         tmp_path, ["fct_lead_events", "int_leads_staged"], definitions_changed=True
     )
@@ -128,8 +137,22 @@ def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path
 
 def test_event_tests_read_the_loads_after_the_ones_the_reference_tested(tmp_path):
     write_freshness(tmp_path, "2026-03-01T09:30:00.250000+00:00")
+    write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
     selection = build_selection(tmp_path, [], definitions_changed=True)
-    assert selection.environment == {EVENTS_TESTED_THROUGH: "2026-03-01 09:30:00.250000"}
+    assert selection.environment[EVENTS_TESTED_THROUGH] == "2026-03-01 09:30:00.250000"
+
+
+def test_tests_of_per_lead_rows_read_those_written_after_the_reference_finished(tmp_path):
+    """The end of the build, not its start: its own rows are marked with its start."""
+    write_freshness(tmp_path, None)
+    write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
+    selection = build_selection(tmp_path, [], definitions_changed=True)
+    assert selection.environment[LAST_BUILD_FINISHED_AT] == "2026-03-01 10:00:05.123456"
+
+
+def test_results_without_an_end_time_leave_every_row_to_test(tmp_path):
+    (tmp_path / "run_results.json").write_text('{"metadata": {}, "results": []}')
+    assert last_build_finished_at(tmp_path) == ""
 
 
 def test_a_reference_without_events_leaves_every_event_to_test(tmp_path):
@@ -139,6 +162,7 @@ def test_a_reference_without_events_leaves_every_event_to_test(tmp_path):
 
 def test_unit_tests_run_only_when_a_definition_changed(tmp_path):
     write_freshness(tmp_path, "2026-03-01T09:30:00+00:00")
+    write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
     unchanged = build_selection(tmp_path, ["dim_leads"], definitions_changed=False)
     assert unchanged.arguments[-2:] == ("--exclude-resource-type", "unit_test")
     assert "no unit tests" in unchanged.description

@@ -226,9 +226,11 @@ ranked as (
                 + case when {{ outranks(other, slot) }} then 1 else 0 end
             {%- endfor %} as {{ slot.name }}_rank,
         {%- endfor %}
-        -- The next time the clock alone changes the sentence, an hour early: working a lead out
-        -- again early changes nothing, late would keep an old sentence.
-        {{ dbt.dateadd('hour', -1, 'least(' ~ (changes | join(', ')) ~ ')') }} as changes_at,
+        -- The next time the clock alone changes the sentence, a minute early: working a lead
+        -- out again early changes nothing, late would keep an old sentence. The times are exact
+        -- to the second, so a minute covers rounding; a wider margin would only have each run
+        -- work out again the leads due in the next run as well.
+        {{ dbt.dateadd('minute', -1, 'least(' ~ (changes | join(', ')) ~ ')') }} as changes_at,
         *
 
     from candidates
