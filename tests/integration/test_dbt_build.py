@@ -592,35 +592,43 @@ def test_a_run_rebuilds_and_tests_what_new_events_reach_as_a_full_build_would(da
     assert (settings.dbt_state_dir / "manifest.json").is_file()
 
 
-def read_why_now(warehouse: Path) -> dict[str, str]:
+def read_why_now_and_stage(warehouse: Path) -> dict[str, tuple[str, str]]:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
-        return dict(connection.execute("select lead_id, why_now from main.dim_leads").fetchall())
+        rows = connection.execute("select lead_id, why_now, stage from main.dim_leads").fetchall()
+    return {lead: (why_now, stage) for lead, why_now, stage in rows}
 
 
-def test_the_clock_alone_changes_a_why_now_when_its_time_comes_as_a_full_build_would(data_dir):
-    """With no new data, later runs work out again only the "why now" whose time has come (a
-    "days ago" ticking over, an event leaving the 14-day window, a decaying event type falling
-    below a fit rule); each gives the marts of a build that works out every lead."""
+def test_the_clock_alone_changes_a_why_now_and_a_stage_when_its_time_comes_as_a_full_build_would(
+    data_dir,
+):
+    """With no new data, later runs work out again only the "why now" and the stages whose time
+    has come (a "days ago" ticking over, an event leaving the 14-day window, a decaying event
+    type falling below a fit rule, an MQL's engagement decaying below the threshold); each
+    gives the marts of a build that works out every lead."""
     settings = settings_with_scenario()
     run_dbt_build(settings, AS_OF)
-    sentences = [read_why_now(settings.warehouse_path)]
-    why_now_sql = settings.dbt_target_dir / (
-        "compiled/leadflow/models/intermediate/int_leads_top_contributions.sql"
-    )
+    seen = [read_why_now_and_stage(settings.warehouse_path)]
+    compiled = settings.dbt_target_dir / "compiled/leadflow/models/intermediate"
+    per_lead_models = [
+        compiled / f"{model}.sql" for model in ("int_leads_top_contributions", "int_leads_staged")
+    ]
 
     for later in (AS_OF + timedelta(days=1, hours=5), AS_OF + timedelta(days=15)):
         run_dbt_build(settings, later)
-        assert "changes_at <=" in why_now_sql.read_text()
+        assert all("changes_at <=" in model.read_text() for model in per_lead_models)
         selective = read_marts(settings.warehouse_path)
-        sentences.append(read_why_now(settings.warehouse_path))
+        seen.append(read_why_now_and_stage(settings.warehouse_path))
 
         forget_build(settings.dbt_state_dir)
         run_dbt_build(settings, later)
-        assert "changes_at <=" not in why_now_sql.read_text()
+        assert not any("changes_at <=" in model.read_text() for model in per_lead_models)
         assert read_marts(settings.warehouse_path) == selective
 
-    # The clock did change sentences, so the runs above had something to get right.
+    # The clock did change sentences and stages, so the runs above had something to get right.
+    sentences = [{lead: row[0] for lead, row in run.items()} for run in seen]
     assert sentences[0] != sentences[1] != sentences[2]
+    stages = [{lead: row[1] for lead, row in run.items()} for run in seen]
+    assert stages[0] != stages[2]
 
 
 def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):

@@ -1,11 +1,58 @@
+{#-
+    Incremental: a lead's stage changes with its data - its engagement (the accrual wrote its
+    row again), sales' word (an outcome or hand-off, also one dated after the last run that the
+    clock has now passed), its record or fit - or, by the clock alone, when its decaying
+    engagement falls below the MQL threshold (or, after a recycle, its engagement since
+    feedback below the threshold to qualify again): a time known when the row is written
+    (changes_at). A run works out again the leads with new engagement, a change due, new sales'
+    word (compared with the stored row: a few hundred thousand outcome and task rows, not the
+    leads) and new leads; every lead when int_leads_strongest_fit_rules was built since (lead
+    records or fit rules changed) or a threshold, the half-life or seed lifecycle_reasons
+    changed (macro needs_every_lead).
+-#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='lead_id',
+    on_schema_change='append_new_columns',
+    post_hook="{% if is_incremental() %}delete from {{ this }} where lead_id not in (select lead_id from {{ ref('int_leads_deduplicated') }}){% endif %}",
+) }}
+{%- set every_lead = needs_every_lead('definitions_hash', stage_definitions_hash()) %}
 {%- set fit_threshold = var('mql_fit_threshold') -%}
 {%- set engagement_threshold = var('mql_engagement_threshold') -%}
+{%- set sales_word_columns = [
+    'latest_outcome', 'latest_outcome_at', 'feedback_reason', 'won_at', 'handed_off_at',
+] -%}
+{#- When decay alone changes a stage (a positive threshold only: nothing decays to zero). -#}
+{%- set stage_changes = ['cast(null as ' ~ dbt.type_timestamp() ~ ')'] -%}
+{%- if engagement_threshold > 0.005 -%}
+    {%- do stage_changes.append(
+        "case when reasoned.stage_reason = 'meets_mql_thresholds' then "
+        ~ decays_to_at('reasoned.accrued_points', 'reasoned.accrued_as_of', engagement_threshold - 0.005)
+        ~ ' end'
+    ) -%}
+{%- endif -%}
+{%- if engagement_threshold > 0 -%}
+    {%- do stage_changes.append(
+        "case when reasoned.stage_reason = 'requalified_after_recycle' then "
+        ~ decays_to_at('reasoned.engagement_since_feedback', as_of(), engagement_threshold)
+        ~ ' end'
+    ) -%}
+{%- endif -%}
 
 with
 
-leads as (
+-- Read by macro needs_every_lead: lead records or fit rules changed since this model wrote.
+-- depends_on: {{ ref('int_leads_strongest_fit_rules') }}
+all_leads as (
 
     select * from {{ ref('int_leads_deduplicated') }}
+
+),
+
+accrued as (
+
+    select * from {{ ref('int_leads_engagement_accrued') }}
 
 ),
 
@@ -133,6 +180,66 @@ handoffs as (
 
 ),
 
+-- Sales' word on each lead it has spoken about, as the stage rules read it.
+sales_word as (
+
+    select
+        coalesce(latest_outcomes.lead_id, handoffs.lead_id) as lead_id,
+        latest_outcomes.latest_outcome,
+        latest_outcomes.latest_outcome_at,
+        latest_outcomes.feedback_reason,
+        won_leads.won_at,
+        handoffs.handed_off_at
+
+    from latest_outcomes
+    full outer join handoffs
+        on latest_outcomes.lead_id = handoffs.lead_id
+    left join won_leads
+        on latest_outcomes.lead_id = won_leads.lead_id
+
+),
+
+{% if not every_lead %}
+-- Leads whose sales' word is not the one their stored row was worked out with: new outcomes
+-- and hand-offs, and outcomes dated after the last run that the clock has now passed.
+leads_with_new_sales_word as (
+
+    select coalesce(sales_word.lead_id, stored_word.lead_id) as lead_id
+
+    from sales_word
+    full outer join (
+        select * from {{ this }}
+        where latest_outcome is not null or handed_off_at is not null
+    ) as stored_word
+        on sales_word.lead_id = stored_word.lead_id
+    where
+        sales_word.lead_id is null
+        or stored_word.lead_id is null
+        {%- for column in sales_word_columns %}
+            or sales_word.{{ column }} is distinct from stored_word.{{ column }}
+        {%- endfor %}
+
+),
+{% endif %}
+
+leads as (
+
+    select * from all_leads
+    {%- if not every_lead %}
+        -- New engagement since this model last wrote, a change come due, new sales' word, or
+        -- a new lead.
+        where
+            lead_id in (
+                select lead_id from accrued
+                where accrued_at > (select max(built_at) from {{ this }})
+            )
+            or lead_id in (select lead_id from {{ this }} where changes_at <= {{ as_of() }})
+            or lead_id in (select lead_id from leads_with_new_sales_word)
+            or lead_id not in (select lead_id from {{ this }})
+    {%- endif %}
+
+),
+
 -- Engagement earned after sales' latest feedback: a recycled lead re-qualifies on this alone.
 engagement_since_feedback as (
 
@@ -146,6 +253,8 @@ engagement_since_feedback as (
     from scored_events
     inner join latest_outcomes
         on scored_events.lead_id = latest_outcomes.lead_id
+    inner join leads
+        on latest_outcomes.lead_id = leads.lead_id
     where
         scored_events.occurred_at > latest_outcomes.latest_outcome_at
         and scored_events.occurred_at <= {{ as_of() }}
@@ -164,18 +273,20 @@ evidence as (
         engagement_scores.engagement_score,
         engagement_scores.positive_event_count,
         engagement_scores.last_engaged_at,
-        latest_outcomes.latest_outcome,
-        latest_outcomes.feedback_reason,
-        latest_outcomes.latest_outcome_at,
+        accrued.accrued_points,
+        accrued.accrued_as_of,
+        sales_word.latest_outcome,
+        sales_word.feedback_reason,
+        sales_word.latest_outcome_at,
         feedback_reasons.stage as feedback_stage,
-        won_leads.won_at,
-        handoffs.handed_off_at,
+        sales_word.won_at,
+        sales_word.handed_off_at,
         coalesce(engagement_since_feedback.engagement_since_feedback, 0)
             as engagement_since_feedback,
         -- Handed off after sales' latest word: sales owns it now, so it is not queued again.
         coalesce(
-            handoffs.handed_off_at > latest_outcomes.latest_outcome_at
-            or (handoffs.handed_off_at is not null and latest_outcomes.latest_outcome_at is null),
+            sales_word.handed_off_at > sales_word.latest_outcome_at
+            or (sales_word.handed_off_at is not null and sales_word.latest_outcome_at is null),
             false
         ) as is_awaiting_feedback
 
@@ -184,14 +295,12 @@ evidence as (
         on leads.lead_id = fit_scores.lead_id
     inner join engagement_scores
         on leads.lead_id = engagement_scores.lead_id
-    left join latest_outcomes
-        on leads.lead_id = latest_outcomes.lead_id
+    left join accrued
+        on leads.lead_id = accrued.lead_id
+    left join sales_word
+        on leads.lead_id = sales_word.lead_id
     left join reason_definitions as feedback_reasons
-        on latest_outcomes.feedback_reason = feedback_reasons.reason_code
-    left join won_leads
-        on leads.lead_id = won_leads.lead_id
-    left join handoffs
-        on leads.lead_id = handoffs.lead_id
+        on sales_word.feedback_reason = feedback_reasons.reason_code
     left join engagement_since_feedback
         on leads.lead_id = engagement_since_feedback.lead_id
 
@@ -246,7 +355,16 @@ final as (
         -- When the lead entered its nurture track: sales' feedback, else its latest engagement.
         coalesce(
             reasoned.latest_outcome_at, reasoned.last_engaged_at, reasoned.created_at, {{ as_of() }}
-        ) as track_entered_at
+        ) as track_entered_at,
+        -- A minute before decay alone changes the stage: the engagement score, rounded to
+        -- cents, falls below the MQL threshold, or engagement since feedback below the
+        -- threshold to qualify again. Decay never raises a score, so no other reason moves by
+        -- the clock alone; sales' word is compared with the stored row instead.
+        {{ dbt.dateadd('minute', -1, 'least(' ~ (stage_changes | join(', ')) ~ ')') }}
+            as changes_at,
+        {{ as_of() }} as worked_out_as_of,
+        {{ stage_definitions_hash() }} as definitions_hash,
+        {{ run_started_at_timestamp() }} as built_at
 
     from reasoned
     left join reason_definitions

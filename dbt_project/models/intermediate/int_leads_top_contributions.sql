@@ -11,7 +11,7 @@
     on, an event leaves the "last N days" window, a decaying event type falls below a fit rule.
     A run works out again just those leads, and every lead when int_leads_strongest_fit_rules
     was built since (lead records or fit rules changed) or the wording changed (macro
-    why_now_needs_every_lead).
+    needs_every_lead).
 -#}
 {{ config(
     materialized='incremental',
@@ -20,7 +20,7 @@
     on_schema_change='append_new_columns',
     post_hook="{% if is_incremental() %}delete from {{ this }} where lead_id not in (select lead_id from {{ ref('int_leads_deduplicated') }}){% endif %}",
 ) }}
-{%- set every_lead = why_now_needs_every_lead() %}
+{%- set every_lead = needs_every_lead('wording_hash', why_now_wording_hash()) %}
 {%- set window_days = var('why_now_window_days') -%}
 {#- What the model keeps of each of a lead's top contributions. -#}
 {%- set contribution_columns = ['kind', 'key', 'points', 'text'] -%}

@@ -1,0 +1,71 @@
+{#-
+    What the "why now" says besides the data: the window of "in the last N days" and the
+    activity labels of seed engagement_points, as one md5. int_leads_top_contributions keeps it
+    in each row, so a run can tell that the words changed and write every lead's sentence again.
+-#}
+{% macro why_now_wording_hash() -%}
+    (
+        select
+            md5(
+                {{ dbt.concat([
+                    "'" ~ var('why_now_window_days') ~ "|'",
+                    dbt.listagg(
+                        dbt.concat(['event_type', "'='", 'activity_label']), "'|'", 'order by event_type'
+                    ),
+                ]) }}
+            )
+        from {{ ref('engagement_points') }}
+    )
+{%- endmacro %}
+
+{#-
+    What decides a stage besides the lead's data: the MQL thresholds, the half-life, and the
+    stage and nurture track of each reason in seed lifecycle_reasons, as one md5.
+    int_leads_staged keeps it in each row, so a run can tell that a definition changed and work
+    out every lead's stage again.
+-#}
+{% macro stage_definitions_hash() -%}
+    (
+        select
+            md5(
+                {{ dbt.concat([
+                    "'fit " ~ var('mql_fit_threshold') ~ "|engagement "
+                    ~ var('mql_engagement_threshold') ~ "|half-life "
+                    ~ var('engagement_half_life_days') ~ "|'",
+                    dbt.listagg(
+                        dbt.concat([
+                            'reason_code', "'='", 'stage', "'/'", "coalesce(nurture_track, '')",
+                        ]),
+                        "'|'",
+                        'order by reason_code',
+                    ),
+                ]) }}
+            )
+        from {{ ref('lifecycle_reasons') }}
+    )
+{%- endmacro %}
+
+{#-
+    For the per-lead models a run writes in part (int_leads_top_contributions,
+    int_leads_staged): whether a run must work out every lead, not only those with new data or
+    a change due. True in a full build, while parsing, before the model had its bookkeeping
+    columns (built_at and `hash_column`), when int_leads_strongest_fit_rules was built since the
+    model last wrote (lead records or fit rules changed: leads can appear, disappear or change
+    fit), and when the stored rows' `hash_column` differs from `current_hash` (SQL): a
+    definition they were written with changed.
+-#}
+{% macro needs_every_lead(hash_column, current_hash) -%}
+    {%- if not (is_incremental() and execute) -%}
+        {%- do return(true) -%}
+    {%- endif -%}
+    {%- set stored_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if 'built_at' not in stored_columns or hash_column not in stored_columns -%}
+        {%- do return(true) -%}
+    {%- endif -%}
+    {%- set answer = run_query(
+        'select ' ~ built_since_this_wrote(ref('int_leads_strongest_fit_rules'), 'built_at', 'built_at')
+        ~ ' or coalesce((select max(' ~ hash_column ~ ') from ' ~ this ~ ') <> '
+        ~ current_hash ~ ', true)'
+    ).columns[0].values()[0] -%}
+    {%- do return(answer) -%}
+{%- endmacro %}
