@@ -26,6 +26,7 @@ from flows.dbt_selection import (
     clock_readers,
     earlier_build,
     forget_build,
+    incremental_models,
     save_build,
 )
 from flows.settings import Settings
@@ -117,10 +118,12 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
     # What the raw tables hold now, for this build's selection and the next one's comparison.
     freshness = runner.invoke(["source", "freshness", *flags, quiet])
     earlier = earlier_build(settings.dbt_state_dir, project_dir) if freshness.success else None
+    changed = changed_definitions(runner, earlier, flags) if earlier else None
     selection = build_selection(
         earlier,
         clock_readers(*manifest_macro_calls(manifest)),
-        definitions_changed=earlier is None or definitions_changed(runner, earlier, flags),
+        definitions_changed=changed is None or bool(changed),
+        changed_incremental_models=incremental_models(manifest_materializations(manifest), changed),
     )
     os.environ.update(selection.environment)
 
@@ -153,15 +156,25 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
     )
 
 
-def definitions_changed(runner: Any, earlier: Path, flags: list[str]) -> bool:
-    """Whether a model, seed, snapshot or unit test differs from the earlier build's, as dbt's
-    ``state:modified`` sees it (macros included). Unsure counts as changed."""
+def changed_definitions(runner: Any, earlier: Path, flags: list[str]) -> list[str] | None:
+    """Names of the models, seeds, snapshots and unit tests that differ from the earlier
+    build's, as dbt's ``state:modified`` sees them (macros included); None when dbt could not
+    tell, which counts as everything changed."""
     resource_types = [f"--resource-type={name}" for name in DEFINITION_TYPES]
     listed = runner.invoke(
         ["ls", "--select=state:modified", f"--state={earlier}", *resource_types, "--quiet",
          "--output=name", *flags, "--log-level=none"]
     )  # fmt: skip
-    return not listed.success or bool(listed.result)
+    return [str(name) for name in listed.result or []] if listed.success else None
+
+
+def manifest_materializations(manifest: Any) -> dict[str, str]:
+    """Model name -> its materialization (table, view, incremental, ...)."""
+    return {
+        node.name: str(node.config.materialized)
+        for node in manifest.nodes.values()
+        if str(getattr(node.resource_type, "value", node.resource_type)) == "model"
+    }
 
 
 def manifest_macro_calls(manifest: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

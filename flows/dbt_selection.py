@@ -125,6 +125,18 @@ def events_tested_through(earlier: Path) -> str:
     return ""
 
 
+def incremental_models(
+    materializations: Mapping[str, str], changed: Sequence[str] | None
+) -> list[str]:
+    """The incremental models among the changed definitions; all of them when it is not known
+    what changed."""
+    return sorted(
+        name
+        for name, materialized in materializations.items()
+        if materialized == "incremental" and (changed is None or name in changed)
+    )
+
+
 def last_build_finished_at(earlier: Path) -> str:
     """When the earlier build finished (its ``run_results.json``), as a UTC timestamp literal.
 
@@ -137,10 +149,16 @@ def last_build_finished_at(earlier: Path) -> str:
 
 
 def build_selection(
-    earlier: Path | None, clock_nodes: Iterable[str], *, definitions_changed: bool
+    earlier: Path | None,
+    clock_nodes: Iterable[str],
+    *,
+    definitions_changed: bool,
+    changed_incremental_models: Sequence[str] = (),
 ) -> Selection:
     """``definitions_changed``: a model, seed, snapshot or unit test differs from the earlier
-    build's (dbt's ``state:modified``)."""
+    build's (dbt's ``state:modified``). ``changed_incremental_models``: the incremental models
+    among them. Their stored rows were written by the old definition and a run writes only some
+    rows again, so the build starts them afresh (``--full-refresh``)."""
     if earlier is None:
         return Selection(
             (),
@@ -157,8 +175,15 @@ def build_selection(
     if not definitions_changed:
         unit_tests = ("--exclude-resource-type", "unit_test")
         description += "; no definition changed, so no unit tests"
+    full_refresh: tuple[str, ...] = ()
+    if changed_incremental_models:
+        full_refresh = ("--full-refresh",)
+        description += (
+            f"; incremental models changed ({', '.join(sorted(changed_incremental_models))}), "
+            "so they and the others it builds are built afresh"
+        )
     return Selection(
-        ("--select", *selectors, "--state", str(earlier), *unit_tests),
+        ("--select", *selectors, "--state", str(earlier), *unit_tests, *full_refresh),
         {
             EVENTS_TESTED_THROUGH: events_tested_through(earlier),
             LAST_BUILD_FINISHED_AT: last_build_finished_at(earlier),

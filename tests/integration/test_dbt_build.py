@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ import pytest
 
 from flows.dbt_runner import DbtBuildError, generate_docs, run_dbt_build
 from flows.dbt_selection import forget_build, last_build_finished_at
-from flows.settings import Settings, load_settings
+from flows.settings import PROJECT_ROOT, Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
 from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
 
@@ -629,6 +630,46 @@ def test_the_clock_alone_changes_a_why_now_and_a_stage_when_its_time_comes_as_a_
     assert sentences[0] != sentences[1] != sentences[2]
     stages = [{lead: row[1] for lead, row in run.items()} for run in seen]
     assert stages[0] != stages[2]
+
+
+def test_an_edited_incremental_model_is_built_afresh_by_the_next_run(
+    data_dir, tmp_path, monkeypatch
+):
+    """A run writes only some rows of an incremental model: after its SQL is edited, the rows
+    no run writes again would stay as the old SQL made them. The next run sees the change
+    (dbt's state:modified) and builds it afresh, every lead at once."""
+    project = tmp_path / "project"
+    for folder in ("dbt_project", "expectations", "templates"):
+        shutil.copytree(
+            PROJECT_ROOT / folder,
+            project / folder,
+            ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+        )
+    monkeypatch.setenv("LEADFLOW_PROJECT_DIR", str(project))
+    settings = settings_with_scenario()
+
+    def stages_written_by_then(finished_at: str) -> int:
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+            (count,) = connection.execute(
+                "select count(*) from main.int_leads_staged where built_at < cast(? as timestamp)",
+                [finished_at],
+            ).fetchone()
+        return int(count)
+
+    run_dbt_build(settings, AS_OF)
+    first_finished_at = last_build_finished_at(settings.dbt_state_dir)
+    unedited = run_dbt_build(settings, AS_OF + timedelta(hours=1))
+    assert "incremental models changed" not in unedited.rebuilt
+    # An ordinary run leaves most stages as the first build wrote them.
+    assert stages_written_by_then(first_finished_at) > 0
+
+    staged = project / "dbt_project/models/intermediate/int_leads_staged.sql"
+    staged.write_text(staged.read_text() + "\n-- An edit: the stage rules as they would change.\n")
+    unedited_finished_at = last_build_finished_at(settings.dbt_state_dir)
+    edited = run_dbt_build(settings, AS_OF + timedelta(hours=2))
+
+    assert "incremental models changed (int_leads_staged)" in edited.rebuilt
+    assert stages_written_by_then(unedited_finished_at) == 0
 
 
 def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):

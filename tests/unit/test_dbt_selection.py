@@ -13,6 +13,7 @@ from flows.dbt_selection import (
     earlier_build,
     events_tested_through,
     forget_build,
+    incremental_models,
     last_build_finished_at,
     save_build,
 )
@@ -168,3 +169,40 @@ def test_unit_tests_run_only_when_a_definition_changed(tmp_path):
     assert "no unit tests" in unchanged.description
     changed = build_selection(tmp_path, ["dim_leads"], definitions_changed=True)
     assert "unit_test" not in changed.arguments
+
+
+MATERIALIZATIONS = {
+    "int_leads_staged": "incremental",
+    "int_lead_events_scored": "incremental",
+    "dim_leads": "table",
+    "stg_raw__events": "view",
+}
+
+
+def test_the_incremental_models_among_the_changed_definitions_are_refreshed():
+    changed = ["dim_leads", "int_leads_staged", "engagement_points", "a_unit_test"]
+    assert incremental_models(MATERIALIZATIONS, changed) == ["int_leads_staged"]
+    assert incremental_models(MATERIALIZATIONS, []) == []
+
+
+def test_when_it_is_unknown_what_changed_every_incremental_model_is_refreshed():
+    assert incremental_models(MATERIALIZATIONS, None) == [
+        "int_lead_events_scored",
+        "int_leads_staged",
+    ]
+
+
+def test_a_changed_incremental_model_makes_the_build_start_afresh(tmp_path):
+    """Its stored rows were written by the old definition, and a run rewrites only some."""
+    write_freshness(tmp_path, "2026-03-01T09:30:00+00:00")
+    write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
+    changed = build_selection(
+        tmp_path,
+        ["int_leads_staged"],
+        definitions_changed=True,
+        changed_incremental_models=["int_leads_staged"],
+    )
+    assert changed.arguments[-1] == "--full-refresh"
+    assert "incremental models changed (int_leads_staged)" in changed.description
+    unchanged = build_selection(tmp_path, ["int_leads_staged"], definitions_changed=True)
+    assert "--full-refresh" not in unchanged.arguments
