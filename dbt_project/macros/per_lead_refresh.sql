@@ -69,3 +69,16 @@
     ).columns[0].values()[0] -%}
     {%- do return(answer) -%}
 {%- endmacro %}
+
+{#-
+    Post-hook of the per-lead models a run writes in part: delete+insert replaces the leads a run
+    wrote, so a lead merged into another by identity would keep its row. Leads disappear only
+    in runs that write every lead, but a hook cannot tell (needs_every_lead's answer changes
+    once the model has written), so every incremental run checks (a scan of the lead ids).
+-#}
+{% macro delete_leads_merged_away() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where lead_id not in (select lead_id from {{ ref('int_leads_deduplicated') }})
+    {%- endif -%}
+{%- endmacro %}

@@ -15,7 +15,7 @@
     incremental_strategy='delete+insert',
     unique_key='lead_id',
     on_schema_change='append_new_columns',
-    post_hook="{% if is_incremental() %}delete from {{ this }} where lead_id not in (select lead_id from {{ ref('int_leads_deduplicated') }}){% endif %}",
+    post_hook="{{ delete_leads_merged_away() }}",
 ) }}
 {%- set every_lead = needs_every_lead('definitions_hash', stage_definitions_hash()) %}
 {%- set fit_threshold = var('mql_fit_threshold') -%}
