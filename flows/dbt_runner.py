@@ -26,7 +26,6 @@ from flows.dbt_selection import (
     clock_readers,
     earlier_build,
     forget_build,
-    incremental_models,
     save_build,
 )
 from flows.settings import Settings
@@ -122,8 +121,8 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
     selection = build_selection(
         earlier,
         clock_readers(*manifest_macro_calls(manifest)),
-        definitions_changed=changed is None or bool(changed),
-        changed_incremental_models=incremental_models(manifest_materializations(manifest), changed),
+        changed=changed,
+        materializations=manifest_materializations(manifest),
     )
     os.environ.update(selection.environment)
 

@@ -152,13 +152,14 @@ def build_selection(
     earlier: Path | None,
     clock_nodes: Iterable[str],
     *,
-    definitions_changed: bool,
-    changed_incremental_models: Sequence[str] = (),
+    changed: Sequence[str] | None,
+    materializations: Mapping[str, str] | None = None,
 ) -> Selection:
-    """``definitions_changed``: a model, seed, snapshot or unit test differs from the earlier
-    build's (dbt's ``state:modified``). ``changed_incremental_models``: the incremental models
-    among them. Their stored rows were written by the old definition and a run writes only some
-    rows again, so the build starts them afresh (``--full-refresh``)."""
+    """``changed``: the models, seeds, snapshots and unit tests that differ from the earlier
+    build's (dbt's ``state:modified``); None when that is not known, which counts as
+    everything. ``materializations``: model name -> materialization. A changed incremental
+    model's stored rows were written by the old definition and a run writes only some rows
+    again, so the build starts it afresh (``--full-refresh``)."""
     if earlier is None:
         return Selection(
             (),
@@ -172,14 +173,15 @@ def build_selection(
     )
     description = "what newer raw data, changed definitions, operational tables and the clock reach"
     unit_tests: tuple[str, ...] = ()
-    if not definitions_changed:
+    if changed is not None and not changed:
         unit_tests = ("--exclude-resource-type", "unit_test")
         description += "; no definition changed, so no unit tests"
     full_refresh: tuple[str, ...] = ()
-    if changed_incremental_models:
+    changed_incremental = incremental_models(materializations or {}, changed)
+    if changed_incremental:
         full_refresh = ("--full-refresh",)
         description += (
-            f"; incremental models changed ({', '.join(sorted(changed_incremental_models))}), "
+            f"; incremental models changed ({', '.join(changed_incremental)}), "
             "so they and the others it builds are built afresh"
         )
     return Selection(

@@ -100,7 +100,7 @@ def test_a_macro_reaches_the_clock_through_a_cycle_whatever_the_order():
 
 
 def test_without_a_reference_everything_is_built_and_tested():
-    selection = build_selection(None, ["int_leads_staged"], definitions_changed=True)
+    selection = build_selection(None, ["int_leads_staged"], changed=None)
     assert selection.arguments == ()
     assert "everything" in selection.description
     # Empty, not absent: the runner's process may hold an earlier run's value.
@@ -119,9 +119,7 @@ def write_freshness(state: Path, events_loaded_at: str | None) -> None:
 def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path):
     write_freshness(tmp_path, "2026-03-01T09:30:00.250000+00:00")
     write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
-    selection = build_selection(
-        tmp_path, ["fct_lead_events", "int_leads_staged"], definitions_changed=True
-    )
+    selection = build_selection(tmp_path, ["fct_lead_events", "int_leads_staged"], changed=None)
     arguments = list(selection.arguments)
     assert arguments[0] == "--select"
     assert arguments[arguments.index("--state") + 1] == str(tmp_path)
@@ -139,7 +137,7 @@ def test_with_a_reference_what_fresher_data_changes_and_the_clock_reach(tmp_path
 def test_event_tests_read_the_loads_after_the_ones_the_reference_tested(tmp_path):
     write_freshness(tmp_path, "2026-03-01T09:30:00.250000+00:00")
     write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
-    selection = build_selection(tmp_path, [], definitions_changed=True)
+    selection = build_selection(tmp_path, [], changed=None)
     assert selection.environment[EVENTS_TESTED_THROUGH] == "2026-03-01 09:30:00.250000"
 
 
@@ -147,7 +145,7 @@ def test_tests_of_per_lead_rows_read_those_written_after_the_reference_finished(
     """The end of the build, not its start: its own rows are marked with its start."""
     write_freshness(tmp_path, None)
     write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
-    selection = build_selection(tmp_path, [], definitions_changed=True)
+    selection = build_selection(tmp_path, [], changed=None)
     assert selection.environment[LAST_BUILD_FINISHED_AT] == "2026-03-01 10:00:05.123456"
 
 
@@ -164,10 +162,10 @@ def test_a_reference_without_events_leaves_every_event_to_test(tmp_path):
 def test_unit_tests_run_only_when_a_definition_changed(tmp_path):
     write_freshness(tmp_path, "2026-03-01T09:30:00+00:00")
     write_build_results(tmp_path, "2026-03-01T10:00:05.123456Z")
-    unchanged = build_selection(tmp_path, ["dim_leads"], definitions_changed=False)
+    unchanged = build_selection(tmp_path, ["dim_leads"], changed=[])
     assert unchanged.arguments[-2:] == ("--exclude-resource-type", "unit_test")
     assert "no unit tests" in unchanged.description
-    changed = build_selection(tmp_path, ["dim_leads"], definitions_changed=True)
+    changed = build_selection(tmp_path, ["dim_leads"], changed=["dim_leads"])
     assert "unit_test" not in changed.arguments
 
 
@@ -199,10 +197,12 @@ def test_a_changed_incremental_model_makes_the_build_start_afresh(tmp_path):
     changed = build_selection(
         tmp_path,
         ["int_leads_staged"],
-        definitions_changed=True,
-        changed_incremental_models=["int_leads_staged"],
+        changed=["int_leads_staged"],
+        materializations=MATERIALIZATIONS,
     )
     assert changed.arguments[-1] == "--full-refresh"
     assert "incremental models changed (int_leads_staged)" in changed.description
-    unchanged = build_selection(tmp_path, ["int_leads_staged"], definitions_changed=True)
+    unchanged = build_selection(
+        tmp_path, ["int_leads_staged"], changed=["dim_leads"], materializations=MATERIALIZATIONS
+    )
     assert "--full-refresh" not in unchanged.arguments
