@@ -123,6 +123,7 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
         clock_readers(*manifest_macro_calls(manifest)),
         changed=changed,
         materializations=manifest_materializations(manifest),
+        parents=manifest_parents(manifest),
     )
     os.environ.update(selection.environment)
 
@@ -171,6 +172,16 @@ def manifest_materializations(manifest: Any) -> dict[str, str]:
     """Model name -> its materialization (table, view, incremental, ...)."""
     return {
         node.name: str(node.config.materialized)
+        for node in manifest.nodes.values()
+        if str(getattr(node.resource_type, "value", node.resource_type)) == "model"
+    }
+
+
+def manifest_parents(manifest: Any) -> dict[str, list[str]]:
+    """Model name -> the names of the models, seeds and snapshots it reads."""
+    names = {unique_id: node.name for unique_id, node in manifest.nodes.items()}
+    return {
+        node.name: [names[parent] for parent in node.depends_on.nodes if parent in names]
         for node in manifest.nodes.values()
         if str(getattr(node.resource_type, "value", node.resource_type)) == "model"
     }

@@ -126,14 +126,32 @@ def events_tested_through(earlier: Path) -> str:
 
 
 def incremental_models(
-    materializations: Mapping[str, str], changed: Sequence[str] | None
+    materializations: Mapping[str, str],
+    changed: Sequence[str] | None,
+    parents: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
-    """The incremental models among the changed definitions; all of them when it is not known
-    what changed."""
+    """The incremental models whose stored rows a changed definition can have made stale: those
+    that changed, and those reading a changed view, directly or through other views (a view is
+    read afresh, so nothing marks what its change altered, as a rebuilt table's built_at does);
+    all of them when it is not known what changed. ``parents``: model name -> the names of the
+    models, seeds and snapshots it reads."""
+    changed_names = None if changed is None else set(changed)
+    model_parents = parents or {}
+
+    def reads_changed_view(name: str, seen: set[str]) -> bool:
+        for parent in model_parents.get(name, ()):
+            if materializations.get(parent) != "view" or parent in seen:
+                continue
+            seen.add(parent)
+            if parent in (changed_names or ()) or reads_changed_view(parent, seen):
+                return True
+        return False
+
     return sorted(
         name
         for name, materialized in materializations.items()
-        if materialized == "incremental" and (changed is None or name in changed)
+        if materialized == "incremental"
+        and (changed_names is None or name in changed_names or reads_changed_view(name, set()))
     )
 
 
@@ -154,12 +172,14 @@ def build_selection(
     *,
     changed: Sequence[str] | None,
     materializations: Mapping[str, str] | None = None,
+    parents: Mapping[str, Sequence[str]] | None = None,
 ) -> Selection:
     """``changed``: the models, seeds, snapshots and unit tests that differ from the earlier
     build's (dbt's ``state:modified``); None when that is not known, which counts as
-    everything. ``materializations``: model name -> materialization. A changed incremental
-    model's stored rows were written by the old definition and a run writes only some rows
-    again, so the build starts it afresh (``--full-refresh``)."""
+    everything. ``materializations``: model name -> materialization; ``parents``: model name
+    -> what it reads. A changed incremental model's stored rows (or those of one reading a
+    changed view) were written by the old definition and a run writes only some rows again,
+    so the build starts it afresh (``--full-refresh``)."""
     if earlier is None:
         return Selection(
             (),
@@ -177,11 +197,12 @@ def build_selection(
         unit_tests = ("--exclude-resource-type", "unit_test")
         description += "; no definition changed, so no unit tests"
     full_refresh: tuple[str, ...] = ()
-    changed_incremental = incremental_models(materializations or {}, changed)
+    changed_incremental = incremental_models(materializations or {}, changed, parents)
     if changed_incremental:
         full_refresh = ("--full-refresh",)
         description += (
-            f"; incremental models changed ({', '.join(changed_incremental)}), "
+            f"; incremental models changed or read a changed view "
+            f"({', '.join(changed_incremental)}), "
             "so they and the others it builds are built afresh"
         )
     return Selection(

@@ -47,26 +47,32 @@
 
 {#-
     For the per-lead models a run writes in part (int_leads_top_contributions,
-    int_leads_staged): whether a run must work out every lead, not only those with new data or
-    a change due. True in a full build, while parsing, before the model had its bookkeeping
-    columns (built_at and `hash_column`), when int_leads_strongest_fit_rules was built since the
-    model last wrote (lead records or fit rules changed: leads can appear, disappear or change
-    fit), and when the stored rows' `hash_column` differs from `current_hash` (SQL): a
-    definition they were written with changed.
+    int_leads_staged, int_leads_profiled): whether a run must work out every lead, not only
+    those with new data or a change due. True in a full build, while parsing, before the model
+    had its bookkeeping columns (built_at, and `hash_column` when given), when one of
+    `full_inputs` was built since the model last wrote (the tables it reads that a build
+    writes whole, each marked with built_at: lead records, owners or fit changed, and leads can
+    appear, disappear or change), and when the stored rows' `hash_column` differs from
+    `current_hash` (SQL): a definition they were written with changed.
 -#}
-{% macro needs_every_lead(hash_column, current_hash) -%}
+{% macro needs_every_lead(full_inputs, hash_column=none, current_hash=none) -%}
     {%- if not (is_incremental() and execute) -%}
         {%- do return(true) -%}
     {%- endif -%}
     {%- set stored_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-    {%- if 'built_at' not in stored_columns or hash_column not in stored_columns -%}
+    {%- if 'built_at' not in stored_columns or (hash_column and hash_column not in stored_columns) -%}
         {%- do return(true) -%}
     {%- endif -%}
-    {%- set answer = run_query(
-        'select ' ~ built_since_this_wrote(ref('int_leads_strongest_fit_rules'), 'built_at', 'built_at')
-        ~ ' or coalesce((select max(' ~ hash_column ~ ') from ' ~ this ~ ') <> '
-        ~ current_hash ~ ', true)'
-    ).columns[0].values()[0] -%}
+    {%- set reasons = [] -%}
+    {%- for full_input in full_inputs -%}
+        {%- do reasons.append(built_since_this_wrote(full_input, 'built_at', 'built_at')) -%}
+    {%- endfor -%}
+    {%- if hash_column -%}
+        {%- do reasons.append(
+            'coalesce((select max(' ~ hash_column ~ ') from ' ~ this ~ ') <> ' ~ current_hash ~ ', true)'
+        ) -%}
+    {%- endif -%}
+    {%- set answer = run_query('select ' ~ reasons | join(' or ')).columns[0].values()[0] -%}
     {%- do return(answer) -%}
 {%- endmacro %}
 

@@ -14,6 +14,20 @@
 {%- endmacro %}
 
 {#-
+    The engagement score at the run's clock of points accrued at an earlier one
+    (int_leads_engagement_accrued): one decay factor per lead, 0 without points, to the cent.
+-#}
+{% macro engagement_score(accrued_points, accrued_as_of) -%}
+    round(
+        cast(
+            coalesce({{ decayed(accrued_points, days_between(accrued_as_of, as_of())) }}, 0)
+            as {{ dbt.type_numeric() }}
+        ),
+        2
+    )
+{%- endmacro %}
+
+{#-
     When points worked out at `accrued_as_of` decay to `level`: `accrued_as_of` plus half-lives
     times log2(points / level), to the second (rounded down). Only for points and a level of one
     sign, the points further from zero; otherwise they never do, which the caller decides.

@@ -6,6 +6,9 @@
     hand-off moved the lead, or a past run reproduced) stamps the change one microsecond after
     that version's start: versions stay in order and each keeps its own key
     (dbt_scd_id is made of the lead and the stamp).
+    A stage changes only when int_leads_staged writes the lead again, so a run compares only
+    the leads it wrote since the last successful build finished (all of them without one, as in
+    a `dbt build` by hand); a lead missing from the source keeps its current version.
 #}
 {% snapshot snp_lead_stages %}
     {%- set recorded = none -%}
@@ -21,10 +24,10 @@
 ) }}
 
     select
-        dim_leads.lead_id,
-        dim_leads.stage,
-        dim_leads.stage_reason,
-        dim_leads.nurture_track,
+        staged_leads.lead_id,
+        staged_leads.stage,
+        staged_leads.stage_reason,
+        staged_leads.nurture_track,
         {% if recorded is none -%}
             {{ as_of() }}
         {%- else -%}
@@ -35,12 +38,15 @@
             end
         {%- endif %} as observed_at
 
-    from {{ ref('dim_leads') }} as dim_leads
+    -- After dim_leads and its tests, so that a run failing them records no history.
+    -- depends_on: {{ ref('dim_leads') }}
+    from {{ ref('int_leads_staged') }} as staged_leads
     {% if recorded is not none -%}
         left join {{ this }} as current_versions
             on
-                dim_leads.lead_id = current_versions.lead_id
+                staged_leads.lead_id = current_versions.lead_id
                 and current_versions.dbt_valid_to is null
+        where staged_leads.built_at > {{ last_build_finished_at() }}
     {%- endif %}
 
 {% endsnapshot %}

@@ -183,6 +183,33 @@ def test_the_incremental_models_among_the_changed_definitions_are_refreshed():
     assert incremental_models(MATERIALIZATIONS, []) == []
 
 
+def test_an_incremental_model_reading_a_changed_view_is_refreshed_through_other_views():
+    """A view is read afresh and marks nothing, so what its change altered is in the stored
+    rows of the incremental models reading it, directly or through another view."""
+    materializations = {
+        **MATERIALIZATIONS,
+        "int_leads_engagement_scored": "view",
+        "int_leads_profiled": "incremental",
+        "stg_raw__events_typed": "view",
+    }
+    parents = {
+        "int_leads_engagement_scored": ["int_leads_engagement_accrued"],
+        "int_leads_profiled": ["int_leads_engagement_scored", "dim_leads"],
+        "int_leads_staged": ["int_leads_engagement_scored"],
+        "int_lead_events_scored": ["stg_raw__events"],
+        "stg_raw__events": ["stg_raw__events_typed"],
+    }
+    assert incremental_models(materializations, ["int_leads_engagement_scored"], parents) == [
+        "int_leads_profiled",
+        "int_leads_staged",
+    ]
+    assert incremental_models(materializations, ["stg_raw__events_typed"], parents) == [
+        "int_lead_events_scored"
+    ]
+    # A changed table is rebuilt whole, with a new built_at its readers compare.
+    assert incremental_models(materializations, ["dim_leads"], parents) == []
+
+
 def test_when_it_is_unknown_what_changed_every_incremental_model_is_refreshed():
     assert incremental_models(MATERIALIZATIONS, None) == [
         "int_lead_events_scored",
@@ -201,7 +228,10 @@ def test_a_changed_incremental_model_makes_the_build_start_afresh(tmp_path):
         materializations=MATERIALIZATIONS,
     )
     assert changed.arguments[-1] == "--full-refresh"
-    assert "incremental models changed (int_leads_staged)" in changed.description
+    assert (
+        "incremental models changed or read a changed view (int_leads_staged)"
+        in changed.description
+    )
     unchanged = build_selection(
         tmp_path, ["int_leads_staged"], changed=["dim_leads"], materializations=MATERIALIZATIONS
     )

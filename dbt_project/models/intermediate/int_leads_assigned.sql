@@ -108,7 +108,9 @@ final as (
         routed.segment,
         owners.rep_id as owner_rep_id,
         owners.rep_name as owner_name,
-        owners.rep_email as owner_email
+        owners.rep_email as owner_email,
+        -- Bookkeeping: when this was built, for the per-lead models a run writes in part.
+        {{ run_started_at_timestamp() }} as built_at
 
     from routed
     left join staffed_regions as routing_staff

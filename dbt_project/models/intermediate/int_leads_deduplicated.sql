@@ -81,7 +81,9 @@ final as (
         created_at,
         updated_at,
         record_count,
-        source_count
+        source_count,
+        -- Bookkeeping: when this was built, for the per-lead models a run writes in part.
+        {{ run_started_at_timestamp() }} as built_at
 
     from merged
 

@@ -1,3 +1,9 @@
+{#-
+    A view: the score decays with the clock, so a table would be every lead written again each
+    run; its readers take the leads they need (int_leads_staged, int_leads_profiled).
+-#}
+{{ config(materialized='view') }}
+
 with
 
 leads as (
@@ -17,18 +23,8 @@ flagged as (
     select
         leads.lead_id,
         -- Carried from the clock it was accrued at to this run's: one decay factor per lead.
-        round(
-            cast(
-                coalesce(
-                    {{ decayed(
-                        'accrued.accrued_points',
-                        days_between('accrued.accrued_as_of', as_of()),
-                    ) }},
-                    0
-                ) as {{ dbt.type_numeric() }}
-            ),
-            2
-        ) as engagement_score,
+        {{ engagement_score('accrued.accrued_points', 'accrued.accrued_as_of') }}
+            as engagement_score,
         coalesce(accrued.positive_event_count, 0) as positive_event_count,
         accrued.last_engaged_at,
         coalesce(accrued.has_unsubscribed, false) as has_unsubscribed,

@@ -37,7 +37,9 @@ final as (
         coalesce(rule_totals.is_competitor, false) as is_competitor,
         coalesce(rule_totals.is_student, false) as is_student,
         coalesce(rule_totals.has_personal_email, false) as has_personal_email,
-        coalesce(rule_totals.is_unserved_country, false) as is_unserved_country
+        coalesce(rule_totals.is_unserved_country, false) as is_unserved_country,
+        -- Bookkeeping: when this was built, for the per-lead models a run writes in part.
+        {{ run_started_at_timestamp() }} as built_at
 
     from leads
     left join rule_totals

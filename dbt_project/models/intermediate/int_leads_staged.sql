@@ -6,9 +6,9 @@
     feedback below the threshold to qualify again): a time known when the row is written
     (changes_at). A run works out again the leads with new engagement, a change due, new sales'
     word (compared with the stored row: a few hundred thousand outcome and task rows, not the
-    leads) and new leads; every lead when int_leads_strongest_fit_rules was built since (lead
-    records or fit rules changed) or a threshold, the half-life or seed lifecycle_reasons
-    changed (macro needs_every_lead).
+    leads) and new leads; every lead when int_leads_deduplicated or int_leads_fit_scored was
+    built since (lead records or fit rules changed) or a threshold, the half-life or seed
+    lifecycle_reasons changed (macro needs_every_lead).
 -#}
 {{ config(
     materialized='incremental',
@@ -17,7 +17,11 @@
     on_schema_change='append_new_columns',
     post_hook="{{ delete_leads_merged_away() }}",
 ) }}
-{%- set every_lead = needs_every_lead('definitions_hash', stage_definitions_hash()) %}
+{%- set every_lead = needs_every_lead(
+    [ref('int_leads_deduplicated'), ref('int_leads_fit_scored')],
+    'definitions_hash',
+    stage_definitions_hash(),
+) %}
 {%- set fit_threshold = var('mql_fit_threshold') -%}
 {%- set engagement_threshold = var('mql_engagement_threshold') -%}
 {%- set sales_word_columns = [
@@ -42,8 +46,6 @@
 
 with
 
--- Read by macro needs_every_lead: lead records or fit rules changed since this model wrote.
--- depends_on: {{ ref('int_leads_strongest_fit_rules') }}
 all_leads as (
 
     select * from {{ ref('int_leads_deduplicated') }}

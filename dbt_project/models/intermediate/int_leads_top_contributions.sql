@@ -20,7 +20,11 @@
     on_schema_change='append_new_columns',
     post_hook="{{ delete_leads_merged_away() }}",
 ) }}
-{%- set every_lead = needs_every_lead('wording_hash', why_now_wording_hash()) %}
+{%- set every_lead = needs_every_lead(
+    [ref('int_leads_strongest_fit_rules')],
+    'wording_hash',
+    why_now_wording_hash(),
+) %}
 {%- set window_days = var('why_now_window_days') -%}
 {#- What the model keeps of each of a lead's top contributions. -#}
 {%- set contribution_columns = ['kind', 'key', 'points', 'text'] -%}
