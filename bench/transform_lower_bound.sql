@@ -3,8 +3,8 @@
 -- same raw tables, the same seeds (read from dbt_project/seeds/) and the same vars (read from
 -- dbt_project.yml, passed as $parameters). The rules mirror, model by model:
 -- int_lead_identity_crosswalk and int_leads_deduplicated, int_leads_assigned (region, served country), int_lead_fit_rules_matched
--- and int_leads_fit_scored, int_lead_events_scored and int_leads_engagement_scored,
--- int_leads_staged. What dim_leads adds beyond that (owners, why-now sentences, queues) is not
+-- and int_leads_fit_scored, int_lead_events_scored and int_leads_engagement_accrued (with macro
+-- engagement_score), int_leads_staged. What dim_leads adds beyond that (owners, why-now sentences, queues) is not
 -- computed here: the bound is for scoring and staging.
 create or replace temp table lower_bound_leads as
 with recursive

@@ -188,20 +188,16 @@ def test_an_incremental_model_reading_a_changed_view_is_refreshed_through_other_
     rows of the incremental models reading it, directly or through another view."""
     materializations = {
         **MATERIALIZATIONS,
-        "int_leads_engagement_scored": "view",
-        "int_leads_profiled": "incremental",
+        "stg_ops__sales_tasks": "view",
         "stg_raw__events_typed": "view",
     }
     parents = {
-        "int_leads_engagement_scored": ["int_leads_engagement_accrued"],
-        "int_leads_profiled": ["int_leads_engagement_scored", "dim_leads"],
-        "int_leads_staged": ["int_leads_engagement_scored"],
+        "int_leads_staged": ["stg_ops__sales_tasks", "dim_leads"],
         "int_lead_events_scored": ["stg_raw__events"],
         "stg_raw__events": ["stg_raw__events_typed"],
     }
-    assert incremental_models(materializations, ["int_leads_engagement_scored"], parents) == [
-        "int_leads_profiled",
-        "int_leads_staged",
+    assert incremental_models(materializations, ["stg_ops__sales_tasks"], parents) == [
+        "int_leads_staged"
     ]
     assert incremental_models(materializations, ["stg_raw__events_typed"], parents) == [
         "int_lead_events_scored"

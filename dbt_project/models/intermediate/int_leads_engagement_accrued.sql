@@ -2,7 +2,7 @@
     Incremental. Decay multiplies every event of a lead by the same factor as the clock moves
     (0.5 ^ (days passed / half-life)), so a lead's engagement, and the order of its event types
     by points, can be worked out once at one clock (accrued_as_of) and carried to any later
-    clock by that one factor (int_leads_engagement_scored does). A run accrues again only the
+    clock by that one factor (dim_leads and the stage do, macro engagement_score). A run accrues again only the
     people whose events changed: those int_lead_events_scored wrote since this model last ran
     (new or re-delivered events, a new person, new points), and those with an event the clock
     has just passed. If the clock went back or the half-life changed, it accrues everyone.

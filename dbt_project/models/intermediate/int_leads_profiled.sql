@@ -46,12 +46,6 @@ accrued as (
 
 ),
 
-engagement_scores as (
-
-    select * from {{ ref('int_leads_engagement_scored') }}
-
-),
-
 stages as (
 
     select * from {{ ref('int_leads_staged') }}
@@ -88,32 +82,53 @@ leads as (
 
 ),
 
+-- Engagement as accrued, and why email stops: the lead unsubscribed, bounced, reported spam,
+-- asked not to be emailed or has no email.
+engaged_leads as (
+
+    select
+        leads.*,
+        accrued.accrued_points,
+        accrued.accrued_as_of,
+        coalesce(accrued.positive_event_count, 0) as positive_event_count,
+        accrued.last_engaged_at,
+        coalesce(accrued.has_unsubscribed, false) as has_unsubscribed,
+        coalesce(accrued.has_bounced, false) as has_bounced,
+        coalesce(accrued.has_reported_spam, false) as has_reported_spam,
+        leads.email is null as has_no_email
+
+    from leads
+    left join accrued
+        on leads.lead_id = accrued.lead_id
+
+),
+
 final as (
 
     select
-        leads.lead_id,
-        leads.email,
-        leads.email_domain,
-        leads.first_name,
-        leads.last_name,
-        leads.company,
-        leads.title,
-        leads.industry,
-        leads.employee_count,
-        leads.country,
+        engaged_leads.lead_id,
+        engaged_leads.email,
+        engaged_leads.email_domain,
+        engaged_leads.first_name,
+        engaged_leads.last_name,
+        engaged_leads.company,
+        engaged_leads.title,
+        engaged_leads.industry,
+        engaged_leads.employee_count,
+        engaged_leads.country,
         assignments.region,
         assignments.is_served_country,
         assignments.segment,
-        leads.phone,
-        leads.lead_source,
-        leads.first_campaign,
-        leads.created_at,
-        leads.updated_at,
-        leads.record_count,
-        leads.source_count,
+        engaged_leads.phone,
+        engaged_leads.lead_source,
+        engaged_leads.first_campaign,
+        engaged_leads.created_at,
+        engaged_leads.updated_at,
+        engaged_leads.record_count,
+        engaged_leads.source_count,
         fit_scores.fit_score,
-        accrued.accrued_points,
-        accrued.accrued_as_of,
+        engaged_leads.accrued_points,
+        engaged_leads.accrued_as_of,
         fit_scores.is_competitor,
         fit_scores.is_student,
         fit_scores.has_personal_email,
@@ -128,27 +143,36 @@ final as (
         assignments.owner_rep_id,
         assignments.owner_name,
         assignments.owner_email,
-        engagement_scores.positive_event_count,
-        engagement_scores.last_engaged_at,
-        leads.is_do_not_email,
-        engagement_scores.is_suppressed,
-        engagement_scores.suppression_reason,
+        engaged_leads.positive_event_count,
+        engaged_leads.last_engaged_at,
+        engaged_leads.is_do_not_email,
+        (
+            engaged_leads.has_unsubscribed
+            or engaged_leads.has_bounced
+            or engaged_leads.has_reported_spam
+            or engaged_leads.is_do_not_email
+            or engaged_leads.has_no_email
+        ) as is_suppressed,
+        -- The strongest reason first: a spam report matters more than a bounce.
+        case
+            when engaged_leads.has_reported_spam then 'spam_report'
+            when engaged_leads.has_unsubscribed then 'unsubscribed'
+            when engaged_leads.is_do_not_email then 'do_not_email'
+            when engaged_leads.has_bounced then 'bounced'
+            when engaged_leads.has_no_email then 'no_email'
+        end as suppression_reason,
         top_contributions.why_now,
         {{ run_started_at_timestamp() }} as built_at
 
-    from leads
+    from engaged_leads
     inner join assignments
-        on leads.lead_id = assignments.lead_id
+        on engaged_leads.lead_id = assignments.lead_id
     inner join fit_scores
-        on leads.lead_id = fit_scores.lead_id
-    inner join engagement_scores
-        on leads.lead_id = engagement_scores.lead_id
+        on engaged_leads.lead_id = fit_scores.lead_id
     inner join stages
-        on leads.lead_id = stages.lead_id
+        on engaged_leads.lead_id = stages.lead_id
     inner join top_contributions
-        on leads.lead_id = top_contributions.lead_id
-    left join accrued
-        on leads.lead_id = accrued.lead_id
+        on engaged_leads.lead_id = top_contributions.lead_id
 
 )
 

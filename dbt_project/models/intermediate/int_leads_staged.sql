@@ -64,12 +64,6 @@ fit_scores as (
 
 ),
 
-engagement_scores as (
-
-    select * from {{ ref('int_leads_engagement_scored') }}
-
-),
-
 scored_events as (
 
     select * from {{ ref('int_lead_events_scored') }}
@@ -272,9 +266,10 @@ evidence as (
         fit_scores.fit_score,
         fit_scores.is_competitor,
         fit_scores.is_student,
-        engagement_scores.engagement_score,
-        engagement_scores.positive_event_count,
-        engagement_scores.last_engaged_at,
+        {{ engagement_score('accrued.accrued_points', 'accrued.accrued_as_of') }}
+            as engagement_score,
+        coalesce(accrued.positive_event_count, 0) as positive_event_count,
+        accrued.last_engaged_at,
         accrued.accrued_points,
         accrued.accrued_as_of,
         sales_word.latest_outcome,
@@ -295,8 +290,6 @@ evidence as (
     from leads
     inner join fit_scores
         on leads.lead_id = fit_scores.lead_id
-    inner join engagement_scores
-        on leads.lead_id = engagement_scores.lead_id
     left join accrued
         on leads.lead_id = accrued.lead_id
     left join sales_word

@@ -19,18 +19,32 @@ progress as (
 
 ),
 
+-- Each lead's scores and whether it converted, joined once for the three scores.
+converted_leads as (
+
+    select
+        leads.lead_id,
+        {%- for score_name in thresholds %}
+            leads.{{ score_name }},
+        {%- endfor %}
+        progress.has_reached_opportunity as is_converted
+
+    from leads
+    inner join progress
+        on leads.lead_id = progress.lead_id
+
+),
+
 -- One row per (lead, score) so every score is banded by the same query.
 lead_scores as (
 
     {%- for score_name in thresholds %}
         select
-            leads.lead_id,
+            lead_id,
             '{{ score_name }}' as score_name,
-            leads.{{ score_name }} as score,
-            progress.has_reached_opportunity as is_converted
-        from leads
-        inner join progress
-            on leads.lead_id = progress.lead_id
+            {{ score_name }} as score,
+            is_converted
+        from converted_leads
         {{ 'union all' if not loop.last }}
     {%- endfor %}
 
