@@ -77,6 +77,15 @@
 {%- endmacro %}
 
 {#-
+    SQL, for `lead_id in ...` in the per-lead models a run writes in part: the leads whose rows
+    in `rows` (a relation or CTE name) were written after this model last wrote, by their
+    `mark` (the start of the dbt invocation that wrote them) against this model's built_at.
+-#}
+{% macro leads_written_since_this_wrote(rows, mark) -%}
+    (select lead_id from {{ rows }} where {{ mark }} > (select max(built_at) from {{ this }}))
+{%- endmacro %}
+
+{#-
     Post-hook of the per-lead models a run writes in part: delete+insert replaces the leads a run
     wrote, so a lead merged into another by identity would keep its row. Leads disappear only
     in runs that write every lead, but a hook cannot tell (needs_every_lead's answer changes

@@ -65,18 +65,9 @@ leads as (
         -- Written again since this model last wrote by the accrual, the stage or the "why
         -- now", or new.
         where
-            lead_id in (
-                select lead_id from accrued
-                where accrued_at > (select max(built_at) from {{ this }})
-            )
-            or lead_id in (
-                select lead_id from stages
-                where built_at > (select max(built_at) from {{ this }})
-            )
-            or lead_id in (
-                select lead_id from top_contributions
-                where built_at > (select max(built_at) from {{ this }})
-            )
+            lead_id in {{ leads_written_since_this_wrote('accrued', 'accrued_at') }}
+            or lead_id in {{ leads_written_since_this_wrote('stages', 'built_at') }}
+            or lead_id in {{ leads_written_since_this_wrote('top_contributions', 'built_at') }}
             or lead_id not in (select lead_id from {{ this }})
     {%- endif %}
 

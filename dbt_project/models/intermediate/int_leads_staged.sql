@@ -225,10 +225,7 @@ leads as (
         -- New engagement since this model last wrote, a change come due, new sales' word, or
         -- a new lead.
         where
-            lead_id in (
-                select lead_id from accrued
-                where accrued_at > (select max(built_at) from {{ this }})
-            )
+            lead_id in {{ leads_written_since_this_wrote('accrued', 'accrued_at') }}
             or lead_id in (select lead_id from {{ this }} where changes_at <= {{ as_of() }})
             or lead_id in (select lead_id from leads_with_new_sales_word)
             or lead_id not in (select lead_id from {{ this }})

@@ -73,10 +73,9 @@ leads as (
     {%- if not every_lead %}
         -- New engagement since this model last wrote, a change come due, or a new lead.
         where
-            lead_id in (
-                select lead_id from {{ ref('int_leads_engagement_accrued') }}
-                where accrued_at > (select max(built_at) from {{ this }})
-            )
+            lead_id in {{ leads_written_since_this_wrote(
+                ref('int_leads_engagement_accrued'), 'accrued_at'
+            ) }}
             or lead_id in (select lead_id from {{ this }} where changes_at <= {{ as_of() }})
             or lead_id not in (select lead_id from {{ this }})
     {%- endif %}
