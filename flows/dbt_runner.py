@@ -168,12 +168,17 @@ def changed_definitions(runner: Any, earlier: Path, flags: list[str]) -> list[st
     return [str(name) for name in listed.result or []] if listed.success else None
 
 
+def node_type(node: Any) -> str:
+    """A manifest node's resource type as a string ("model", "seed", "snapshot", ...)."""
+    return str(getattr(node.resource_type, "value", node.resource_type))
+
+
 def manifest_materializations(manifest: Any) -> dict[str, str]:
     """Model name -> its materialization (table, view, incremental, ...)."""
     return {
         node.name: str(node.config.materialized)
         for node in manifest.nodes.values()
-        if str(getattr(node.resource_type, "value", node.resource_type)) == "model"
+        if node_type(node) == "model"
     }
 
 
@@ -183,7 +188,7 @@ def manifest_parents(manifest: Any) -> dict[str, list[str]]:
     return {
         node.name: [names[parent] for parent in node.depends_on.nodes if parent in names]
         for node in manifest.nodes.values()
-        if str(getattr(node.resource_type, "value", node.resource_type)) == "model"
+        if node_type(node) == "model"
     }
 
 
@@ -192,7 +197,7 @@ def manifest_macro_calls(manifest: Any) -> tuple[dict[str, list[str]], dict[str,
     node_macros = {
         node.name: list(node.depends_on.macros)
         for node in manifest.nodes.values()
-        if str(getattr(node.resource_type, "value", node.resource_type)) in ("model", "snapshot")
+        if node_type(node) in ("model", "snapshot")
     }
     macro_macros = {
         macro_id: list(macro.depends_on.macros) for macro_id, macro in manifest.macros.items()
