@@ -138,8 +138,9 @@ def first_cycle_line(result: Mapping[str, Any]) -> str | None:
 
 
 def samples_line(result: Mapping[str, Any]) -> str | None:
-    """The transform's samples behind the medians in the table, and how far the incremental /
-    full ratio moves between them; None when the transform was measured once."""
+    """The transform's samples behind the medians in the table and the incremental / full ratio
+    of each pair (a full and an incremental sample taken one after the other); None when the
+    transform was measured once."""
     transform = next((stage for stage in result["stages"] if stage["stage"] == "transform"), None)
     if transform is None or "samples" not in transform:
         return None
@@ -153,19 +154,23 @@ def samples_line(result: Mapping[str, Any]) -> str | None:
     if not incremental:
         return line + "."
     median_ratio = ratio(transform["incremental"]["seconds"], transform["seconds"])
+    pair_ratios = [
+        format_ratio(ratio(later, first)) for first, later in zip(full, incremental, strict=True)
+    ]
     return (
-        f"{line}; incremental {seconds_list(incremental)} s. Incremental / full: "
-        f"{format_ratio(median_ratio)} from the medians; "
-        f"{format_ratio(ratio(min(incremental), max(full)))} (fastest incremental over slowest "
-        f"full build) to {format_ratio(ratio(max(incremental), min(full)))} (the other way round)."
+        f"{line}; incremental {seconds_list(incremental)} s, each taken right after the full "
+        f"build listed in the same place. Incremental / full: {format_ratio(median_ratio)} from "
+        f"the medians; {listed(pair_ratios)} pair by pair."
     )
 
 
 def seconds_list(samples: list[float]) -> str:
-    formatted = [format_seconds(seconds) for seconds in samples]
-    return (
-        ", ".join(formatted[:-1]) + " and " + formatted[-1] if len(formatted) > 1 else formatted[0]
-    )
+    return listed([format_seconds(seconds) for seconds in samples])
+
+
+def listed(items: list[str]) -> str:
+    """'a, b and c'."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
 
 def machine_line(result: Mapping[str, Any]) -> str:

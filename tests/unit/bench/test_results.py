@@ -164,12 +164,12 @@ def a_result_with_transform_samples() -> dict:
     return result
 
 
-def test_transform_samples_are_listed_with_the_spread_of_their_ratio():
+def test_transform_samples_are_listed_with_the_ratio_of_each_pair():
     assert samples_line(a_result_with_transform_samples()) == (
         "Transform samples (the table shows medians): full build 131, 108 and 120 s; its lower "
-        "bound 31.00, 30.50 and 33.00 s; incremental 27.00, 30.00 and 36.00 s. Incremental / "
-        "full: 0.25x from the medians; 0.21x (fastest incremental over slowest full build) to "
-        "0.33x (the other way round)."
+        "bound 31.00, 30.50 and 33.00 s; incremental 27.00, 30.00 and 36.00 s, each taken right "
+        "after the full build listed in the same place. Incremental / full: 0.25x from the "
+        "medians; 0.21x, 0.28x and 0.30x pair by pair."
     )
 
 

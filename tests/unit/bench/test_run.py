@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import AS_OF, copy_transform_state, main, run_stages, seconds_of
+from bench.run import (
+    AS_OF,
+    copy_transform_state,
+    main,
+    measure_transform_pairs,
+    run_stages,
+    seconds_of,
+)
 
 
 def test_one_sample_is_reported_as_it_is():
@@ -41,14 +48,66 @@ def test_fewer_than_one_transform_sample_is_refused_before_anything_runs(capsys)
     assert "--transform-samples must be 1 or more, not 0" in capsys.readouterr().err
 
 
-def test_each_transform_sample_starts_from_the_state_the_stage_before_left(
+def test_a_pass_saves_the_state_the_transform_started_from_and_leaves_its_bound_to_the_pairs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Probes stand in for the stages (the real ones run in `make bench`): each appends its name
-    to the warehouse file and reports what it found there."""
+    warehouse = a_warehouse_file(tmp_path)
+    seen = record_probes(monkeypatch, warehouse)
+    stages = (("extract", "extract_read_csv"), ("transform", "transform_one_sql"), ("gate", None))
+
+    measured = run_stages(
+        stages, AS_OF, tmp_path, {}, with_lower_bounds=True, transform_state=tmp_path / "saved"
+    )
+
+    assert seen == [
+        ("extract", ""),
+        ("extract_read_csv", "extract;"),
+        ("transform", "extract;extract_read_csv;"),
+        ("gate", "extract;extract_read_csv;transform;"),
+    ]
+    assert (tmp_path / "saved" / "warehouse.duckdb").read_text() == "extract;extract_read_csv;"
+    assert [entry["stage_samples"] for entry in measured] == [[1.0], [3.0], [4.0]]
+    assert measured[0]["bound_samples"] == [2.0]
+    assert "bound" not in measured[1]
+
+
+def test_full_and_incremental_transforms_are_sampled_in_turn_each_from_its_saved_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    warehouse = a_warehouse_file(tmp_path)
+    seen = record_probes(monkeypatch, warehouse)
+    full_state, incremental_state = tmp_path / "full-state", tmp_path / "incremental-state"
+    for state, content in ((full_state, "raw;"), (incremental_state, "raw;built;new events;")):
+        state.mkdir()
+        (state / "warehouse.duckdb").write_text(content)
+
+    full, incremental = measure_transform_pairs(
+        full_state, incremental_state, tmp_path, {}, bound="transform_one_sql", samples=2
+    )
+
+    assert seen == [
+        ("transform", "raw;"),
+        ("transform_one_sql", "raw;transform;"),
+        ("transform", "raw;built;new events;"),
+        ("transform", "raw;"),
+        ("transform_one_sql", "raw;transform;"),
+        ("transform", "raw;built;new events;"),
+    ]
+    assert (full["stage_samples"], full["bound_samples"]) == ([1.0, 4.0], [2.0, 5.0])
+    assert (incremental["stage_samples"], incremental["bound_samples"]) == ([3.0, 6.0], [])
+    assert warehouse.read_text() == "raw;built;new events;transform;"
+
+
+def a_warehouse_file(tmp_path: Path) -> Path:
     warehouse = tmp_path / "data" / "warehouse.duckdb"
     warehouse.parent.mkdir(parents=True)
     warehouse.write_text("")
+    return warehouse
+
+
+def record_probes(monkeypatch: pytest.MonkeyPatch, warehouse: Path) -> list[tuple[str, str]]:
+    """Stand in for the probes (the real ones run in `make bench`): each appends its name to the warehouse file and reports, as its
+    seconds, how many probes ran so far; the list returned records (probe, what it found)."""
     seen: list[tuple[str, str]] = []
 
     def probe(name: str, *_args: object) -> dict:
@@ -57,20 +116,4 @@ def test_each_transform_sample_starts_from_the_state_the_stage_before_left(
         return {"seconds": float(len(seen))}
 
     monkeypatch.setattr("bench.run.run_probe", probe)
-    stages = (("extract", None), ("transform", "transform_one_sql"), ("gate", None))
-
-    measured = run_stages(stages, AS_OF, tmp_path, {}, with_lower_bounds=True, samples=3)
-
-    assert seen == [
-        ("extract", ""),
-        ("transform", "extract;"),
-        ("transform_one_sql", "extract;transform;"),
-        ("transform", "extract;"),
-        ("transform_one_sql", "extract;transform;"),
-        ("transform", "extract;"),
-        ("transform_one_sql", "extract;transform;"),
-        ("gate", "extract;transform;transform_one_sql;"),
-    ]
-    assert [entry["stage_samples"] for entry in measured] == [[1.0], [2.0, 4.0, 6.0], [8.0]]
-    assert measured[1]["bound_samples"] == [3.0, 5.0, 7.0]
-    assert not (tmp_path / "saved-state").exists()
+    return seen
