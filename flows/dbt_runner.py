@@ -1,7 +1,8 @@
 """Run the dbt project in-process and turn a failed build into a readable error.
 
 A build covers what can have changed since the last successful one (``flows.dbt_selection``);
-the project is parsed once and the manifest shared by the freshness check and the build.
+the project is parsed once and the manifest shared by the freshness check and the build. dbt
+keeps the DuckDB warehouse open from the first invocation to the last (``dbt_session``).
 
 Two ways to run it, chosen by ``LEADFLOW_DBT_NODE_TASKS``:
 - off (default): dbt's own programmatic runner inside one Prefect task. Fast: the build costs
@@ -15,6 +16,8 @@ Two ways to run it, chosen by ``LEADFLOW_DBT_NODE_TASKS``:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +54,34 @@ def dbt_environment(settings: Settings) -> None:
     os.environ.setdefault("DBT_LOG_PATH", str(settings.data_root / "dbt" / "logs"))
 
 
+@contextmanager
+def dbt_session() -> Iterator[None]:
+    """dbt invocations that share one open DuckDB warehouse, closed when they are done.
+
+    dbt-duckdb closes the file whenever no node holds a connection, unless the profile says
+    ``keep_open``: with two threads that is every moment both are between nodes, each close a
+    checkpoint and each reopening a cold cache (about fifty per incremental build at 1M leads,
+    a fifth of its time). So the profile keeps it open, and this closes it afterwards: the
+    pipeline goes on to open the file itself, sometimes read-only, which DuckDB refuses while
+    the same process holds it with another configuration.
+    """
+    try:
+        yield
+    finally:
+        close_dbt_warehouse()
+
+
+def close_dbt_warehouse() -> None:
+    """Close the warehouse connection dbt-duckdb keeps for this process (it has no public call
+    for this: its one environment per process holds the connection); a no-op on Postgres."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        environment, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if environment is not None:
+        environment.close()
+
+
 def run_clock_environment(as_of: datetime) -> dict[str, str]:
     """The run clock for the as_of() macro. An environment variable rather than ``--vars``: a
     changed var makes dbt parse the whole project again, while the macro reads this variable
@@ -74,16 +105,17 @@ def generate_docs(settings: Settings) -> Path:
     from dbt.cli.main import dbtRunner
 
     dbt_environment(settings)
-    result = dbtRunner().invoke(
-        [
-            "docs",
-            "generate",
-            f"--project-dir={settings.dbt_project_dir}",
-            f"--profiles-dir={settings.dbt_project_dir}",
-            f"--target-path={settings.dbt_target_dir}",
-            "--log-level=none",
-        ]
-    )
+    with dbt_session():
+        result = dbtRunner().invoke(
+            [
+                "docs",
+                "generate",
+                f"--project-dir={settings.dbt_project_dir}",
+                f"--profiles-dir={settings.dbt_project_dir}",
+                f"--target-path={settings.dbt_target_dir}",
+                "--log-level=none",
+            ]
+        )
     if not result.success:
         raise DbtBuildError(f"dbt docs generate failed: {result.exception or 'see dbt.log'}")
     return settings.dbt_target_dir / "index.html"
@@ -106,36 +138,38 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in locations.items()]
     quiet = "--log-level=none"
 
-    parsed = dbtRunner().invoke(["parse", *flags, quiet])
-    if not parsed.success or not isinstance(parsed.result, Manifest):
-        raise DbtBuildError(
-            f"dbt could not parse {project_dir}: {parsed.exception or 'see dbt.log'}. Full log: "
-            f"{os.environ['DBT_LOG_PATH']}/dbt.log; reproduce with `cd dbt_project && dbt parse`."
+    with dbt_session():
+        parsed = dbtRunner().invoke(["parse", *flags, quiet])
+        if not parsed.success or not isinstance(parsed.result, Manifest):
+            raise DbtBuildError(
+                f"dbt could not parse {project_dir}: {parsed.exception or 'see dbt.log'}. Full "
+                f"log: {os.environ['DBT_LOG_PATH']}/dbt.log; reproduce with "
+                "`cd dbt_project && dbt parse`."
+            )
+        manifest = parsed.result
+        runner = dbtRunner(manifest=manifest)
+        # What the raw tables hold now, for this build's selection and the next one's comparison.
+        freshness = runner.invoke(["source", "freshness", *flags, quiet])
+        earlier = earlier_build(settings.dbt_state_dir, project_dir) if freshness.success else None
+        changed = changed_definitions(runner, earlier, flags) if earlier else None
+        selection = build_selection(
+            earlier,
+            clock_readers(*manifest_macro_calls(manifest)),
+            changed=changed,
+            materializations=manifest_materializations(manifest),
+            parents=manifest_parents(manifest),
         )
-    manifest = parsed.result
-    runner = dbtRunner(manifest=manifest)
-    # What the raw tables hold now, for this build's selection and the next one's comparison.
-    freshness = runner.invoke(["source", "freshness", *flags, quiet])
-    earlier = earlier_build(settings.dbt_state_dir, project_dir) if freshness.success else None
-    changed = changed_definitions(runner, earlier, flags) if earlier else None
-    selection = build_selection(
-        earlier,
-        clock_readers(*manifest_macro_calls(manifest)),
-        changed=changed,
-        materializations=manifest_materializations(manifest),
-        parents=manifest_parents(manifest),
-    )
-    os.environ.update(selection.environment)
+        os.environ.update(selection.environment)
 
-    build = ["build", *selection.arguments]
-    if settings.dbt_node_tasks:
-        from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+        build = ["build", *selection.arguments]
+        if settings.dbt_node_tasks:
+            from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-        result = PrefectDbtRunner(
-            settings=PrefectDbtSettings(**locations), manifest=manifest, raise_on_failure=False
-        ).invoke(build)
-    else:
-        result = runner.invoke([*build, *flags, quiet])
+            result = PrefectDbtRunner(
+                settings=PrefectDbtSettings(**locations), manifest=manifest, raise_on_failure=False
+            ).invoke(build)
+        else:
+            result = runner.invoke([*build, *flags, quiet])
     failures = describe_failures(result.result)
     if not result.success or failures:
         detail = "; ".join(failures[:5]) or str(result.exception or "no node results")

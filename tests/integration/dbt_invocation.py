@@ -9,22 +9,26 @@ from pathlib import Path
 
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 
+from flows.dbt_runner import dbt_session
+
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 PASSED = {"success", "pass"}
 
 
 def invoke_dbt_build(work_dir: Path, as_of: datetime, *options: str) -> dbtRunnerResult:
-    return dbtRunner().invoke(
-        [
-            "build",
-            "--project-dir", str(DBT_PROJECT),
-            "--profiles-dir", str(DBT_PROJECT),
-            "--target-path", str(work_dir / "target"),
-            "--log-path", str(work_dir / "logs"),
-            "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
-            *options,
-        ]
-    )  # fmt: skip
+    """The build, with the warehouse closed afterwards as the pipeline closes it."""
+    with dbt_session():
+        return dbtRunner().invoke(
+            [
+                "build",
+                "--project-dir", str(DBT_PROJECT),
+                "--profiles-dir", str(DBT_PROJECT),
+                "--target-path", str(work_dir / "target"),
+                "--log-path", str(work_dir / "logs"),
+                "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
+                *options,
+            ]
+        )  # fmt: skip
 
 
 def build_failures(result: dbtRunnerResult) -> list[str]:
