@@ -602,10 +602,11 @@ def read_why_now_and_stage(warehouse: Path) -> dict[str, tuple[str, str]]:
 def test_the_clock_alone_changes_a_why_now_and_a_stage_when_its_time_comes_as_a_full_build_would(
     data_dir,
 ):
-    """With no new data, later runs work out again only the "why now" and the stages whose time
-    has come (a "days ago" ticking over, an event leaving the 14-day window, a decaying event
-    type falling below a fit rule, an MQL's engagement decaying below the threshold); each
-    gives the marts of a build that works out every lead."""
+    """With no new data, later runs work out again only the "why now" contributions and the
+    stages whose time has come (an event leaving the 14-day window, a decaying event type
+    falling below a fit rule, an MQL's engagement decaying below the threshold), and dim_leads
+    counts "last N days ago" at the new clock; each gives the marts of a build that works out
+    every lead."""
     settings = settings_with_scenario()
     run_dbt_build(settings, AS_OF)
     seen = [read_why_now_and_stage(settings.warehouse_path)]

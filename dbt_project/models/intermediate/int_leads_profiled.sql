@@ -152,7 +152,12 @@ final as (
             when engaged_leads.has_bounced then 'bounced'
             when engaged_leads.has_no_email then 'no_email'
         end as suppression_reason,
-        top_contributions.why_now,
+        top_contributions.contribution_1_text,
+        top_contributions.contribution_1_last_at,
+        top_contributions.contribution_2_text,
+        top_contributions.contribution_2_last_at,
+        top_contributions.contribution_3_text,
+        top_contributions.contribution_3_last_at,
         {{ run_started_at_timestamp() }} as built_at
 
     from engaged_leads

@@ -4,14 +4,14 @@
     candidates for its top three. They are ranked side by side within the lead's row - each
     candidate's rank is one plus the candidates that beat it - and the winners stay in that
     row: one row per lead, where a row per contribution would write and read back three times
-    as many rows each run.
+    as many rows each run. The sentence is put together on read (macro why_now_sentence, in
+    dim_leads), where "last N days ago" is counted at the reader's clock.
 
-    Incremental: a lead's sentence changes only with its engagement (the accrual wrote its row
-    again) or at a time known when it is written (changes_at): "last N days ago" ticks a day
-    on, an event leaves the "last N days" window, a decaying event type falls below a fit rule.
-    A run works out again just those leads, and every lead when int_leads_strongest_fit_rules
-    was built since (lead records or fit rules changed) or the wording changed (macro
-    needs_every_lead).
+    Incremental: a lead's contributions change only with its engagement (the accrual wrote its
+    row again) or at a time known when they are written (changes_at): an event leaves the "last
+    N days" window, a decaying event type falls below a fit rule. A run works out again just
+    those leads, and every lead when int_leads_strongest_fit_rules was built since (lead records
+    or fit rules changed) or the wording changed (macro needs_every_lead).
 -#}
 {{ config(
     materialized='incremental',
@@ -27,29 +27,20 @@
 ) %}
 {%- set window_days = var('why_now_window_days') -%}
 {#- What the model keeps of each of a lead's top contributions. -#}
-{%- set contribution_columns = ['kind', 'key', 'points', 'text'] -%}
+{%- set contribution_columns = ['kind', 'key', 'points', 'text', 'last_at'] -%}
 {%- set slots = [] -%}
 {%- for kind in ['fit', 'engagement'] -%}
     {%- for rank in why_now_ranks() -%}
         {%- do slots.append({'name': kind ~ '_' ~ rank, 'kind': kind, 'rank': rank}) -%}
     {%- endfor -%}
 {%- endfor -%}
-{#- The sentences in rank order, "; " between them; null when the lead has none. -#}
-{%- set sentence_parts = [] -%}
-{%- for rank in why_now_ranks() -%}
-    {%- set text = 'contribution_' ~ rank ~ '_text' -%}
-    {%- do sentence_parts.append(
-        text if loop.first else "coalesce(" ~ dbt.concat(["'; '", text]) ~ ", '')"
-    ) -%}
-{%- endfor %}
 {#-
-    When the clock alone changes the sentence: a "days ago" ticks, a counted event leaves the
-    window, or a decaying event type that outranks a fit rule falls below it (a fit rule never
-    passes an event type: fit points stay, engagement points only decay, both are positive).
+    When the clock alone changes the contributions: a counted event leaves the window, or a
+    decaying event type that outranks a fit rule falls below it (a fit rule never passes an
+    event type: fit points stay, engagement points only decay, both are positive).
 -#}
 {%- set changes = [] -%}
 {%- for rank in why_now_ranks() -%}
-    {%- do changes.append('engagement_' ~ rank ~ '_ticks_at') -%}
     {%- do changes.append('engagement_' ~ rank ~ '_leaves_window_at') -%}
 {%- endfor -%}
 {%- for engagement_rank in why_now_ranks() -%}
@@ -147,6 +138,7 @@ candidates as (
             cast(strongest_fit_rules.fit_{{ rank }}_points as {{ dbt.type_numeric() }})
                 as fit_{{ rank }}_points,
             strongest_fit_rules.fit_{{ rank }}_text,
+            cast(null as {{ dbt.type_timestamp() }}) as fit_{{ rank }}_last_at,
         {%- endfor %}
         {%- for rank in why_now_ranks() %}
             accrued.engagement_{{ rank }}_event_type as engagement_{{ rank }}_key,
@@ -169,34 +161,14 @@ candidates as (
                     'engagement_' ~ rank ~ '_activities.activity_label',
                     "' '",
                     times_phrase('accrued.engagement_' ~ rank ~ '_event_count'),
-                    "', last '",
-                    dbt.cast(
-                        dbt.cast(
-                            'floor(' ~ days_between(
-                                'accrued.engagement_' ~ rank ~ '_last_occurred_at', as_of()
-                            ) ~ ')',
-                            dbt.type_int(),
-                        ),
-                        dbt.type_string(),
-                    ),
-                    "' days ago'",
                 ]) }}
             end as engagement_{{ rank }}_text,
-            accrued.engagement_{{ rank }}_points as engagement_{{ rank }}_accrued_points,
-            -- "last N days ago" says N + 1 from this time on.
+            -- Not done in the window: the sentence adds "last N days ago", counted on read.
             case
                 when coalesce(recent_counts.engagement_{{ rank }}_recent_count, 0) = 0
-                    then {{ dbt.dateadd(
-                        'day',
-                        dbt.cast(
-                            'floor(' ~ days_between(
-                                'accrued.engagement_' ~ rank ~ '_last_occurred_at', as_of()
-                            ) ~ ') + 1',
-                            dbt.type_int(),
-                        ),
-                        'accrued.engagement_' ~ rank ~ '_last_occurred_at',
-                    ) }}
-            end as engagement_{{ rank }}_ticks_at,
+                    then accrued.engagement_{{ rank }}_last_occurred_at
+            end as engagement_{{ rank }}_last_at,
+            accrued.engagement_{{ rank }}_points as engagement_{{ rank }}_accrued_points,
             {{ dbt.dateadd(
                 'day', window_days, 'recent_counts.engagement_' ~ rank ~ '_first_counted_at'
             ) }} as engagement_{{ rank }}_leaves_window_at,
@@ -229,8 +201,8 @@ ranked as (
                 + case when {{ outranks(other, slot) }} then 1 else 0 end
             {%- endfor %} as {{ slot.name }}_rank,
         {%- endfor %}
-        -- The next time the clock alone changes the sentence, a minute early: working a lead
-        -- out again early changes nothing, late would keep an old sentence. The times are exact
+        -- The next time the clock alone changes the contributions, a minute early: working a lead
+        -- out again early changes nothing, late would keep an old one. The times are exact
         -- to the second, so a minute covers rounding; a wider margin would only have each run
         -- work out again the leads due in the next run as well.
         {{ dbt.dateadd('minute', -1, 'least(' ~ (changes | join(', ')) ~ ')') }} as changes_at,
@@ -274,7 +246,6 @@ final as (
                 contribution_{{ rank }}_{{ column }},
             {%- endfor %}
         {%- endfor %}
-        coalesce({{ dbt.concat(sentence_parts) }}, 'No scoring signals yet') as why_now,
         changes_at,
         {{ as_of() }} as worked_out_as_of,
         {{ why_now_wording_hash() }} as wording_hash,

@@ -1,7 +1,8 @@
 {#-
     A view: every lead's stored profile (int_leads_profiled) with its engagement points decayed
-    to the run's clock on read - a projection of one table - so that the clock alone writes no
-    row. Every reader sees the score at the clock of the last build.
+    and its "why now" sentence put together at the run's clock on read - a projection of one
+    table - so that the clock alone writes no row. Every reader sees the score and the sentence
+    at the clock of the last build.
 -#}
 {{ config(materialized='view') }}
 
@@ -17,7 +18,8 @@ scored as (
 
     select
         *,
-        {{ engagement_score('accrued_points', 'accrued_as_of') }} as engagement_score
+        {{ engagement_score('accrued_points', 'accrued_as_of') }} as engagement_score,
+        {{ why_now_sentence() }} as why_now
 
     from profiles
 
