@@ -9,6 +9,9 @@
     A stage changes only when int_leads_staged writes the lead again, so a run compares only
     the leads it wrote since the last successful build finished (all of them without one, as in
     a `dbt build` by hand); a lead missing from the source keeps its current version.
+    It runs once the stage's own tests pass, beside the rest of the build: waiting for dim_leads
+    and its tests as well put it and the stage history mart at the end of every run, on one
+    thread, for no check of the stage that the stage's tests do not make.
 #}
 {% snapshot snp_lead_stages %}
     {%- set recorded = none -%}
@@ -38,8 +41,6 @@
             end
         {%- endif %} as observed_at
 
-    -- After dim_leads and its tests, so that a run failing them records no history.
-    -- depends_on: {{ ref('dim_leads') }}
     from {{ ref('int_leads_staged') }} as staged_leads
     {% if recorded is not none -%}
         left join {{ this }} as current_versions
