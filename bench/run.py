@@ -190,6 +190,7 @@ def run_benchmark(
     )
     environment["PREFECT_API_URL"] = server.api_url
     transform_bound = dict(stages).get("transform")
+    transform_index = [stage for stage, _ in stages].index("transform")
     full_state, incremental_state = work_dir / "full-state", work_dir / "incremental-state"
     try:
         full = run_stages(
@@ -218,7 +219,6 @@ def run_benchmark(
             with_lower_bounds=False,
             transform_state=incremental_state,
         )
-        transform_index = [stage for stage, _ in stages].index("transform")
         full[transform_index], incremental[transform_index] = measure_transform_pairs(
             full_state,
             incremental_state,
@@ -250,7 +250,7 @@ def run_benchmark(
                 },
             }
         )
-    agreement = full[1]["bound"]["details"]["agreement"]
+    agreement = full[transform_index]["bound"]["details"]["agreement"]
     return {
         "size": size,
         "recorded_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

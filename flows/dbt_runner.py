@@ -60,8 +60,9 @@ def dbt_session() -> Iterator[None]:
 
     dbt-duckdb closes the file whenever no node holds a connection, unless the profile says
     ``keep_open``: with two threads that is every moment both are between nodes, each close a
-    checkpoint and each reopening a cold cache (about fifty per incremental build at 1M leads,
-    a fifth of its time). So the profile keeps it open, and this closes it afterwards: the
+    checkpoint and each reopening a cold cache (about fifty per incremental build at 1M leads;
+    in paired runs, 4 to 10 s of a 40 to 50 s transform with no new data, 3.6 s with 1% new
+    events). So the profile keeps it open, and this closes it afterwards: the
     pipeline goes on to open the file itself, sometimes read-only, which DuckDB refuses while
     the same process holds it with another configuration.
     """
