@@ -22,6 +22,7 @@ from flows.dbt_runner import DbtBuildError, generate_docs, run_dbt_build
 from flows.dbt_selection import forget_build, last_build_finished_at
 from flows.settings import PROJECT_ROOT, Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
+from tests.dbt_project_checks import undescribed, without_tested_key
 from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
 
 pytestmark = pytest.mark.slow
@@ -673,21 +674,50 @@ def test_an_edited_incremental_model_is_built_afresh_by_the_next_run(
     assert stages_written_by_then(unedited_finished_at) == 0
 
 
-def test_dbt_docs_carry_the_definitions_and_every_model(data_dir):
-    """`leadflow docs` (dbt docs generate) on a built warehouse: the site, a catalog of every
-    model, and the definitions page in the descriptions marketing ops reads."""
-    settings = settings_with_scenario()
-    run_dbt_build(settings, AS_OF)
+@dataclass(frozen=True)
+class ProjectDocs:
+    """What `dbt docs generate` wrote for a built warehouse: the project and the warehouse."""
 
-    index = generate_docs(settings)
+    index: Path
+    manifest: dict[str, Any]
+    catalog: dict[str, Any]
 
-    assert index.is_file()
-    catalog = json.loads((settings.dbt_target_dir / "catalog.json").read_text())
-    manifest = json.loads((settings.dbt_target_dir / "manifest.json").read_text())
-    models = {
-        node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "model"
-    }
-    cataloged = {node["metadata"]["name"] for node in catalog["nodes"].values()}
+
+@pytest.fixture(scope="module")
+def project_docs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectDocs]:
+    """`leadflow docs` (dbt docs generate) on a warehouse built from the scenario."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path_factory.mktemp("docs") / "data"))
+        settings = settings_with_scenario()
+        run_dbt_build(settings, AS_OF)
+        index = generate_docs(settings)
+        yield ProjectDocs(
+            index=index,
+            manifest=json.loads((settings.dbt_target_dir / "manifest.json").read_text()),
+            catalog=json.loads((settings.dbt_target_dir / "catalog.json").read_text()),
+        )
+
+
+def test_dbt_docs_carry_the_definitions_and_every_model(project_docs):
+    """The docs site, a catalog of every model, and the definitions page in the descriptions
+    marketing ops reads."""
+    assert project_docs.index.is_file()
+    nodes = project_docs.manifest["nodes"].values()
+    models = {node["name"] for node in nodes if node["resource_type"] == "model"}
+    cataloged = {node["metadata"]["name"] for node in project_docs.catalog["nodes"].values()}
     assert models <= cataloged
-    dim_leads = next(node for node in manifest["nodes"].values() if node["name"] == "dim_leads")
+    dim_leads = next(node for node in nodes if node["name"] == "dim_leads")
     assert "How LeadFlow defines a lead, its score and its stage" in dim_leads["description"]
+    # A lead's columns are described once (models/lead_columns.md) wherever they appear.
+    profiled = next(node for node in nodes if node["name"] == "int_leads_profiled")
+    for column in ("stage", "owner_email", "suppression_reason"):
+        described_in_dim_leads = dim_leads["columns"][column]["description"]
+        assert profiled["columns"][column]["description"] == described_in_dim_leads
+    assert dim_leads["columns"]["stage"]["description"].startswith("Lifecycle stage: new,")
+
+
+def test_every_model_seed_and_snapshot_is_described_with_each_column_and_its_key_tested(
+    project_docs,
+):
+    assert undescribed(project_docs.manifest, project_docs.catalog) == []
+    assert without_tested_key(project_docs.manifest) == []
