@@ -20,19 +20,21 @@ def documented_nodes(manifest: Artifact) -> dict[str, Artifact]:
 
 
 def undescribed(manifest: Artifact, catalog: Artifact) -> list[str]:
-    """The models, seeds and snapshots without a description, and as `node.column` the
-    columns the warehouse has that their YAML does not describe."""
+    """The models, seeds and snapshots without a description or missing from the warehouse,
+    and as `node.column` the columns the warehouse has that their YAML does not describe."""
     missing = []
     for unique_id, node in documented_nodes(manifest).items():
         if not node["description"].strip():
             missing.append(node["name"])
+        if unique_id not in catalog["nodes"]:
+            missing.append(f"{node['name']} (not in the warehouse)")
+            continue
         described = {
             name for name, column in node["columns"].items() if column["description"].strip()
         }
         missing += [
             f"{node['name']}.{column}"
-            # Not in the catalog: not in the warehouse, which the docs test reports.
-            for column in catalog["nodes"].get(unique_id, {}).get("columns", {})
+            for column in catalog["nodes"][unique_id]["columns"]
             if column not in described
         ]
     return missing

@@ -19,13 +19,17 @@ def manifest_of(columns: dict[str, str], *tests: tuple[str, Any]) -> dict[str, A
             "columns": {name: {"description": text} for name, text in columns.items()},
         }
     }
-    for number, (test_name, column) in enumerate(tests):
-        kwargs = {"combination_of_columns": column} if isinstance(column, list) else {}
+    for number, (test_name, columns_tested) in enumerate(tests):
+        # A list is the columns of a combined key, which dbt keeps in the test's kwargs.
+        combined = isinstance(columns_tested, list)
         nodes[f"test.leadflow.t{number}"] = {
             "resource_type": "test",
             "attached_node": MODEL_ID,
-            "column_name": None if isinstance(column, list) else column,
-            "test_metadata": {"name": test_name, "kwargs": kwargs},
+            "column_name": None if combined else columns_tested,
+            "test_metadata": {
+                "name": test_name,
+                "kwargs": {"combination_of_columns": columns_tested} if combined else {},
+            },
         }
     return {"nodes": nodes}
 
@@ -48,6 +52,12 @@ def test_a_model_without_a_description_is_found():
     manifest["nodes"][MODEL_ID]["description"] = ""
 
     assert undescribed(manifest, catalog_of("lead_id")) == ["leads"]
+
+
+def test_a_model_missing_from_the_warehouse_is_found():
+    manifest = manifest_of({"lead_id": "The lead."})
+
+    assert undescribed(manifest, {"nodes": {}}) == ["leads (not in the warehouse)"]
 
 
 def test_a_key_needs_unique_and_not_null_on_the_same_columns():
