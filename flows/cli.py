@@ -333,20 +333,26 @@ def tasks(
 def sources_check(
     path: Annotated[Path, typer.Argument(help="A file, or a folder of files, to check.")],
     mapping: Annotated[
-        Path | None,
-        typer.Option(help="Check against this mapping profile (default: the configured ones)."),
+        str | None,
+        typer.Option(
+            help="Check against this mapping profile: a path, or a configured profile's name "
+            "(e.g. hubspot_contacts). Default: the configured profiles, by file name."
+        ),
     ] = None,
     samples: Annotated[int, typer.Option(help="Sample rejected rows to show per file.")] = 3,
 ) -> None:
-    """Dry run: what each file would load and quarantine, and why (nothing is written)."""
+    """Dry run: what each file would load and quarantine, and why (nothing is written).
+
+    Reads CSV, JSON lines and Parquet files, as a run does, through the same load.
+    """
     from flows.sources.check import check_files
-    from flows.sources.mapping import MappingError, load_mapping, load_mappings
+    from flows.sources.mapping import MappingError, find_mapping, load_mappings
 
     if not path.exists():
         fail(f"{path} does not exist; give a file or a folder of inbox files")
     try:
         if mapping:
-            profile = load_mapping(mapping)
+            profile = find_mapping(mapping, settings_or_fail().mapping_folders)
             # One profile given: it applies to every file checked, whatever the file's name.
             mappings = [replace(profile, files=("*",))]
         else:
@@ -355,7 +361,7 @@ def sources_check(
         fail(str(error))
     reports = check_files(path, mappings=mappings, samples=samples)
     if not reports:
-        out.print(f"No CSV files in {path}.")
+        out.print(f"No CSV, JSON-lines or Parquet files in {path}.")
         return
     table = Table(title=f"Dry run of {path} (nothing written)", title_justify="left")
     for column in ("file", "entity", "rows", "would load", "would quarantine"):
@@ -363,7 +369,7 @@ def sources_check(
     for report in reports:
         counts = (
             ("", "", "")
-            if report.error
+            if report.error or report.same_as
             else (report.rows_read, report.rows_loaded, report.rows_quarantined)
         )
         table.add_row(
@@ -373,7 +379,20 @@ def sources_check(
     for report in reports:
         if report.error:
             err.print(f"[red]{report.path.name}[/red]: {report.error}", highlight=False)
-        elif report.reasons:
+            continue
+        if report.same_as:
+            out.print(
+                f"[bold]{report.path.name}[/bold]: the same content as {report.same_as.name} "
+                "under the same mapping; a run loads it once",
+                highlight=False,
+            )
+        if report.absent_columns:
+            out.print(
+                f"[bold]{report.path.name}[/bold]: absent column(s), loaded as null or their "
+                f"fallback: {', '.join(report.absent_columns)}",
+                highlight=False,
+            )
+        if report.reasons:
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(report.reasons.items()))
             out.print(f"[bold]{report.path.name}[/bold]: {reasons}", highlight=False)
             for sample in report.samples:

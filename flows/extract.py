@@ -11,12 +11,12 @@ from prefect.cache_policies import NO_CACHE
 from flows.settings import load_settings
 from flows.sources.api import fetch_to_landing
 from flows.sources.inbox import (
+    FileLoad,
     SourceFileError,
-    commit_staged,
     file_sha256,
+    load_file,
     record_load_error,
     scan_inbox,
-    stage_file,
 )
 from flows.sources.mapping import load_mappings
 from flows.warehouse import ensure_schema, open_warehouse
@@ -51,9 +51,11 @@ def fetch_api_sources(as_of: datetime) -> dict[str, int]:
 
 @task(cache_policy=NO_CACHE)
 def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
-    """Stage every new file, then commit each in its own transaction; a file that cannot be
-    read is recorded in ops.load_errors and left for the next run, the others load."""
+    """Load every new file, each in its own transaction: any error while loading a file is
+    recorded in ops.load_errors and the file left for the next run; the others load."""
     settings = load_settings()
+    loads: list[FileLoad] = []
+    file_errors: list[str] = []
     with open_warehouse(settings.warehouse_path) as connection:
         # Bounded memory whatever the file size: beyond the limit DuckDB spills to disk.
         connection.execute(f"set memory_limit = '{settings.extract_memory_limit}'")
@@ -62,29 +64,28 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
         # The landing folder is where processes beside the pipeline (the email-event
         # receiver, sales-outcome uploads) drop closed files for the next run.
         scans = [scan_inbox(connection, folder, mappings) for folder in settings.drop_folders]
-        new_files = [inbox_file for scan in scans for inbox_file in scan.new]
-        staged, file_errors = [], []
         for scan in scans:
             for error in scan.unidentified:
                 record_load_error(connection, error, file_sha256(error.path), run_id)
                 file_errors.append(str(error))
+        new_files = [inbox_file for scan in scans for inbox_file in scan.new]
         for index, inbox_file in enumerate(new_files):
             try:
-                staged.append(stage_file(connection, inbox_file, as_of, index))
+                loads.append(load_file(connection, inbox_file, as_of, run_id, index=index))
             except SourceFileError as error:
-                # That file only: the others load, and it is retried until it is fixed.
                 record_load_error(connection, error, inbox_file.sha256, run_id)
                 file_errors.append(str(error))
-        commit_staged(connection, staged, run_id)
+    loaded = [load for load in loads if not load.skipped]
     rows_loaded: dict[str, int] = {}
     reasons: dict[str, int] = {}
-    for file in staged:
-        entity = file.file.entity.name
-        rows_loaded[entity] = rows_loaded.get(entity, 0) + file.rows_loaded
-        for code, count in file.reasons.items():
+    for load in loaded:
+        entity = load.file.entity.name
+        rows_loaded[entity] = rows_loaded.get(entity, 0) + load.rows_loaded
+        for code, count in load.reasons.items():
             reasons[code] = reasons.get(code, 0) + count
-    skipped = sum(len(scan.already_loaded) for scan in scans)
-    return ExtractResult(len(staged), skipped, rows_loaded, reasons, file_errors)
+    # Skipped: loaded by an earlier run, or a copy of a file loaded earlier in this one.
+    skipped = sum(len(scan.already_loaded) for scan in scans) + len(loads) - len(loaded)
+    return ExtractResult(len(loaded), skipped, rows_loaded, reasons, file_errors)
 
 
 @flow(name="extract")

@@ -75,11 +75,13 @@ OPS_TABLES: dict[str, str] = {
         entity varchar not null,
         source varchar not null,
         file_path varchar not null,
-        file_sha256 varchar not null unique,
+        file_sha256 varchar not null,
         rows_read bigint not null,
         rows_loaded bigint not null,
         rows_quarantined bigint not null,
-        loaded_at timestamp not null""",
+        loaded_at timestamp not null,
+        mapping varchar,
+        unique (file_sha256, mapping)""",
     "load_errors": """
         run_id varchar not null,
         file_path varchar not null,
@@ -198,6 +200,31 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.Du
         connection.close()
 
 
+def _loads_per_mapping(connection: duckdb.DuckDBPyConnection) -> None:
+    """ops.loads from before 0.2.0 allowed one load per file content (a unique file_sha256):
+    rebuild it unique per (file_sha256, mapping), its rows kept with mapping null. DuckDB
+    cannot drop a constraint in place, so the table is copied, in one transaction."""
+    old_unique = connection.execute(
+        """
+        select count(*) from duckdb_constraints()
+        where schema_name = 'ops' and table_name = 'loads' and constraint_type = 'UNIQUE'
+          and constraint_column_names = ['file_sha256']
+        """
+    ).fetchall()[0][0]
+    if not old_unique:
+        return
+    connection.begin()
+    try:
+        connection.execute(f"create table ops.loads_per_mapping ({OPS_TABLES['loads']})")
+        connection.execute("insert into ops.loads_per_mapping select *, null from ops.loads")
+        connection.execute("drop table ops.loads")
+        connection.execute("alter table ops.loads_per_mapping rename to loads")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+
+
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     """Create the raw and ops tables if they are missing (safe to call on every run)."""
     connection.execute("create schema if not exists raw")
@@ -214,3 +241,4 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     for table, relaxed in RELAXED_COLUMNS.items():
         for column in relaxed:
             connection.execute(f"alter table {table} alter column {column} drop not null")
+    _loads_per_mapping(connection)

@@ -6,8 +6,10 @@ profile maps it; the normal extract then loads it like any other file. So an API
 the same validation, quarantine and load ledger as a file drop, and a crash after the fetch
 loses nothing: the file waits in the landing folder for the next run.
 
-The watermark (the largest ``updated_at`` seen) is kept per source in ``ops.api_watermarks``
-and sent as a query parameter, so each run asks only for what changed.
+The watermark (the largest ``updated_at`` among the records that *loaded*) is kept per source
+in ``ops.api_watermarks`` and sent as a query parameter, so each run asks only for what
+changed. It moves in the load's transaction, not at the fetch: a quarantined record (say one
+updated in 9999) never moves it past records still to come.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,7 @@ class FetchResult:
     records: int
     pages: int
     file: Path | None
-    watermark: datetime | None
+    watermark: datetime | None  # what was asked for: records changed after it
 
 
 def dotted(document: Any, path: str) -> Any:
@@ -128,27 +130,22 @@ def read_watermark(connection: duckdb.DuckDBPyConnection, source: str) -> dateti
     return row[0][0] if row else None
 
 
-def save_watermark(
-    connection: duckdb.DuckDBPyConnection, source: str, watermark: datetime, at: datetime
+def advance_watermark(
+    connection: duckdb.DuckDBPyConnection, source: str, entity: str, column: str, load_id: str
 ) -> None:
+    """Move a source's watermark to the newest ``column`` among the rows of one load into
+    ``raw.<entity>`` (validated, so never in the future); it never moves back."""
     connection.execute(
-        """
-        insert into ops.api_watermarks values (?, ?, ?)
-        on conflict (source) do update set watermark = excluded.watermark,
+        f"""
+        insert into ops.api_watermarks
+        select ?, max({column}), now()::timestamp from raw.{entity} where load_id = ?
+        having max({column}) is not null
+        on conflict (source) do update set
+            watermark = greatest(ops.api_watermarks.watermark, excluded.watermark),
             fetched_at = excluded.fetched_at
         """,
-        [source, watermark, at],
+        [source, load_id],
     )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def fetch_to_landing(
@@ -179,7 +176,6 @@ def fetch_to_landing(
     target = source.landing_file(landing_dir, fetched_at)
     temporary = target.with_name(f".{target.name}.tmp")
     records = pages = 0
-    newest = watermark
     http = httpx.Client(headers=headers, timeout=30.0)
     try:
         with temporary.open("w", encoding="utf-8") as out:
@@ -193,9 +189,6 @@ def fetch_to_landing(
                 batch = dotted(document, source.records_field) or []
                 for record in batch:
                     out.write(json.dumps(record, separators=(",", ":")) + "\n")
-                    updated = _parse_time(dotted(record, source.updated_at_field))
-                    if updated and (newest is None or updated > newest):
-                        newest = updated
                 records += len(batch)
                 if source.cursor_field is not None:
                     cursor = dotted(document, source.cursor_field)
@@ -214,8 +207,6 @@ def fetch_to_landing(
         temporary.unlink()
         return FetchResult(source.name, 0, pages, None, watermark)
     os.replace(temporary, target)
-    # The file is in the landing folder before the watermark moves: a crash in between
-    # fetches the same records again, and the load ledger and dbt's dedupe absorb them.
-    if newest is not None:
-        save_watermark(connection, source.name, newest, fetched_at)
-    return FetchResult(source.name, records, pages, target, newest)
+    # The watermark moves when this file loads (advance_watermark): until then, a next fetch
+    # asks for the same records again, and the load ledger and dbt's dedupe absorb them.
+    return FetchResult(source.name, records, pages, target, watermark)

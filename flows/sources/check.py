@@ -1,7 +1,8 @@
 """A dry run of the extract: what files would load and quarantine, written nowhere.
 
-The same staging and validation code as the real load runs against a throw-away in-memory
-database, so the verdict cannot drift from what ``leadflow run`` would do.
+Each file goes through ``load_file`` itself, the load a run makes, against a throw-away
+in-memory database, with its transaction rolled back instead of committed: the verdict
+cannot drift from what ``leadflow run`` would do, down to a value that fails on insert.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from flows.sources.inbox import (
     SourceFileError,
     file_sha256,
     identify,
-    stage_file,
+    load_file,
 )
-from flows.sources.mapping import SourceMapping
+from flows.sources.mapping import SourceMapping, type_by_suffix
 from flows.warehouse import ensure_schema
 
 
@@ -31,7 +32,26 @@ class FileCheck(RowFates):
     rows_read: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     samples: tuple[str, ...] = ()  # "row N: reason" of a few rejected rows (N counts data rows)
+    absent_columns: tuple[str, ...] = ()  # mapped export columns the file lacks (loaded as null)
     error: str | None = None  # the file could not be loaded at all
+    same_as: Path | None = None  # a copy of this earlier file: a run loads it once
+
+
+def source_files(path: Path, mappings: list[SourceMapping] | None = None) -> list[Path]:
+    """The files a run would read: those a mapping names or of a loaded format (CSV, JSON
+    lines, Parquet, gzip too); ``path`` is one file or a folder."""
+    if not path.is_dir():
+        return [path]
+    return [
+        file
+        for file in sorted(path.iterdir())
+        if file.is_file()
+        and not file.name.startswith(".")
+        and (
+            type_by_suffix(file) is not None
+            or any(mapping.matches(file) for mapping in mappings or [])
+        )
+    ]
 
 
 def check_files(
@@ -41,56 +61,51 @@ def check_files(
     samples: int = 3,
     as_of: datetime | None = None,
 ) -> list[FileCheck]:
-    """Check one file, or every file of a folder that a mapping names or that is a CSV.
+    """Check one file, or every file of a folder that a run would read.
 
     ``mappings`` are tried in order, as in a real load; pass a single profile to check files
     against it whatever their names.
     """
     clock = as_of or datetime.now(UTC).replace(tzinfo=None)
-    candidates = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    files = [
-        file
-        for file in candidates
-        if file.name.lower().endswith((".csv", ".csv.gz"))
-        or any(mapping.matches(file) for mapping in mappings or [])
-    ]
     connection = duckdb.connect()
     ensure_schema(connection)
+    first_of: dict[tuple[str, str], Path] = {}  # (content, mapping) -> the first file with it
+    checks = []
     try:
-        return [
-            _check(connection, file, index, clock, samples, mappings)
-            for index, file in enumerate(files)
-        ]
+        for index, file in enumerate(source_files(path, mappings)):
+            entity_name = "?"
+            try:
+                mapping = identify(file, mappings)
+                entity_name = mapping.entity.name
+                inbox_file = InboxFile(file, mapping, file_sha256(file))
+                key = (inbox_file.sha256, mapping.name)
+                if key in first_of:
+                    checks.append(FileCheck(file, entity_name, same_as=first_of[key]))
+                    continue
+                first_of[key] = file
+                load = load_file(
+                    connection,
+                    inbox_file,
+                    clock,
+                    "check",
+                    index=index,
+                    dry_run=True,
+                    samples=samples,
+                )
+            except SourceFileError as error:
+                where = f" (line {error.line})" if error.line else ""
+                checks.append(FileCheck(file, entity_name, error=error.problem + where))
+                continue
+            checks.append(
+                FileCheck(
+                    file,
+                    entity_name,
+                    load.rows_read,
+                    load.reasons,
+                    load.samples,
+                    load.absent_columns,
+                )
+            )
     finally:
         connection.close()
-
-
-def _check(
-    connection: duckdb.DuckDBPyConnection,
-    path: Path,
-    index: int,
-    as_of: datetime,
-    samples: int,
-    mappings: list[SourceMapping] | None,
-) -> FileCheck:
-    entity_name = "?"
-    try:
-        mapping = identify(path, mappings)
-        entity_name = mapping.entity.name
-        staged = stage_file(connection, InboxFile(path, mapping, file_sha256(path)), as_of, index)
-    except SourceFileError as error:
-        return FileCheck(
-            path, entity_name, error=error.problem + (f" (line {error.line})" if error.line else "")
-        )
-    rejected = connection.execute(
-        f"select record_number, rejection_reason from {staged.verdicts_table} "
-        "order by record_number limit ?",
-        [samples],
-    ).fetchall()
-    return FileCheck(
-        path,
-        entity_name,
-        staged.rows_read,
-        staged.reasons,
-        tuple(f"row {number}: {reason}" for number, reason in rejected),
-    )
+    return checks

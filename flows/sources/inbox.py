@@ -1,9 +1,11 @@
 """Load inbox files into ``raw.*``: header check, set-based validation, quarantine, ledger.
 
-Loading happens in two phases so that a corrupt file leaves nothing half-written: every new
-file is first *staged* (parsed and classified into temporary tables, which raises
-``SourceFileError`` for an unreadable file) and only then *committed*, each file in its own
-transaction, to ``raw.*``, ``ops.quarantine`` and the ``ops.loads`` ledger.
+Loading a file happens in two phases so that a corrupt file leaves nothing half-written: it is
+first *staged* (parsed and classified into temporary tables, which raises ``SourceFileError``
+for an unreadable file) and then *committed*, in a transaction of its own, to ``raw.*``,
+``ops.quarantine`` and the ``ops.loads`` ledger. ``load_file`` does both and turns any error
+into that file's ``SourceFileError``; a dry run (``sources check``) is the same load with the
+transaction rolled back instead of committed.
 """
 
 from __future__ import annotations
@@ -13,14 +15,23 @@ import gzip
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from flows.sources.api import advance_watermark
 from flows.sources.catalog import ENTITIES, Entity
-from flows.sources.mapping import SourceMapping, quoted_name, sql_text, type_by_suffix
+from flows.sources.mapping import (
+    ParsedColumn,
+    SourceMapping,
+    json_path,
+    quoted_name,
+    sql_text,
+    type_by_suffix,
+)
 from flows.sources.validation import rejected_rows_sql, typed_columns_sql
 
 FILE_NAME_PATTERN = re.compile(
@@ -56,8 +67,10 @@ class InboxFile:
 
     @property
     def load_id(self) -> str:
-        # One load per file content: the same bytes always get the same id.
-        return f"load_{self.sha256[:20]}"
+        # One load per (file content, mapping): the same bytes under the same mapping always
+        # get the same id; under two mappings they are two loads.
+        key = f"{self.sha256}:{self.mapping.name}".encode()
+        return f"load_{hashlib.sha256(key).hexdigest()[:20]}"
 
 
 class RowFates:
@@ -84,15 +97,25 @@ class StagedFile(RowFates):
     """
 
     file: InboxFile
-    parsed_table: str  # the file's columns as text, in file order (rowid + 1 = record number)
+    parsed_table: str  # the file's columns, in file order (rowid + 1 = record number)
     verdicts_table: str  # record_number, rejection_code, rejection_reason of rejected rows
-    header: tuple[str, ...]
+    columns: Mapping[str, ParsedColumn]  # header name -> its column in the parsed table
     rows_read: int
     reasons: dict[str, int] = field(default_factory=dict)
+    default_timestamp: datetime | None = None  # for timestamp columns the file lacks
+
+    @property
+    def header(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    @property
+    def absent_columns(self) -> list[str]:
+        """Mapped export columns this file lacks: they load as null (or their fallback)."""
+        return self.file.mapping.absent_columns(self.columns)
 
     def mapped_sql(self) -> str:
         """The file's rows in canonical columns (text), with their record numbers."""
-        projection = self.file.mapping.projection_sql(self.header)
+        projection = self.file.mapping.projection_sql(self.columns, self.default_timestamp)
         return f"(select rowid + 1 as record_number, {projection} from {self.parsed_table})"
 
 
@@ -140,7 +163,9 @@ def scan_inbox(
     A file is read when a mapping profile names it or it is a CSV, JSON-lines or Parquet file
     (gzip too); anything else is listed as ignored.
     """
-    loaded = {row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()}
+    # Loaded before: this content under this mapping (a ledger row from before mappings were
+    # recorded, mapping null, stands for whichever mapping loaded it).
+    loaded = set(connection.execute("select file_sha256, mapping from ops.loads").fetchall())
     new: list[InboxFile] = []
     already_loaded: list[Path] = []
     ignored: list[Path] = []
@@ -158,7 +183,7 @@ def scan_inbox(
             unidentified.append(error)
             continue
         sha256 = file_sha256(path)
-        if sha256 in loaded:
+        if (sha256, mapping.name) in loaded or (sha256, None) in loaded:
             already_loaded.append(path)
         else:
             new.append(InboxFile(path, mapping, sha256))
@@ -187,16 +212,21 @@ def read_csv_header(inbox_file: InboxFile) -> tuple[str, ...]:
             f"the file is empty; expected a header row with {', '.join(entity.required)}",
             line=1,
         )
-    return checked_header(inbox_file, tuple(cell.strip() for cell in first_row))
-
-
-def checked_header(inbox_file: InboxFile, header: tuple[str, ...]) -> tuple[str, ...]:
-    """The header, if it has every column the file's mapping needs (else a file error)."""
-    path, mapping, entity = inbox_file.path, inbox_file.mapping, inbox_file.entity
+    header = tuple(cell.strip() for cell in first_row)
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
         raise SourceFileError(path, f"the header repeats column(s) {', '.join(repeated)}", line=1)
-    missing = mapping.missing_columns(header)
+    return header
+
+
+def checked_header(
+    inbox_file: InboxFile, columns: dict[str, ParsedColumn]
+) -> dict[str, ParsedColumn]:
+    """The parsed columns, if they include every column the file's mapping needs (else a
+    file error)."""
+    path, mapping, entity = inbox_file.path, inbox_file.mapping, inbox_file.entity
+    header = list(columns)
+    missing = mapping.missing_columns(columns)
     if missing and mapping.path is None:
         raise SourceFileError(
             path,
@@ -209,11 +239,12 @@ def checked_header(inbox_file: InboxFile, header: tuple[str, ...]) -> tuple[str,
         raise SourceFileError(
             path,
             f"the header lacks column(s) {', '.join(missing)} that mapping profile "
-            f"{mapping.path} reads (found: {', '.join(header)}); fix the export or the "
-            "profile's `columns`",
+            f"{mapping.path} needs (found: {', '.join(header)}); export them, or in the "
+            "profile drop them from `required` or give a fallback (`constants`, "
+            "`default_timestamp`)",
             line=1,
         )
-    return header
+    return columns
 
 
 def _reader_problem(error: duckdb.Error) -> tuple[int | None, str]:
@@ -246,47 +277,104 @@ def _reader_problem(error: duckdb.Error) -> tuple[int | None, str]:
     return (int(line_match[1]) if line_match else None), problem.rstrip(".")
 
 
+NESTED_TYPES = ("STRUCT", "MAP", "UNION")
+
+
 def parse_into(
     connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, table: str
-) -> tuple[str, ...]:
-    """Parse a file into a temporary table in file order; returns its column names."""
+) -> dict[str, ParsedColumn]:
+    """Parse a file into a temporary table in file order, its columns named by position;
+    returns each header name's column."""
     dialect = inbox_file.mapping.format
     kind = dialect.type_of(inbox_file.path)
-    header = read_csv_header(inbox_file) if kind == "csv" else ()
-    if kind == "csv":
-        columns = "{" + ", ".join(f"{sql_text(name)}: 'varchar'" for name in header) + "}"
-        # The dialect is fixed, not sniffed: sniffing a damaged file can "succeed" with the
-        # wrong delimiter and load garbage, where a fixed dialect reports the broken line.
-        reader = (
-            "read_csv($path, header = true, auto_detect = false, delim = $delimiter, "
-            f"quote = $quote, escape = $quote, encoding = $encoding, columns = {columns}, "
-            "all_varchar = true)"
-        )
-        parameters = {
-            "delimiter": dialect.delimiter,
-            "quote": dialect.quote,
-            "encoding": dialect.encoding,
-        }
-    elif kind == "jsonl":
-        reader, parameters = "read_json($path, format = 'newline_delimited')", {}
-    else:
-        reader, parameters = "read_parquet($path)", {}
+    parameters: dict[str, str] = {"path": str(inbox_file.path)}
     try:
-        connection.execute(
-            f"create or replace temp table {table} as select * from {reader}",
-            {"path": str(inbox_file.path), **parameters},
-        )
+        if kind == "csv":
+            header = read_csv_header(inbox_file)
+            columns = {name: ParsedColumn(f"c{n}") for n, name in enumerate(header)}
+            types = "{" + ", ".join(f"'c{n}': 'varchar'" for n in range(len(header))) + "}"
+            # The dialect is fixed, not sniffed: sniffing a damaged file can "succeed" with the
+            # wrong delimiter and load garbage, where a fixed dialect reports the broken line.
+            connection.execute(
+                f"""
+                create or replace temp table {table} as select * from read_csv($path,
+                    header = true, auto_detect = false, delim = $delimiter, quote = $quote,
+                    escape = $quote, encoding = $encoding, columns = {types}, all_varchar = true)
+                """,
+                {
+                    **parameters,
+                    "delimiter": dialect.delimiter,
+                    "quote": dialect.quote,
+                    "encoding": dialect.encoding,
+                },
+            )
+            return checked_header(inbox_file, columns)
+        if kind == "jsonl":
+            columns = _parse_json_lines(connection, table, parameters)
+        else:
+            described = connection.execute(
+                "describe select * from read_parquet($path)", parameters
+            ).fetchall()
+            columns = {
+                name: ParsedColumn(
+                    f"c{n}",
+                    "json"
+                    if data_type == "JSON"
+                    else "nested"
+                    if data_type.endswith("]") or data_type.startswith(NESTED_TYPES)
+                    else "text",
+                )
+                for n, (name, data_type, *_) in enumerate(described)
+            }
+            select = ", ".join(
+                f"{quoted_name(name)} as {column.sql}" for name, column in columns.items()
+            )
+            connection.execute(
+                f"create or replace temp table {table} as "
+                f"select {select or 'null as c0'} from read_parquet($path)",
+                parameters,
+            )
     except duckdb.Error as error:
         line, problem = _reader_problem(error)
         raise SourceFileError(
             inbox_file.path, f"not a readable {kind.upper()} file: {problem}", line=line
         ) from None
-    if kind == "csv":
-        return header
-    names = tuple(row[0] for row in connection.execute(f"describe {table}").fetchall())
-    if not names:
+    if not columns:
         raise SourceFileError(inbox_file.path, "the file holds no records")
-    return checked_header(inbox_file, names)
+    return checked_header(inbox_file, columns)
+
+
+def _parse_json_lines(
+    connection: duckdb.DuckDBPyConnection, table: str, parameters: dict[str, str]
+) -> dict[str, ParsedColumn]:
+    """Each record's top-level fields as JSON values, so a string keeps its text and an object
+    stays an object (that row is quarantined where a single value is expected)."""
+    objects = f"{table}_objects"
+    connection.execute(
+        f"create or replace temp table {objects} as select json from read_ndjson_objects($path)",
+        parameters,
+    )
+    keys = connection.execute(
+        f"""
+        select key from (
+            select unnest(json_keys(json)) as key, rowid as record
+            from {objects} where json_type(json) = 'OBJECT'
+        )
+        where key <> ''  -- JSONPath cannot name an empty key
+        group by key order by min(record), key
+        """
+    ).fetchall()
+    columns = {key: ParsedColumn(f"c{n}", "json") for n, (key,) in enumerate(keys)}
+    select = ", ".join(
+        f"json_extract(json, {sql_text(json_path([key]))}) as {column.sql}"
+        for key, column in columns.items()
+    )
+    connection.execute(
+        f"create or replace temp table {table} as select {select or 'null as c0'} "
+        f"from {objects} order by rowid"
+    )
+    connection.execute(f"drop table {objects}")
+    return columns
 
 
 def stage_file(
@@ -295,8 +383,15 @@ def stage_file(
     """Parse a file into a temporary table of classified rows (nothing permanent is written)."""
     entity = inbox_file.entity
     parsed = f"parsed_{index}"
-    header = parse_into(connection, inbox_file, parsed)
-    staged = StagedFile(inbox_file, parsed, f"verdicts_{index}", header, 0)
+    columns = parse_into(connection, inbox_file, parsed)
+    staged = StagedFile(
+        inbox_file,
+        parsed,
+        f"verdicts_{index}",
+        columns,
+        0,
+        default_timestamp=inbox_file.mapping.timestamp_default(inbox_file.path),
+    )
     connection.execute(
         f"""
         create or replace temp table {staged.verdicts_table} as
@@ -311,6 +406,88 @@ def stage_file(
         ).fetchall()
     )
     return replace(staged, rows_read=rows_read, reasons=reasons)
+
+
+@dataclass(frozen=True)
+class FileLoad(RowFates):
+    """What loading one file did or, on a dry run, would do."""
+
+    file: InboxFile
+    rows_read: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    absent_columns: tuple[str, ...] = ()  # mapped export columns the file lacks
+    samples: tuple[str, ...] = ()  # "row N: reason" of the first rejected rows
+    skipped: bool = False  # this content was loaded before under this mapping: nothing done
+
+
+def load_file(
+    connection: duckdb.DuckDBPyConnection,
+    inbox_file: InboxFile,
+    as_of: datetime,
+    run_id: str,
+    *,
+    index: int = 0,
+    dry_run: bool = False,
+    samples: int = 0,
+) -> FileLoad:
+    """Stage one file and write it in a transaction of its own; a dry run makes the same
+    writes and rolls them back, so it predicts the load exactly.
+
+    Any error while loading the file is this file's ``SourceFileError`` (file, line when
+    known, cause), so the caller records it and goes on with the other files.
+    """
+    try:
+        staged = stage_file(connection, inbox_file, as_of, index)
+        rejected = connection.execute(
+            f"select record_number, rejection_reason from {staged.verdicts_table} "
+            "order by record_number limit ?",
+            [samples],
+        ).fetchall()
+        connection.begin()
+        try:
+            skipped = already_loaded(connection, inbox_file)
+            if not skipped:
+                _commit_one(connection, staged, run_id)
+            if dry_run or skipped:
+                connection.rollback()
+            else:
+                connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+    except SourceFileError:
+        raise
+    except Exception as error:  # whatever it is, it is this file's: the others still load
+        line, problem = _reader_problem(error) if isinstance(error, duckdb.Error) else (None, "")
+        raise SourceFileError(
+            inbox_file.path,
+            f"could not be loaded ({problem or f'{type(error).__name__}: {error}'}); "
+            "it is tried again on the next run",
+            line=line,
+        ) from error
+    finally:
+        for table in (f"parsed_{index}", f"parsed_{index}_objects", f"verdicts_{index}"):
+            connection.execute(f"drop table if exists {table}")
+    return FileLoad(
+        inbox_file,
+        staged.rows_read,
+        staged.reasons,
+        tuple(staged.absent_columns),
+        tuple(f"row {number}: {reason}" for number, reason in rejected),
+        skipped,
+    )
+
+
+def already_loaded(connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile) -> bool:
+    """Whether this content was loaded under this mapping (e.g. a copy of a file loaded under
+    another name earlier in the same run)."""
+    return bool(
+        connection.execute(
+            "select count(*) from ops.loads where file_sha256 = ? "
+            "and (mapping = ? or mapping is null)",
+            [inbox_file.sha256, inbox_file.mapping.name],
+        ).fetchall()[0][0]
+    )
 
 
 def commit_staged(
@@ -346,7 +523,7 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
     column_list = ", ".join(entity.columns)
     # The original record, as the source wrote it, is kept with each rejected row.
     original = ", ".join(
-        f"{quoted_name(name)} := parsed.{quoted_name(name)}" for name in staged.header
+        f"{sql_text(name)}, parsed.{column.sql}" for name, column in staged.columns.items()
     )
     connection.execute(
         f"""
@@ -363,7 +540,7 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
             record_key, reason_code, reason, record, quarantined_at)
         select ?, ?, 'extract', ?, ?, record_number, nullif(trim(mapped.{entity.key}), ''),
-               rejection_code, rejection_reason, to_json(struct_pack({original})),
+               rejection_code, rejection_reason, json_object({original}),
                now()::timestamp
         from {staged.verdicts_table} as verdicts
         inner join {staged.mapped_sql()} as mapped using (record_number)
@@ -372,7 +549,11 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         [inbox_file.load_id, run_id, entity.name, str(inbox_file.path)],
     )
     connection.execute(
-        "insert into ops.loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
+        """
+        insert into ops.loads (load_id, run_id, entity, source, file_path, file_sha256,
+            rows_read, rows_loaded, rows_quarantined, loaded_at, mapping)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)
+        """,
         [
             inbox_file.load_id,
             run_id,
@@ -383,5 +564,12 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
             staged.rows_read,
             staged.rows_loaded,
             staged.rows_quarantined,
+            inbox_file.mapping.name,
         ],
     )
+    mapping = inbox_file.mapping
+    if mapping.api is not None and mapping.watermark_column is not None:
+        # In the same transaction as the rows: the watermark never passes a row not loaded.
+        advance_watermark(
+            connection, mapping.api.name, entity.name, mapping.watermark_column, inbox_file.load_id
+        )

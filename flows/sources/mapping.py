@@ -15,18 +15,28 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flows.sources.api import ApiSource
 from flows.sources.catalog import ENTITIES, Entity
+from flows.sources.validation import NESTED_COLUMN
 
 SHIPPED_PROFILES = Path(__file__).parent / "profiles"
 ENCODINGS = ("utf-8", "latin-1", "utf-16")
 ALL_COLUMNS = "*"
+FILE_MTIME = "file_mtime"  # default_timestamp: the file's modification time, i.e. its export
 
 
 class MappingError(Exception):
@@ -51,15 +61,51 @@ def type_by_suffix(path: Path) -> str | None:
     return next((kind for suffix, kind in SUFFIX_TYPES.items() if name.endswith(suffix)), None)
 
 
-def reference(column: str, header: set[str]) -> str | None:
-    """SQL for an export column: a header name, or a dotted path into a nested JSON field
-    (``properties.email``); None when the file has no such column."""
-    if column in header:
-        return quoted_name(column)
+@dataclass(frozen=True)
+class ParsedColumn:
+    """A header column as staged: its name in the parsed table and how its values are held.
+
+    Parsed tables name their columns by position (``c0``, ``c1``, …), so no header name, not
+    even ``rowid`` or ``select``, can collide with SQL.
+    """
+
+    sql: str
+    kind: str = "text"  # text | json (a JSON value per row) | nested (a Parquet struct, list, map)
+
+
+def json_path(keys: Iterable[str]) -> str:
+    """A JSONPath naming each key literally (``$."a.b"."c"``), whatever characters it holds."""
+    return "$" + "".join('."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"' for key in keys)
+
+
+def reference(column: str, parsed: Mapping[str, ParsedColumn]) -> ParsedColumn | None:
+    """An export column as SQL: a header name, or a dotted path into a nested JSON or Parquet
+    field (``properties.email``); None when the file has no such column."""
+    if column in parsed:
+        return parsed[column]
     first, _, rest = column.partition(".")
-    if rest and first in header:
-        return ".".join(quoted_name(part) for part in column.split("."))
-    return None
+    top = parsed.get(first) if rest else None
+    if top is None or top.kind == "text":
+        return None
+    if top.kind == "json":
+        return ParsedColumn(
+            f"json_extract({top.sql}, {sql_text(json_path(rest.split('.')))})", "json"
+        )
+    return ParsedColumn(".".join([top.sql, *(quoted_name(part) for part in rest.split("."))]))
+
+
+def text_and_nesting(column: ParsedColumn) -> tuple[str, str]:
+    """SQL for a column's value as text, and SQL that is true where it holds an object or list.
+
+    A JSON string keeps its value (no quotes); an object or list has no text: the row is
+    quarantined (``nested_value``) rather than loading the object's JSON as a name.
+    """
+    if column.kind == "json":
+        nested = f"json_type({column.sql}) in ('OBJECT', 'ARRAY')"
+        return f"case when {nested} then null else {column.sql} ->> '$' end", nested
+    if column.kind == "nested":
+        return "null::varchar", f"{column.sql} is not null"
+    return f"cast({column.sql} as varchar)", "false"
 
 
 @dataclass(frozen=True)
@@ -89,6 +135,8 @@ class SourceMapping:
     values: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     timestamp_formats: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, str] = field(default_factory=dict)
+    required: tuple[str, ...] = ()  # canonical columns whose export column must be present
+    default_timestamp: str | None = None  # FILE_MTIME or a timestamp, for absent timestamps
     api: ApiSource | None = None
     path: Path | None = None
 
@@ -96,6 +144,20 @@ class SourceMapping:
     def by_convention(cls, entity: Entity, source: str) -> SourceMapping:
         """The mapping of a file named ``<entity>__<source>.csv``: canonical column names."""
         return cls(name=f"{entity.name}__{source}", source=source, entity=entity)
+
+    @property
+    def watermark_column(self) -> str | None:
+        """The canonical timestamp column fed by the API's ``updated_at_field``."""
+        if self.api is None:
+            return None
+        return next(
+            (
+                c
+                for c, name in self.columns.items()
+                if name == self.api.updated_at_field and c in self.entity.timestamps
+            ),
+            None,
+        )
 
     def matches(self, path: Path) -> bool:
         return any(fnmatch.fnmatch(path.name, pattern) for pattern in self.files)
@@ -107,31 +169,68 @@ class SourceMapping:
             return {c: by_name[c] for c in self.entity.columns if c in by_name}
         return dict(self.columns)
 
-    def missing_columns(self, header: Iterable[str]) -> list[str]:
-        """Mapped export columns (or required canonical ones) the header lacks."""
-        present = set(header)
-        sources = self.source_columns(present)
-        if self.path is not None:
-            return sorted(
-                column for column in sources.values() if reference(column, present) is None
-            )
-        return [c for c in self.entity.required if c not in sources and c not in self.constants]
+    def needed(self, column: str) -> bool:
+        """Whether a file cannot load without this canonical column's export column."""
+        if column == self.entity.key or column in self.required:
+            return True
+        fallback = column in self.constants or (
+            column in self.entity.timestamps and self.default_timestamp is not None
+        )
+        return column in self.entity.required and not fallback
 
-    def projection_sql(self, header: Iterable[str]) -> str:
-        """A select list giving every canonical column of the entity as text."""
-        present = set(header)
-        sources = self.source_columns(present)
-        expressions = []
+    def missing_columns(self, parsed: Mapping[str, ParsedColumn]) -> list[str]:
+        """Export columns the file lacks that it cannot load without.
+
+        A profile needs the key, the columns it marks ``required`` and required columns with
+        no fallback; of the contact keys, one. Other absent columns load as null.
+        """
+        sources = self.source_columns(parsed)
+        if self.path is None:
+            return [c for c in self.entity.required if c not in sources and c not in self.constants]
+        absent = {c for c, name in sources.items() if reference(name, parsed) is None}
+        missing = {c for c in absent if self.needed(c) and c not in self.entity.contact_keys}
+        contacts = [c for c in self.entity.contact_keys if c in sources]
+        if contacts and all(c in absent for c in contacts):
+            missing.update(contacts)
+        return sorted(sources[c] for c in missing)
+
+    def absent_columns(self, parsed: Mapping[str, ParsedColumn]) -> list[str]:
+        """Mapped export columns the file lacks (loaded as null, or as their fallback)."""
+        return sorted(
+            name for name in self.source_columns(parsed).values() if reference(name, parsed) is None
+        )
+
+    def timestamp_default(self, path: Path) -> datetime | None:
+        """The value for timestamp columns a file lacks: its modification time or a fixed one."""
+        if self.default_timestamp is None:
+            return None
+        if self.default_timestamp == FILE_MTIME:
+            return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
+        return datetime.fromisoformat(self.default_timestamp)
+
+    def projection_sql(
+        self, parsed: Mapping[str, ParsedColumn], default_timestamp: datetime | None = None
+    ) -> str:
+        """A select list giving every canonical column of the entity as text, and
+        ``_nested_column``: the first canonical column fed an object or list (else null)."""
+        sources = self.source_columns(parsed)
+        expressions, nested = [], []
         for column in self.entity.columns:
+            source = reference(sources[column], parsed) if column in sources else None
             if column in self.constants:
                 expression = sql_text(self.constants[column])
-            elif column in sources:
-                # JSON and Parquet columns come typed; mapping and validation work on text.
-                source = f"cast({reference(sources[column], present)} as varchar)"
-                expression = self._mapped(column, source)
+            elif source is not None:
+                text, is_nested = text_and_nesting(source)
+                expression = self._mapped(column, text)
+                if is_nested != "false":
+                    nested.append(f"when {is_nested} then {sql_text(column)}")
+            elif column in self.entity.timestamps and default_timestamp is not None:
+                expression = sql_text(f"{default_timestamp:%Y-%m-%d %H:%M:%S}")
             else:
                 expression = "null::varchar"
             expressions.append(f"{expression} as {column}")
+        nesting = f"case {' '.join(nested)} end" if nested else "null::varchar"
+        expressions.append(f"{nesting} as {NESTED_COLUMN}")
         return ", ".join(expressions)
 
     def _mapped(self, column: str, expression: str) -> str:
@@ -195,13 +294,37 @@ class _ProfileModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(pattern=r"^[a-z0-9_]+$")
     entity: str
-    files: list[str] = Field(min_length=1)
+    files: list[str] = []
     format: _FormatModel = _FormatModel()
     columns: dict[str, str] = {}
     values: dict[str, dict[str, str | None]] = {}
     timestamp_formats: dict[str, str] = {}
     constants: dict[str, str] = {}
+    required: list[str] = []
+    default_timestamp: str | None = None
     api: _ApiModel | None = None
+
+    @model_validator(mode="after")
+    def _names_files(self) -> _ProfileModel:
+        if not self.files and self.api is None:
+            raise ValueError(
+                "key `files` must list the file-name patterns the profile applies to "
+                "(a profile with an `api` section may leave it empty)"
+            )
+        return self
+
+    @field_validator("default_timestamp")
+    @classmethod
+    def _timestamp_or_file_mtime(cls, value: str | None) -> str | None:
+        if value is not None and value != FILE_MTIME:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"must be {FILE_MTIME} (the file's export time) or a timestamp such as "
+                    "2026-10-01 00:00:00"
+                ) from None
+        return value
 
     @field_validator("entity")
     @classmethod
@@ -251,18 +374,47 @@ def load_mapping(path: Path) -> SourceMapping:
         )
         raise MappingError(f"{path}: {problems} (reference: docs/sources.md)") from None
     entity = ENTITIES[model.entity]
-    named = {*model.columns, *model.constants, *model.timestamp_formats, *model.values}
+    named = {
+        *model.columns,
+        *model.constants,
+        *model.timestamp_formats,
+        *model.values,
+        *model.required,
+    }
     unknown = sorted(named - {ALL_COLUMNS} - set(entity.columns))
     if unknown:
         raise MappingError(
             f"{path}: {', '.join(unknown)} are not columns of {entity.name}; "
             f"canonical columns are {', '.join(entity.columns)}"
         )
-    unmapped = [c for c in entity.required if c not in model.columns and c not in model.constants]
+    unmapped = [
+        c
+        for c in entity.required
+        if c not in model.columns
+        and c not in model.constants
+        and not (c in entity.timestamps and model.default_timestamp)
+    ]
     if unmapped:
         raise MappingError(
             f"{path}: key `columns` must map the required column(s) {', '.join(unmapped)} "
-            f"of {entity.name} to an export column (or set them under `constants`)"
+            f"of {entity.name} to an export column (or set them under `constants`"
+            + (", or set `default_timestamp`" if set(unmapped) & set(entity.timestamps) else "")
+            + ")"
+        )
+    unrequirable = sorted(set(model.required) - set(model.columns))
+    if unrequirable:
+        raise MappingError(
+            f"{path}: key `required` lists {', '.join(unrequirable)}, which `columns` does not "
+            "map to an export column"
+        )
+    watermark_columns = [
+        c for c, name in model.columns.items() if model.api and name == model.api.updated_at_field
+    ]
+    if model.api and not set(watermark_columns) & set(entity.timestamps):
+        raise MappingError(
+            f"{path}: key `api.updated_at_field` ({model.api.updated_at_field}) must be the "
+            f"export column of a timestamp column of {entity.name} in `columns` "
+            f"({', '.join(entity.timestamps)}): the watermark advances over loaded rows"
         )
     api = (
         ApiSource(name=model.source, entity=entity.name, **model.api.model_dump())
@@ -283,6 +435,8 @@ def load_mapping(path: Path) -> SourceMapping:
         values=model.values,
         timestamp_formats=model.timestamp_formats,
         constants=model.constants,
+        required=tuple(model.required),
+        default_timestamp=model.default_timestamp,
         api=api,
         path=path,
     )
@@ -296,3 +450,23 @@ def load_mappings(folders: Iterable[Path]) -> list[SourceMapping]:
         if folder.is_dir()
         for path in sorted(folder.glob("*.yml"))
     ]
+
+
+def find_mapping(name_or_path: str, folders: Iterable[Path]) -> SourceMapping:
+    """A profile by its path, or by its name (the file name without ``.yml``) among the
+    profiles in ``folders``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return load_mapping(path)
+    profiles = {
+        path.stem: path
+        for folder in folders
+        if folder.is_dir()
+        for path in sorted(folder.glob("*.yml"))
+    }
+    if name_or_path in profiles:
+        return load_mapping(profiles[name_or_path])
+    raise MappingError(
+        f"{name_or_path}: no such profile file, nor a profile of that name; give a path to a "
+        f"profile or one of: {', '.join(sorted(profiles)) or '(no profiles found)'}"
+    )

@@ -22,6 +22,7 @@ from flows.sources.inbox import (
     InboxFile,
     SourceFileError,
     StagedFile,
+    already_loaded,
     commit_staged,
     file_sha256,
     identify,
@@ -100,9 +101,7 @@ def resubmit(
     staged = []
     for index, path in enumerate(files):
         inbox_file = InboxFile(path, resubmission_mapping(path, mappings), file_sha256(path))
-        if connection.execute(
-            "select count(*) from ops.loads where file_sha256 = ?", [inbox_file.sha256]
-        ).fetchall()[0][0]:
+        if already_loaded(connection, inbox_file):
             raise SourceFileError(path, "this exact file was loaded before; nothing to resubmit")
         staged.append(stage_file(connection, inbox_file, as_of, index))
     commit_staged(connection, staged, run_id)

@@ -18,6 +18,12 @@ EARLIEST_PLAUSIBLE = "1990-01-01"
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 # Longer values are export accidents (a pasted document, a runaway quote), not a lead's data.
 MAX_TEXT_LENGTH = 1000
+# The types numbers land in (raw.*): a value is valid when it casts to exactly this type.
+INTEGER_TYPE = "integer"
+DECIMAL_TYPE = "decimal(14, 2)"
+NUMBER_RANGES = {INTEGER_TYPE: "0 to 2147483647", DECIMAL_TYPE: "0 to 999999999999.99"}
+# The mapped rows' column naming the first canonical column fed an object or a list.
+NESTED_COLUMN = "_nested_column"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,13 @@ def _sql_list(values: tuple[str, ...]) -> str:
 def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
     """The validation rules of an entity, in the order they are reported."""
     rules = [
+        RowRule(
+            "nested_value",
+            f"{NESTED_COLUMN} is not null",
+            f"{NESTED_COLUMN} || ' holds an object or a list where a single value is expected'",
+        )
+    ]
+    rules += [
         RowRule("missing_required", f"{value(c)} is null", f"'required column {c} is empty'")
         for c in entity.required
         if c not in entity.contact_keys
@@ -82,13 +95,23 @@ def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
         )
         for c in entity.timestamps
     ]
+    numbers = ((entity.integers, INTEGER_TYPE), (entity.decimals, DECIMAL_TYPE))
+    rules += [
+        RowRule(
+            "out_of_range",
+            f"try_cast({value(c)} as double) >= 0 and try_cast({value(c)} as {sql_type}) is null",
+            f"'{c} ' || {quoted(value(c))} || ' is out of range ({NUMBER_RANGES[sql_type]})'",
+        )
+        for columns, sql_type in numbers
+        for c in columns
+    ]
     rules += [
         RowRule(
             "invalid_number",
-            f"{value(c)} is not null and coalesce(try_cast({value(c)} as {sql_type} ) < 0, true)",
+            f"{value(c)} is not null and coalesce(try_cast({value(c)} as {sql_type}) < 0, true)",
             f"'{c} ' || {quoted(value(c))} || ' is not a non-negative number'",
         )
-        for columns, sql_type in ((entity.integers, "bigint"), (entity.decimals, "decimal(14, 2)"))
+        for columns, sql_type in numbers
         for c in columns
     ]
     rules += [
@@ -194,9 +217,9 @@ def typed_columns_sql(entity: Entity) -> str:
         if column in entity.timestamps:
             expression = f"cast({value(column)} as timestamp)"
         elif column in entity.integers:
-            expression = f"cast({value(column)} as integer)"
+            expression = f"cast({value(column)} as {INTEGER_TYPE})"
         elif column in entity.decimals:
-            expression = f"cast({value(column)} as decimal(14, 2))"
+            expression = f"cast({value(column)} as {DECIMAL_TYPE})"
         elif column in entity.booleans:
             default = "true" if entity.booleans[column] else "false"
             expression = f"coalesce(lower({value(column)}) in ({_sql_list(TRUE_WORDS)}), {default})"

@@ -7,13 +7,14 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from flows.sources.api import ApiSource, ApiSourceError, fetch_to_landing, read_watermark
-from flows.sources.inbox import commit_staged, scan_inbox, stage_file
-from flows.sources.mapping import load_mapping
+from flows.sources.inbox import commit_staged, load_file, scan_inbox, stage_file
+from flows.sources.mapping import MappingError, SourceMapping, load_mapping
 
 TOKEN = "s3cret-token"
 LEADS = [
@@ -88,12 +89,36 @@ def source(url: str) -> ApiSource:
     )
 
 
+def crm_profile(folder: Path, url: str) -> SourceMapping:
+    path = folder / "crm_api.yml"
+    path.write_text(
+        f"""
+source: crm_api
+entity: leads
+files: []
+api: {{url: "{url}", token_env: CRM_TOKEN, cursor_field: paging.next, updated_at_field: updated,
+       page_size: 2}}
+columns: {{source_lead_id: id, email: email, created_at: created, updated_at: updated}}
+"""
+    )
+    return load_mapping(path)
+
+
+def load_landed(warehouse, landing: Path, profile: SourceMapping, as_of: datetime) -> list:
+    return [
+        load_file(warehouse, inbox_file, as_of, "run-1", index=index)
+        for index, inbox_file in enumerate(scan_inbox(warehouse, landing, [profile]).new)
+    ]
+
+
 def test_pages_retries_and_watermark(warehouse, tmp_path, crm, monkeypatch):
     monkeypatch.setenv("CRM_TOKEN", TOKEN)
     crm.failures.extend([429, 503])
     waits: list[float] = []
+    profile, landing = crm_profile(tmp_path, crm.url), tmp_path / "landing"
+    assert profile.api is not None
     first = fetch_to_landing(
-        warehouse, source(crm.url), tmp_path, datetime(2026, 11, 20), sleep=waits.append
+        warehouse, profile.api, landing, datetime(2026, 11, 20), sleep=waits.append
     )
     assert (first.records, first.pages) == (5, 3)
     assert waits[0] == 0.0  # Retry-After honoured; the 503 backs off exponentially
@@ -101,6 +126,9 @@ def test_pages_retries_and_watermark(warehouse, tmp_path, crm, monkeypatch):
     lines = first.file.read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["c0", "c1", "c2", "c3", "c4"]
     assert first.file.name == "leads__crm_api__api-20261120T000000.jsonl"
+    # Fetched is not loaded: the watermark moves with the load, over the rows it loaded.
+    assert read_watermark(warehouse, "crm_api") is None
+    load_landed(warehouse, landing, profile, datetime(2026, 11, 20))
     assert read_watermark(warehouse, "crm_api") == datetime(2026, 11, 14, 9)
 
     LEADS.append(
@@ -113,21 +141,69 @@ def test_pages_retries_and_watermark(warehouse, tmp_path, crm, monkeypatch):
     )
     try:
         second = fetch_to_landing(
-            warehouse, source(crm.url), tmp_path, datetime(2026, 11, 21), sleep=waits.append
+            warehouse, profile.api, landing, datetime(2026, 11, 21), sleep=waits.append
         )
     finally:
         LEADS.pop()
     assert crm.requests[-1]["updated_since"] == ["2026-11-14T09:00:00"]
     assert second.records == 1
+    load_landed(warehouse, landing, profile, datetime(2026, 11, 21))
     assert read_watermark(warehouse, "crm_api") == datetime(2026, 11, 15, 8)
+
+
+def test_the_watermark_advances_only_over_records_that_loaded(
+    warehouse, tmp_path, crm, monkeypatch
+):
+    monkeypatch.setenv("CRM_TOKEN", TOKEN)
+    profile, landing = crm_profile(tmp_path, crm.url), tmp_path / "landing"
+    assert profile.api is not None
+    far_future = {
+        "id": "c7",
+        "email": "late@example.com",
+        "created": "2026-10-01T09:00:00Z",
+        "updated": "9999-12-31T00:00:00Z",
+    }
+    broken = {
+        "id": "c8",
+        "email": "not-an-email",
+        "created": "2026-10-01T09:00:00Z",
+        "updated": "2026-11-19T00:00:00Z",
+    }
+    LEADS.extend([far_future, broken])
+    try:
+        fetch_to_landing(warehouse, profile.api, landing, datetime(2026, 11, 20))
+    finally:
+        del LEADS[-2:]
+    (load,) = load_landed(warehouse, landing, profile, datetime(2026, 11, 20))
+    assert load.reasons == {"impossible_date": 1, "malformed_email": 1}
+    # Neither the year-9999 record nor the rejected one moves it: only what loaded.
+    assert read_watermark(warehouse, "crm_api") == datetime(2026, 11, 14, 9)
+
+
+def test_an_api_profile_must_map_its_updated_at_field_to_a_timestamp(tmp_path):
+    path = tmp_path / "crm_api.yml"
+    path.write_text(
+        """
+source: crm_api
+entity: leads
+files: []
+api: {url: "http://127.0.0.1/contacts", updated_at_field: modified}
+columns: {source_lead_id: id, email: email, created_at: created, updated_at: updated}
+"""
+    )
+    with pytest.raises(MappingError, match=r"`api.updated_at_field` \(modified\) must be"):
+        load_mapping(path)
 
 
 def test_nothing_new_writes_no_file(warehouse, tmp_path, crm, monkeypatch):
     monkeypatch.setenv("CRM_TOKEN", TOKEN)
-    fetch_to_landing(warehouse, source(crm.url), tmp_path, datetime(2026, 11, 20))
-    again = fetch_to_landing(warehouse, source(crm.url), tmp_path, datetime(2026, 11, 21))
+    profile, landing = crm_profile(tmp_path, crm.url), tmp_path / "landing"
+    assert profile.api is not None
+    fetch_to_landing(warehouse, profile.api, landing, datetime(2026, 11, 20))
+    load_landed(warehouse, landing, profile, datetime(2026, 11, 20))
+    again = fetch_to_landing(warehouse, profile.api, landing, datetime(2026, 11, 21))
     assert (again.records, again.file) == (0, None)
-    assert len(list(tmp_path.glob("*.jsonl"))) == 1
+    assert len(list(landing.glob("*.jsonl"))) == 1
 
 
 def test_a_missing_or_refused_token_says_which_variable(warehouse, tmp_path, crm, monkeypatch):

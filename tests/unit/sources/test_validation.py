@@ -6,7 +6,12 @@ import duckdb
 import pytest
 
 from flows.sources.catalog import ENTITIES
-from flows.sources.validation import rejected_rows_sql, row_rules, typed_columns_sql
+from flows.sources.validation import (
+    NESTED_COLUMN,
+    rejected_rows_sql,
+    row_rules,
+    typed_columns_sql,
+)
 
 
 def classify(
@@ -15,9 +20,11 @@ def classify(
     entity = ENTITIES[entity_name]
     connection = duckdb.connect()
     columns = ", ".join(f"{c} varchar" for c in entity.columns)
-    connection.execute(f"create table staged (record_number bigint, {columns})")
+    connection.execute(
+        f"create table staged (record_number bigint, {columns}, {NESTED_COLUMN} varchar)"
+    )
     for number, row in enumerate(rows, start=1):
-        values = [row.get(c) for c in entity.columns]
+        values = [row.get(c) for c in (*entity.columns, NESTED_COLUMN)]
         placeholders = ", ".join("?" for _ in values)
         connection.execute(f"insert into staged values ({number}, {placeholders})", values)
     return connection.execute(
