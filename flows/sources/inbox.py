@@ -164,8 +164,12 @@ def scan_inbox(
     (gzip too); anything else is listed as ignored.
     """
     # Loaded before: this content under this mapping (a ledger row from before mappings were
-    # recorded, mapping null, stands for whichever mapping loaded it).
-    loaded = set(connection.execute("select file_sha256, mapping from ops.loads").fetchall())
+    # recorded, mapping null, by its entity and source).
+    loaded = set(
+        connection.execute(
+            "select file_sha256, coalesce(mapping, entity || ':' || source) from ops.loads"
+        ).fetchall()
+    )
     new: list[InboxFile] = []
     already_loaded: list[Path] = []
     ignored: list[Path] = []
@@ -183,7 +187,8 @@ def scan_inbox(
             unidentified.append(error)
             continue
         sha256 = file_sha256(path)
-        if (sha256, mapping.name) in loaded or (sha256, None) in loaded:
+        legacy_key = f"{mapping.entity.name}:{mapping.source}"
+        if (sha256, mapping.name) in loaded or (sha256, legacy_key) in loaded:
             already_loaded.append(path)
         else:
             new.append(InboxFile(path, mapping, sha256))
@@ -348,7 +353,8 @@ def _parse_json_lines(
     connection: duckdb.DuckDBPyConnection, table: str, parameters: dict[str, str]
 ) -> dict[str, ParsedColumn]:
     """Each record's top-level fields as JSON values, so a string keeps its text and an object
-    stays an object (that row is quarantined where a single value is expected)."""
+    stays an object (that row is quarantined where a single value is expected); the whole
+    record, as written, in column ``record``."""
     objects = f"{table}_objects"
     connection.execute(
         f"create or replace temp table {objects} as select json from read_ndjson_objects($path)",
@@ -357,11 +363,12 @@ def _parse_json_lines(
     keys = connection.execute(
         f"""
         select key from (
-            select unnest(json_keys(json)) as key, rowid as record
+            select unnest(json_keys(json)) as key,
+                rowid * 1000000 + generate_subscripts(json_keys(json), 1) as position
             from {objects} where json_type(json) = 'OBJECT'
         )
-        where key <> ''  -- JSONPath cannot name an empty key
-        group by key order by min(record), key
+        where key <> ''  -- JSONPath cannot name an empty key (the record keeps it)
+        group by key order by min(position)
         """
     ).fetchall()
     columns = {key: ParsedColumn(f"c{n}", "json") for n, (key,) in enumerate(keys)}
@@ -370,8 +377,8 @@ def _parse_json_lines(
         for key, column in columns.items()
     )
     connection.execute(
-        f"create or replace temp table {table} as select {select or 'null as c0'} "
-        f"from {objects} order by rowid"
+        f"create or replace temp table {table} as select json as record, "
+        f"{select or 'null as c0'} from {objects} order by rowid"
     )
     connection.execute(f"drop table {objects}")
     return columns
@@ -480,12 +487,13 @@ def load_file(
 
 def already_loaded(connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile) -> bool:
     """Whether this content was loaded under this mapping (e.g. a copy of a file loaded under
-    another name earlier in the same run)."""
+    another name earlier in the same run); a ledger row from before mappings were recorded
+    counts for the same entity and source."""
     return bool(
         connection.execute(
-            "select count(*) from ops.loads where file_sha256 = ? "
-            "and (mapping = ? or mapping is null)",
-            [inbox_file.sha256, inbox_file.mapping.name],
+            "select count(*) from ops.loads where file_sha256 = ? and (mapping = ? "
+            "or (mapping is null and entity = ? and source = ?))",
+            [inbox_file.sha256, inbox_file.mapping.name, inbox_file.entity.name, inbox_file.source],
         ).fetchall()[0][0]
     )
 
@@ -522,9 +530,11 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
     lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
     column_list = ", ".join(entity.columns)
     # The original record, as the source wrote it, is kept with each rejected row.
-    original = ", ".join(
+    fields = ", ".join(
         f"{sql_text(name)}, parsed.{column.sql}" for name, column in staged.columns.items()
     )
+    is_json_lines = inbox_file.mapping.format.type_of(inbox_file.path) == "jsonl"
+    original = "parsed.record" if is_json_lines else f"json_object({fields})"
     connection.execute(
         f"""
         insert into raw.{entity.name}
@@ -540,7 +550,7 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
             record_key, reason_code, reason, record, quarantined_at)
         select ?, ?, 'extract', ?, ?, record_number, nullif(trim(mapped.{entity.key}), ''),
-               rejection_code, rejection_reason, json_object({original}),
+               rejection_code, rejection_reason, {original},
                now()::timestamp
         from {staged.verdicts_table} as verdicts
         inner join {staged.mapped_sql()} as mapped using (record_number)

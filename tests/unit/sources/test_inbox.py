@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -7,12 +8,16 @@ import duckdb
 import pytest
 
 from flows.sources.inbox import (
+    FileLoad,
     SourceFileError,
     commit_staged,
+    file_sha256,
     identify,
+    load_file,
     scan_inbox,
     stage_file,
 )
+from flows.warehouse import ensure_schema
 
 AS_OF = datetime(2026, 11, 22)
 LEADS_HEADER = (
@@ -235,3 +240,150 @@ def test_malformed_json_names_the_file_and_line(warehouse, tmp_path):
     ) as raised:
         stage_file(warehouse, inbox_file, AS_OF, 0)
     assert raised.value.line is not None
+
+
+def load_each(warehouse: duckdb.DuckDBPyConnection, inbox: Path, mappings=None) -> dict:
+    """Each new file's FileLoad, or its SourceFileError: the extract's loop, file by file."""
+    outcomes: dict[str, FileLoad | SourceFileError] = {}
+    for index, inbox_file in enumerate(scan_inbox(warehouse, inbox, mappings).new):
+        try:
+            outcomes[inbox_file.path.name] = load_file(
+                warehouse, inbox_file, AS_OF, "run-1", index=index
+            )
+        except SourceFileError as error:
+            outcomes[inbox_file.path.name] = error
+    return outcomes
+
+
+def test_header_names_that_are_sql_words_load(warehouse, tmp_path):
+    # `rowid` shadowed DuckDB's row number and aborted the whole extract (a binder error).
+    write(
+        tmp_path / "leads__crm.csv",
+        "source_lead_id,email,created_at,updated_at,rowid,select,order,ROWID\n"
+        "1,a@b.com,2026-01-01,2026-01-02,r,s,o,R\n",
+    )
+    (outcome,) = load_each(warehouse, tmp_path).values()
+    assert isinstance(outcome, FileLoad) and outcome.rows_loaded == 1
+    assert warehouse.execute("select source_lead_id, source_line from raw.leads").fetchall() == [
+        ("1", 1)
+    ]
+
+
+def test_numbers_are_validated_against_the_column_they_land_in(warehouse, tmp_path):
+    # 99999999999 is a bigint but not an integer: it overflowed the insert, failing the run.
+    write(
+        tmp_path / "leads__crm.csv",
+        f"{LEADS_HEADER}\n"
+        "1,a@b.com,A,2026-01-01,2026-01-02,99999999999,\n"
+        "2,b@b.com,B,2026-01-01,2026-01-02,2147483647,\n"
+        "3,c@b.com,C,2026-01-01,2026-01-02,2147483648,\n"
+        "4,d@b.com,D,2026-01-01,2026-01-02,-5,\n",
+    )
+    (outcome,) = load_each(warehouse, tmp_path).values()
+    assert isinstance(outcome, FileLoad)
+    assert outcome.reasons == {"out_of_range": 2, "invalid_number": 1}
+    assert warehouse.execute("select source_lead_id, employee_count from raw.leads").fetchall() == [
+        ("2", 2147483647)
+    ]
+    assert warehouse.execute(
+        "select reason from ops.quarantine where record_key = '1'"
+    ).fetchone() == ('employee_count "99999999999" is out of range (0 to 2147483647)',)
+
+
+def test_json_lines_keep_scalars_and_quarantine_objects_where_a_value_belongs(warehouse, tmp_path):
+    record = {"source_lead_id": "1", "created_at": "2026-01-01", "updated_at": "2026-01-02"}
+    lines = [
+        {**record, "email": "a@b.com", "company": "Acme", "employee_count": 12},
+        {**record, "source_lead_id": "2", "email": "b@b.com", "company": {"name": "Acme"}},
+        {**record, "source_lead_id": "3", "email": "c@b.com", "company": ["Acme"]},
+        {**record, "source_lead_id": "4", "email": "d@b.com", "is_do_not_email": True},
+    ]
+    write(tmp_path / "leads__api.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    (outcome,) = load_each(warehouse, tmp_path).values()
+    assert isinstance(outcome, FileLoad)
+    assert outcome.reasons == {"nested_value": 2}
+    # A string stays the string (no quotes reach the email); numbers and booleans their text.
+    assert warehouse.execute(
+        "select source_lead_id, company, employee_count, is_do_not_email from raw.leads order by 1"
+    ).fetchall() == [("1", "Acme", 12, False), ("4", None, None, True)]
+    assert warehouse.execute(
+        "select reason, record->'$.company' from ops.quarantine where record_key = '2'"
+    ).fetchone() == (
+        "company holds an object or a list where a single value is expected",
+        '{"name":"Acme"}',
+    )
+
+
+def test_the_same_bytes_under_two_mappings_are_two_loads(warehouse, tmp_path):
+    content = f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n"
+    write(tmp_path / "leads__crm.csv", content)
+    write(tmp_path / "leads__web_forms.csv", content)
+    outcomes = load_each(warehouse, tmp_path)
+    assert all(isinstance(o, FileLoad) and not o.skipped for o in outcomes.values())
+    assert warehouse.execute(
+        "select leads.source, mapping from raw.leads join ops.loads using (load_id) order by 1"
+    ).fetchall() == [("crm", "leads__crm"), ("web_forms", "leads__web_forms")]
+    # The next run finds both loaded: skipped, nothing loads twice.
+    scan = scan_inbox(warehouse, tmp_path)
+    assert (scan.new, len(scan.already_loaded)) == ([], 2)
+
+
+def test_a_copy_under_the_same_mapping_is_skipped_not_fatal(warehouse, tmp_path):
+    content = f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n"
+    write(tmp_path / "leads__crm.csv", content)
+    write(tmp_path / "leads__crm__copy.csv", content)
+    outcomes = load_each(warehouse, tmp_path)
+    assert [(name, o.skipped) for name, o in outcomes.items()] == [
+        ("leads__crm.csv", False),
+        ("leads__crm__copy.csv", True),
+    ]
+    assert warehouse.execute("select count(*) from raw.leads").fetchone() == (1,)
+
+
+def test_an_error_at_insert_is_that_files_error_and_it_is_retried(warehouse, tmp_path):
+    write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
+    write(tmp_path / "leads__web.csv", f"{LEADS_HEADER}\n2,b@b.com,B,2026-01-01,2026-01-02,,\n")
+    crm = next(f for f in scan_inbox(warehouse, tmp_path).new if f.source == "crm")
+    # Another ledger row already holds the load id this file gets: its insert fails.
+    warehouse.execute(
+        "insert into ops.loads values (?, 'old', 'leads', 'x', 'x', 'other', 0, 0, 0, now(), 'x')",
+        [crm.load_id],
+    )
+    outcomes = load_each(warehouse, tmp_path)
+    error = outcomes["leads__crm.csv"]
+    assert isinstance(error, SourceFileError)
+    assert "could not be loaded (" in str(error) and str(error.path) in str(error)
+    assert isinstance(outcomes["leads__web.csv"], FileLoad)  # the other file loaded
+    assert warehouse.execute("select source from raw.leads").fetchall() == [("web",)]
+    # Not loaded, so not skipped: the next run tries it again.
+    assert [f.path.name for f in scan_inbox(warehouse, tmp_path).new] == ["leads__crm.csv"]
+
+
+def test_a_warehouse_from_before_per_mapping_loads_is_migrated(tmp_path):
+    connection = duckdb.connect()
+    connection.execute("create schema ops")
+    connection.execute(
+        """
+        create table ops.loads (load_id varchar primary key, run_id varchar,
+            entity varchar not null, source varchar not null, file_path varchar not null,
+            file_sha256 varchar not null unique, rows_read bigint not null,
+            rows_loaded bigint not null, rows_quarantined bigint not null,
+            loaded_at timestamp not null)
+        """
+    )
+    content = f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n"
+    path = write(tmp_path / "leads__crm.csv", content)
+    connection.execute(
+        "insert into ops.loads values ('load_old', 'r0', 'leads', 'crm', ?, ?, 1, 1, 0, now())",
+        [str(path), file_sha256(path)],
+    )
+    ensure_schema(connection)
+    ensure_schema(connection)  # safe to run again
+    assert connection.execute("select load_id, mapping from ops.loads").fetchall() == [
+        ("load_old", None)
+    ]
+    # Loaded before the migration: still loaded, whatever mapping reads it now.
+    assert [p.name for p in scan_inbox(connection, tmp_path).already_loaded] == ["leads__crm.csv"]
+    write(tmp_path / "leads__web.csv", content)  # the same bytes under another mapping
+    (inbox_file,) = scan_inbox(connection, tmp_path).new
+    assert not load_file(connection, inbox_file, AS_OF, "run-1").skipped
