@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,20 @@ def test_a_profile_column_missing_from_the_export_names_the_profile(warehouse, t
             "key `format.encoding`",
         ),
         ("source: CRM!\nentity: reps\nfiles: ['x']\n", "key `source`"),
+        (
+            "source: crm\nentity: leads\nfiles: ['x']\ndefault_timestamp: yesterday\n"
+            "columns: {source_lead_id: a, email: b}\n",
+            "must be file_mtime (the file's export time) or a timestamp",
+        ),
+        (
+            "source: crm\nentity: leads\nfiles: ['x']\nrequired: [company]\n"
+            "columns: {source_lead_id: a, email: b, created_at: c, updated_at: d}\n",
+            "key `required` lists company, which `columns` does not map",
+        ),
+        (
+            "source: crm\nentity: leads\nfiles: ['x']\ncolumns: {source_lead_id: a, email: b}\n",
+            "or set `default_timestamp`",
+        ),
         ("source: crm\nentity: reps\n  files: [\n", "not valid YAML"),
         ("- a list\n", "a profile is a YAML mapping"),
     ],
@@ -194,4 +209,56 @@ def test_nested_json_fields_are_mapped_by_dotted_path(warehouse, tmp_path):
     load(warehouse, inbox, [load_mapping(profile)])
     assert warehouse.execute("select email, title from raw.leads").fetchall() == [
         ("a@b.com", "CFO")
+    ]
+
+
+def test_a_hubspot_export_of_picked_columns_loads_through_the_shipped_profile(warehouse, tmp_path):
+    export = tmp_path / "hubspot-crm-exports-picked-contacts-2026-11-22.csv"
+    shutil.copy(EXPORTS / export.name, export)
+    exported_at = datetime(2026, 11, 22, 8, 15)
+    os.utime(export, (exported_at.replace(tzinfo=UTC).timestamp(),) * 2)
+    (staged,) = load(warehouse, tmp_path, load_mappings([SHIPPED_PROFILES]))
+    assert staged.reasons == {"missing_contact_key": 1}  # 202: no email, no phone
+    assert "Create Date" in staged.absent_columns and "Job Title" in staged.absent_columns
+    assert warehouse.execute(
+        "select source_lead_id, company, title, is_do_not_email, created_at, updated_at "
+        "from raw.leads order by 1"
+    ).fetchall() == [
+        ("201", "Delta GmbH", None, False, exported_at, exported_at),
+        ("203", None, None, False, exported_at, exported_at),
+    ]
+
+
+def test_a_profile_names_what_an_export_must_have(warehouse, tmp_path):
+    profile = write_profile(
+        tmp_path,
+        "source: partner\nentity: leads\nfiles: ['partner-*.csv']\n"
+        "columns: {source_lead_id: Id, email: Mail, company: Firm, created_at: Created,"
+        " updated_at: Updated}\n"
+        "required: [company]\n",
+    )
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "partner-1.csv").write_text("Id,Mail,Created\n1,a@b.com,2026-01-01\n")
+    (inbox_file,) = scan_inbox(warehouse, inbox, [load_mapping(profile)]).new
+    # Firm: marked required; Updated: required by leads, with no default_timestamp to stand in.
+    with pytest.raises(SourceFileError, match=r"lacks column\(s\) Firm, Updated that"):
+        stage_file(warehouse, inbox_file, AS_OF, 0)
+
+
+def test_a_fixed_default_timestamp_stands_in_for_absent_timestamps(warehouse, tmp_path):
+    profile = write_profile(
+        tmp_path,
+        "source: partner\nentity: leads\nfiles: ['partner-*.csv']\n"
+        "columns: {source_lead_id: Id, email: Mail, created_at: Created}\n"
+        "default_timestamp: '2026-10-01 00:00:00'\n",
+    )
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "partner-1.csv").write_text("Id,Mail,Created\n1,a@b.com,2026-09-01\n2,c@d.com,\n")
+    (staged,) = load(warehouse, inbox, [load_mapping(profile)])
+    # Only an absent column takes the default: an empty cell of a present one is still empty.
+    assert staged.reasons == {"missing_required": 1}
+    assert warehouse.execute("select created_at, updated_at from raw.leads").fetchall() == [
+        (datetime(2026, 9, 1), datetime(2026, 10, 1))
     ]
