@@ -82,7 +82,6 @@ def check_files(
                 if key in first_of:
                     checks.append(FileCheck(file, entity_name, same_as=first_of[key]))
                     continue
-                first_of[key] = file
                 load = load_file(
                     connection,
                     inbox_file,
@@ -96,6 +95,7 @@ def check_files(
                 where = f" (line {error.line})" if error.line else ""
                 checks.append(FileCheck(file, entity_name, error=error.problem + where))
                 continue
+            first_of[key] = file  # loaded: a run skips later copies (a failed one, it retries)
             checks.append(
                 FileCheck(
                     file,

@@ -256,6 +256,11 @@ def _reader_problem(error: duckdb.Error) -> tuple[int | None, str]:
     """The line and the gist of DuckDB's reader error, without its query echo or advice."""
     text = str(error)
     line_match = re.search(r"(?:CSV Error on Line: |in line )(\d+)", text)
+    # The echoed record may span lines (a quoted line break): it ends at a blank line or at
+    # the column count that follows it.
+    text = re.sub(
+        r"Original Line: .*?(?=\n\n|\nExpected Number of Columns|\Z)", "", text, count=1, flags=re.S
+    )
     sentences = [
         re.sub(r' in file "[^"]*",?', "", re.sub(r"^[A-Za-z ]+ Error: ", "", line.strip()))
         for line in text.splitlines()
@@ -269,7 +274,7 @@ def _reader_problem(error: duckdb.Error) -> tuple[int | None, str]:
         ),
         "the reader gave no reason",
     )
-    if "unicode" in text.lower():
+    if "unicode" in str(error).lower():
         problem = (
             "the file is not text in its declared encoding; export it as UTF-8 or set "
             "`format.encoding` in its mapping profile"
