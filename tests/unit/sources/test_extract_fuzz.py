@@ -27,7 +27,7 @@ from flows.sources.check import check_files
 from flows.warehouse import open_warehouse
 
 AS_OF = datetime(2026, 11, 22)
-FILES_PER_SEED = 60
+FILES_PER_SEED = 50
 SQL_WORDS = ["rowid", "ROWID", "select", "order", "group", "from", "where", "table", "null"]
 ODD_NAMES = ["record", "record_number", "c0", "_nested_column", "a.b", 'quo"te', "", "ünï", "$.x"]
 TEXT = [
@@ -151,7 +151,8 @@ def generate(rng: random.Random, folder: Path, number: int) -> Generated:
     return Generated(path.name, len(records))
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+# One seed in the fast suite; more in the slow one (each is a run of FILES_PER_SEED files).
+@pytest.mark.parametrize("seed", [1, *(pytest.param(s, marks=pytest.mark.slow) for s in (2, 3, 4))])
 def test_generated_hostile_files_never_abort_and_every_row_is_accounted_for(
     tmp_path, monkeypatch, seed
 ):

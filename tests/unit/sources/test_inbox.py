@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows.extract import load_inbox
 from flows.sources.inbox import (
     FileLoad,
     SourceFileError,
@@ -17,7 +18,7 @@ from flows.sources.inbox import (
     scan_inbox,
     stage_file,
 )
-from flows.warehouse import ensure_schema
+from flows.warehouse import ensure_schema, open_warehouse
 
 AS_OF = datetime(2026, 11, 22)
 LEADS_HEADER = (
@@ -387,3 +388,24 @@ def test_a_warehouse_from_before_per_mapping_loads_is_migrated(tmp_path):
     write(tmp_path / "leads__web.csv", content)  # the same bytes under another mapping
     (inbox_file,) = scan_inbox(connection, tmp_path).new
     assert not load_file(connection, inbox_file, AS_OF, "run-1").skipped
+
+
+def test_the_extract_loop_goes_on_past_a_bad_file_and_retries_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    content = f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n"
+    write(inbox / "leads__crm.csv", content)
+    write(inbox / "leads__web_forms.csv", content)  # the same bytes, another mapping
+    write(inbox / "leads__broken.csv", f'{LEADS_HEADER}\n1,a@b.com,"A\n')
+    first = load_inbox.fn("run-1", AS_OF)
+    assert (first.files_loaded, first.files_skipped, first.rows_loaded) == (2, 0, {"leads": 2})
+    assert len(first.file_errors) == 1 and "leads__broken.csv" in first.file_errors[0]
+    second = load_inbox.fn("run-2", AS_OF)
+    # Loaded files are skipped; the failed one is tried again, never reported as skipped.
+    assert (second.files_loaded, second.files_skipped) == (0, 2)
+    assert len(second.file_errors) == 1 and "leads__broken.csv" in second.file_errors[0]
+    with open_warehouse(tmp_path / "warehouse.duckdb", read_only=True) as warehouse:
+        assert warehouse.execute(
+            "select run_id, line from ops.load_errors order by run_id"
+        ).fetchall() == [("run-1", 2), ("run-2", 2)]
