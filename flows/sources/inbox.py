@@ -429,7 +429,7 @@ class FileLoad(RowFates):
     reasons: dict[str, int] = field(default_factory=dict)
     absent_columns: tuple[str, ...] = ()  # mapped export columns the file lacks
     samples: tuple[str, ...] = ()  # "row N: reason" of the first rejected rows
-    skipped: bool = False  # this content was loaded before under this mapping: nothing done
+    skipped: bool = False  # this content was loaded before under this mapping: nothing read
 
 
 def load_file(
@@ -448,6 +448,8 @@ def load_file(
     Any error while loading the file is this file's ``SourceFileError`` (file, line when
     known, cause), so the caller records it and goes on with the other files.
     """
+    if already_loaded(connection, inbox_file):
+        return FileLoad(inbox_file, skipped=True)
     try:
         staged = stage_file(connection, inbox_file, as_of, index)
         rejected = connection.execute(
@@ -457,10 +459,8 @@ def load_file(
         ).fetchall()
         connection.begin()
         try:
-            skipped = already_loaded(connection, inbox_file)
-            if not skipped:
-                _commit_one(connection, staged, run_id)
-            if dry_run or skipped:
+            _commit_one(connection, staged, run_id)
+            if dry_run:
                 connection.rollback()
             else:
                 connection.commit()
@@ -486,7 +486,6 @@ def load_file(
         staged.reasons,
         tuple(staged.absent_columns),
         tuple(f"row {number}: {reason}" for number, reason in rejected),
-        skipped,
     )
 
 

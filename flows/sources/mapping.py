@@ -94,8 +94,9 @@ def reference(column: str, parsed: Mapping[str, ParsedColumn]) -> ParsedColumn |
     return ParsedColumn(".".join([top.sql, *(quoted_name(part) for part in rest.split("."))]))
 
 
-def text_and_nesting(column: ParsedColumn) -> tuple[str, str]:
-    """SQL for a column's value as text, and SQL that is true where it holds an object or list.
+def text_and_nesting(column: ParsedColumn) -> tuple[str, str | None]:
+    """SQL for a column's value as text, and SQL that is true where it holds an object or list
+    (None: it never can).
 
     A JSON string keeps its value (no quotes); an object or list has no text: the row is
     quarantined (``nested_value``) rather than loading the object's JSON as a name.
@@ -105,7 +106,7 @@ def text_and_nesting(column: ParsedColumn) -> tuple[str, str]:
         return f"case when {nested} then null else {column.sql} ->> '$' end", nested
     if column.kind == "nested":
         return "null::varchar", f"{column.sql} is not null"
-    return f"cast({column.sql} as varchar)", "false"
+    return f"cast({column.sql} as varchar)", None
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class SourceMapping:
             elif source is not None:
                 text, is_nested = text_and_nesting(source)
                 expression = self._mapped(column, text)
-                if is_nested != "false":
+                if is_nested is not None:
                     nested.append(f"when {is_nested} then {sql_text(column)}")
             elif column in self.entity.timestamps and default_timestamp is not None:
                 expression = sql_text(f"{default_timestamp:%Y-%m-%d %H:%M:%S}")
