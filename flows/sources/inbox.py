@@ -279,6 +279,13 @@ def _reader_problem(error: duckdb.Error) -> tuple[int | None, str]:
             "the file is not text in its declared encoding; export it as UTF-8 or set "
             "`format.encoding` in its mapping profile"
         )
+    elif "is not utf-16 encoded" in problem:
+        # DuckDB 2.0's UTF-16 reader also fails on surrogate pairs (emoji and other
+        # characters beyond the Basic Multilingual Plane) in a well-formed file.
+        problem = (
+            "the file is not UTF-16 text as its profile declares, or holds characters DuckDB's "
+            "UTF-16 reader cannot read (emoji and others beyond U+FFFF); export it as UTF-8"
+        )
     elif "Expected Number of Columns" in problem:
         problem = problem.replace("Expected Number of Columns:", "expected").replace(
             "Found:", "columns, found"
