@@ -8,6 +8,7 @@ from datetime import datetime
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.email.events import load_landed_events
 from flows.settings import load_settings
 from flows.sources.api import fetch_to_landing
 from flows.sources.inbox import (
@@ -76,15 +77,18 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
                 record_load_error(connection, error, inbox_file.sha256, run_id)
                 file_errors.append(str(error))
         commit_staged(connection, staged, run_id)
-    rows_loaded: dict[str, int] = {}
-    reasons: dict[str, int] = {}
+        landed = load_landed_events(connection, settings.sendgrid_landing_dir, run_id)
+    rows_loaded: dict[str, int] = (
+        {"email_provider_events": landed.events_loaded} if landed.files else {}
+    )
+    reasons: dict[str, int] = dict(landed.reasons)
     for file in staged:
         entity = file.file.entity.name
         rows_loaded[entity] = rows_loaded.get(entity, 0) + file.rows_loaded
         for code, count in file.reasons.items():
             reasons[code] = reasons.get(code, 0) + count
     skipped = sum(len(scan.already_loaded) for scan in scans)
-    return ExtractResult(len(staged), skipped, rows_loaded, reasons, file_errors)
+    return ExtractResult(len(staged) + landed.files, skipped, rows_loaded, reasons, file_errors)
 
 
 @flow(name="extract")

@@ -1,0 +1,185 @@
+"""Event-webhook load test: signed batches posted to a real receiver on 127.0.0.1.
+
+The receiver (``flows/email/webhook.py``, the app ``leadflow webhook serve`` runs) is started in
+uvicorn in a subprocess with a key pair made here; the client signs each batch the way SendGrid
+does (ECDSA P-256 over timestamp + body, SHA-256, DER, base64) and posts them from a few
+threads over keep-alive connections. Recorded: throughput (posts and events per second) and
+latency percentiles as the client saw them, and the lines landed.
+
+    python -m bench.webhook --posts 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench.machine import describe_machine
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+class EventSigner:
+    """SendGrid's side of a signed Event Webhook: a P-256 key pair and its signatures."""
+
+    def __init__(self) -> None:
+        self._private_key = ec.generate_private_key(ec.SECP256R1())
+
+    @property
+    def public_key(self) -> str:
+        """The verification key as SendGrid shows it: base64 of the DER public key."""
+        der = self._private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self._private_key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {
+            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+            TIMESTAMP_HEADER: stamp,
+            "Content-Type": "application/json",
+        }
+
+
+def event_batch(size: int, *, seed: str) -> list[dict[str, Any]]:
+    """A batch as SendGrid posts it: delivered, open and click events of one message each."""
+    kinds = ("delivered", "open", "click")
+    now = int(time.time())
+    return [
+        {
+            "email": f"lead{index}@example.com",
+            "timestamp": now,
+            "event": kinds[index % 3],
+            "sg_event_id": f"{seed}-{index}",
+            "sg_message_id": f"{seed}.filter{index}",
+            "message_key": f"key-{seed}-{index}",
+            **({"url": "https://leadflow.example/pricing"} if index % 3 == 2 else {}),
+        }
+        for index in range(size)
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_receiver(data_dir: Path, public_key: str, port: int) -> subprocess.Popen[bytes]:
+    """``leadflow webhook serve`` in a subprocess, once it answers /healthz."""
+    environment = os.environ | {
+        "LEADFLOW_DATA_DIR": str(data_dir),
+        "LEADFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
+    }
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "leadflow", "webhook", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the receiver exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the receiver did not answer /healthz within 60 s")
+
+
+def run(posts: int, batch_size: int, clients: int, data_dir: Path) -> dict[str, Any]:
+    signer = EventSigner()
+    port = free_port()
+    server = start_receiver(data_dir, signer.public_key, port)
+    url = f"http://127.0.0.1:{port}/sendgrid/events"
+    run_tag = uuid.uuid4().hex[:8]
+    # Bodies are made and signed before the clock starts: the client's own cost is not the
+    # receiver's. Signatures stay within the receiver's tolerance for the run's length.
+    bodies = [
+        json.dumps(event_batch(batch_size, seed=f"{run_tag}-{index}")).encode()
+        for index in range(posts)
+    ]
+    requests = [(body, signer.headers(body)) for body in bodies]
+
+    def post_share(share: list[tuple[bytes, dict[str, str]]]) -> list[float]:
+        latencies = []
+        with httpx.Client(timeout=30) as client:
+            for body, headers in share:
+                started = time.perf_counter()
+                response = client.post(url, content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"post refused: {response.status_code} {response.text}")
+        return latencies
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            shares = pool.map(post_share, [requests[i::clients] for i in range(clients)])
+            latencies = sorted(latency for share in shares for latency in share)
+        elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    landed = sum(
+        len(path.read_bytes().splitlines())
+        for path in (data_dir / "landing" / "sendgrid").glob("*.jsonl")
+    )
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {
+        "posts": posts,
+        "events_per_post": batch_size,
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "posts_per_second": round(posts / elapsed, 1),
+        "events_per_second": round(posts * batch_size / elapsed, 1),
+        "latency_ms": {
+            "p50": round(quantiles[49] * 1000, 2),
+            "p90": round(quantiles[89] * 1000, 2),
+            "p99": round(quantiles[98] * 1000, 2),
+            "max": round(latencies[-1] * 1000, 2),
+        },
+        "events_landed": landed,
+        "machine": describe_machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--events-per-post", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=4, help="Concurrent client threads.")
+    parser.add_argument("--workdir", type=Path, default=Path("data/bench/webhook"))
+    arguments = parser.parse_args()
+    data_dir = arguments.workdir / uuid.uuid4().hex[:8]
+    result = run(arguments.posts, arguments.events_per_post, arguments.clients, data_dir)
+    print(json.dumps(result, indent=2))
+    expected = arguments.posts * arguments.events_per_post
+    if result["events_landed"] != expected:
+        sys.exit(f"landed {result['events_landed']} events, expected {expected}")
+
+
+if __name__ == "__main__":
+    main()
