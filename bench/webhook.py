@@ -99,7 +99,8 @@ def start_receiver(data_dir: Path, public_key: str, port: int) -> subprocess.Pop
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the receiver exited: {server.stderr.read().decode()[-2000:]}")
+            _, stderr = server.communicate()
+            raise RuntimeError(f"the receiver exited: {stderr.decode()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                 return server

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from flows.runs import utc_now
 from flows.sources.inbox import file_sha256
+from flows.sources.mapping import sql_text
 
 ENTITY = "email_provider_events"
 SOURCE = "sendgrid"
@@ -214,7 +215,7 @@ def _load_lines(
     )
     connection.register("landed_batch", landed)
     connection.execute(
-        f"""
+        """
         create or replace temp table landed_lines as
         with decoded as (
             select
@@ -239,7 +240,7 @@ def _load_lines(
     )
     connection.unregister("landed_batch")
     reasons_sql = " ".join(
-        f"when '{code}' then '{text}'" for code, text in QUARANTINE_REASONS.items()
+        f"when {sql_text(code)} then {sql_text(text)}" for code, text in QUARANTINE_REASONS.items()
     )
     connection.execute(
         f"""
@@ -375,7 +376,9 @@ def _load_lines(
 
 def _map_to_lead_events(connection: duckdb.DuckDBPyConnection, load_id: str) -> None:
     """The load's engagement and opt-out events, as the event types dbt scores."""
-    mapping = ", ".join(f"('{event}', '{event_type}')" for event, event_type in EVENT_TYPES.items())
+    mapping = ", ".join(
+        f"({sql_text(event)}, {sql_text(event_type)})" for event, event_type in EVENT_TYPES.items()
+    )
     connection.execute(
         f"""
         insert into raw.events (event_id, email, event_type, occurred_at, campaign, url,
@@ -438,7 +441,7 @@ def _apply_suppressions(connection: duckdb.DuckDBPyConnection, load_id: str) -> 
         """,
         [load_id],
     )
-    suppressing = ", ".join(f"'{event}'" for event in SUPPRESSING_EVENTS)
+    suppressing = ", ".join(map(sql_text, SUPPRESSING_EVENTS))
     connection.execute(
         f"""
         insert into ops.email_suppressions (email, reason, source, suppressed_at)
@@ -491,7 +494,7 @@ def settle_from_events(connection: duckdb.DuckDBPyConnection) -> int:
     ``sent_at`` is the row's ``created_at``: the clock of the run that claimed it, so a
     settlement never depends on when it happens. Returns how many rows were settled.
     """
-    settling = ", ".join(f"'{event}'" for event in SETTLING_EVENTS)
+    settling = ", ".join(map(sql_text, SETTLING_EVENTS))
     return len(
         connection.execute(
             f"""
@@ -530,7 +533,7 @@ def stale_pending(
     """Ledger rows pending for longer than ``after`` at the run clock ``as_of`` (naive UTC) with
     no processed/delivered event (setting ``LEADFLOW_PENDING_UNKNOWN_AFTER_HOURS``), oldest
     first."""
-    settling = ", ".join(f"'{event}'" for event in SETTLING_EVENTS)
+    settling = ", ".join(map(sql_text, SETTLING_EVENTS))
     rows = connection.execute(
         f"""
         select message_key, lead_id, email, track, step, created_at, run_id

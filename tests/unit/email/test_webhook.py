@@ -134,9 +134,7 @@ def test_a_batch_over_the_limit_is_refused_by_its_length(client, signer, landing
     assert landed_lines(landing) == []
 
 
-def test_a_batch_over_the_limit_is_refused_by_its_bytes_without_a_length(
-    client, signer, landing
-):
+def test_a_batch_over_the_limit_is_refused_by_its_bytes_without_a_length(client, signer, landing):
     body = json.dumps([{**BATCH[0], "sg_event_id": f"e{i}"} for i in range(100)]).encode()
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the body is sent chunked
