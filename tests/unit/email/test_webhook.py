@@ -12,10 +12,17 @@ import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from bench.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventSigner
+from bench.webhook import EventSigner
 from flows.cli import app as cli_app
 from flows.email.events import LandingWriter
-from flows.email.webhook import SignatureCheck, app_from_settings, create_app, parse_events
+from flows.email.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureCheck,
+    app_from_settings,
+    create_app,
+    parse_events,
+)
 from flows.settings import ConfigError, Settings
 
 BATCH = [
