@@ -140,6 +140,7 @@ def run(posts: int, batch_size: int, clients: int, data_dir: Path) -> dict[str, 
                     raise RuntimeError(f"post refused: {response.status_code} {response.text}")
         return latencies
 
+    load_average = os.getloadavg()
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
@@ -165,6 +166,7 @@ def run(posts: int, batch_size: int, clients: int, data_dir: Path) -> dict[str, 
             "p99": round(quantiles[98] * 1000, 2),
             "max": round(latencies[-1] * 1000, 2),
         },
+        "load_average_at_start": [round(value, 2) for value in load_average],
         "events_landed": landed,
         "next_extract": time_the_load(landing, data_dir / "warehouse.duckdb"),
         "machine": describe_machine(),
@@ -198,7 +200,10 @@ def section(result: dict[str, Any]) -> str:
             "figures are a floor for the receiver alone.",
             "",
             f"Recorded {result['recorded_at']} on: {machine['cpu_model']}, {machine['cores']} "
-            f"cores, {machine['ram_gib']:.1f} GiB RAM; Python {machine['python']}.",
+            f"cores, {machine['ram_gib']:.1f} GiB RAM; Python {machine['python']}. Load "
+            "average at start (1/5/15 min): "
+            + " / ".join(f"{value:.2f}" for value in result["load_average_at_start"])
+            + ".",
             "",
             "| posts | events | time (s) | posts/s | events/s | p50 (ms) | p90 (ms) | p99 (ms) "
             "| max (ms) |",
@@ -211,6 +216,9 @@ def section(result: dict[str, Any]) -> str:
             f"Every event landed ({result['events_landed']:,} lines). The next extract's load "
             f"of them (`load_landed_events`, deduplication and mapping included) took "
             f"{load['seconds']} s for {load['events_loaded']:,} events.",
+            "",
+            "`make bench` rewrites the sections above from docs/benchmarks.json and drops this "
+            "one: run `python -m bench.webhook --record` again after it.",
             "",
         ]
     )
