@@ -86,9 +86,9 @@ def test_a_batch_posted_twice_lands_in_the_warehouse_once(receiver, data_dir):
         assert warehouse.execute(
             "select event_type from raw.events order by occurred_at"
         ).fetchall() == [("email_open",), ("email_click",), ("unsubscribe",)]
-        assert warehouse.execute(
-            "select email, reason from ops.email_suppressions"
-        ).fetchall() == [("ana.silva@example.com", "unsubscribe")]
+        assert warehouse.execute("select email, reason from ops.email_suppressions").fetchall() == [
+            ("ana.silva@example.com", "unsubscribe")
+        ]
         assert "eve.forger" not in json.dumps(
             warehouse.execute("select payload from raw.email_provider_events").fetchall()
         )
