@@ -119,6 +119,10 @@ class LandingWriter:
         is_new = not path.exists()
         self._handle = path.open("ab")
         self._day = day
+        if not is_new and _ends_mid_line(path):
+            # A receiver that crashed mid-write (same day, same pid: a restarted container) left
+            # a partial line, never acknowledged; end it, so that it alone is quarantined.
+            self._handle.write(b"\n")
         if is_new:
             # The new file's name must survive a crash too, not only its bytes.
             folder_fd = os.open(self.folder, os.O_RDONLY)
@@ -127,6 +131,14 @@ class LandingWriter:
             finally:
                 os.close(folder_fd)
         return self._handle
+
+
+def _ends_mid_line(path: Path) -> bool:
+    with path.open("rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
 
 
 @dataclass(frozen=True)

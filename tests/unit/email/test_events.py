@@ -122,6 +122,22 @@ def test_the_writer_starts_a_file_per_day(tmp_path):
     assert second.name.startswith("events-20261102-")
 
 
+def test_a_restarted_writer_ends_the_line_a_crash_cut_off(tmp_path, warehouse):
+    day = datetime(2026, 11, 1, 12, 0)
+    first = LandingWriter(tmp_path, clock=lambda: day)
+    path = first.append([event("open", 0)])
+    first.close()
+    with path.open("a") as handle:
+        handle.write('{"email": "cut@exam')  # the crash, mid-write, before any answer
+
+    restarted = LandingWriter(tmp_path, clock=lambda: day)  # same day, same pid
+    assert restarted.append([event("click", 60)]) == path
+    restarted.close()
+    load = load_landed_events(warehouse, tmp_path, "run-1")
+
+    assert (load.lines_read, load.events_loaded, load.reasons) == (3, 2, {"not_json": 1})
+
+
 def test_engagement_becomes_lead_events_and_everything_is_kept(warehouse, landing):
     add_send(warehouse, "key-1")
     land(
