@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from starlette.applications import Starlette
@@ -57,13 +58,17 @@ class SignatureCheck:
         tolerance_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        advice = (
+            "paste the verification key exactly as SendGrid shows it (base64, no PEM header lines)"
+        )
         try:
             self._webhook = EventWebhook(public_key.strip())
         except (ValueError, TypeError) as error:
             raise ConfigError(
-                f"{PUBLIC_KEY_SETTING} is not an EC public key ({error}); paste the "
-                "verification key exactly as SendGrid shows it (base64, no PEM header lines)"
+                f"{PUBLIC_KEY_SETTING} is not an EC public key ({error}); {advice}"
             ) from None
+        if not isinstance(self._webhook.public_key, ec.EllipticCurvePublicKey):
+            raise ConfigError(f"{PUBLIC_KEY_SETTING} is a public key, but not an EC one; {advice}")
         self._tolerance = tolerance_seconds
         self._clock = clock
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -182,6 +184,16 @@ def test_without_a_public_key_the_receiver_refuses_to_start(tmp_path):
 def test_a_key_that_is_not_a_public_key_is_a_configuration_error(tmp_path):
     settings = Settings(data_dir=tmp_path, sendgrid_webhook_public_key="bm90IGEga2V5")
     with pytest.raises(ConfigError, match="LEADFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY is not an EC"):
+        app_from_settings(settings)
+
+
+def test_a_public_key_that_is_not_an_ec_key_is_a_configuration_error(tmp_path):
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    der = rsa_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    settings = Settings(
+        data_dir=tmp_path, sendgrid_webhook_public_key=base64.b64encode(der).decode()
+    )
+    with pytest.raises(ConfigError, match="not an EC one"):
         app_from_settings(settings)
 
 
