@@ -474,6 +474,28 @@ def templates_preview(
         out.print(rendered.text, highlight=False)
 
 
+webhook_app = typer.Typer(
+    help="Receive SendGrid's signed email events for the next run to load.", no_args_is_help=True
+)
+app.add_typer(webhook_app, name="webhook")
+
+
+@webhook_app.command("serve")
+def webhook_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+) -> None:
+    """Receive SendGrid's Event Webhook at POST /sendgrid/events (needs
+    LEADFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY); each run's extract loads what it landed."""
+    settings = settings_or_fail()
+    from flows.email.webhook import serve as serve_webhook
+
+    try:
+        serve_webhook(settings, host, port)
+    except ConfigError as error:
+        fail(str(error), code=2)
+
+
 def main() -> None:
     """Entry point of the ``leadflow`` script.
 

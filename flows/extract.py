@@ -8,6 +8,7 @@ from datetime import datetime
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.email.events import load_landed_events
 from flows.settings import load_settings
 from flows.sources.api import fetch_to_landing
 from flows.sources.inbox import (
@@ -75,9 +76,12 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
             except SourceFileError as error:
                 record_load_error(connection, error, inbox_file.sha256, run_id)
                 file_errors.append(str(error))
+        landed = load_landed_events(connection, settings.sendgrid_landing_dir, run_id)
     loaded = [load for load in loads if not load.skipped]
-    rows_loaded: dict[str, int] = {}
-    reasons: dict[str, int] = {}
+    rows_loaded: dict[str, int] = (
+        {"email_provider_events": landed.events_loaded} if landed.files else {}
+    )
+    reasons: dict[str, int] = dict(landed.reasons)
     for load in loaded:
         entity = load.file.entity.name
         rows_loaded[entity] = rows_loaded.get(entity, 0) + load.rows_loaded
@@ -85,7 +89,7 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
             reasons[code] = reasons.get(code, 0) + count
     # Skipped: loaded by an earlier run, or a copy of a file loaded earlier in this one.
     skipped = sum(len(scan.already_loaded) for scan in scans) + len(loads) - len(loaded)
-    return ExtractResult(len(loaded), skipped, rows_loaded, reasons, file_errors)
+    return ExtractResult(len(loaded) + landed.files, skipped, rows_loaded, reasons, file_errors)
 
 
 @flow(name="extract")

@@ -61,6 +61,25 @@ class Settings(BaseSettings):
         "visible in the Prefect UI); see flows/dbt_runner.py.",
     )
 
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description="The Event Webhook's verification key (base64 DER, as SendGrid shows it "
+        "under Mail Settings > Signed Event Webhook); `leadflow webhook serve` needs it.",
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="How far a signed event batch's timestamp may be from now (either way).",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=5_000_000, ge=1024, description="Largest event batch the receiver accepts."
+    )
+    pending_unknown_after_hours: int = Field(
+        default=24,
+        ge=1,
+        description="A send still pending this long with no provider event is reported.",
+    )
+
     @field_validator("project_dir")
     @classmethod
     def _project_has_assets(cls, value: Path) -> Path:
@@ -87,6 +106,11 @@ class Settings(BaseSettings):
     @property
     def landing_dir(self) -> Path:
         return self.data_root / "landing"
+
+    @property
+    def sendgrid_landing_dir(self) -> Path:
+        """Where the event-webhook receiver appends SendGrid events for the next extract."""
+        return self.landing_dir / "sendgrid"
 
     @property
     def drop_folders(self) -> list[Path]:

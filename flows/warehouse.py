@@ -58,6 +58,20 @@ RAW_TABLES: dict[str, str] = {
         region varchar not null,
         segment varchar,
         is_active boolean not null""",
+    # SendGrid Event Webhook events as landed by the receiver (flows/email/webhook.py), one row
+    # per distinct event: duplicates are dropped at load (flows/email/events.py).
+    "email_provider_events": """
+        sg_event_id varchar,
+        sg_message_id varchar,
+        event varchar not null,
+        email varchar not null,
+        occurred_at timestamp not null,
+        url varchar,
+        message_key varchar,
+        lead_id varchar,
+        asm_group_id bigint,
+        reason varchar,
+        payload json not null""",
 }
 
 # Lineage columns on every raw row: which load, which source system, which file and line.

@@ -86,6 +86,10 @@ event_types_accrued as (
             end
         ) as accrued_points,
         max(case when is_known then occurred_at end) as last_occurred_at,
+        -- Every loaded event, even one stamped after the clock: an opt-out counts from the
+        -- moment it is loaded (a provider's clock may run ahead of the run's), so no email
+        -- goes out after it.
+        count(*) as loaded_event_count,
         {{ dbt.bool_or('is_positive_engagement') }} as is_positive_engagement
 
     from events_to_accrue
@@ -132,9 +136,11 @@ lead_totals as (
         coalesce(sum(accrued_points), 0) as accrued_points,
         sum(case when is_positive_engagement then event_count else 0 end) as positive_event_count,
         max(case when is_positive_engagement then last_occurred_at end) as last_engaged_at,
-        {{ dbt.bool_or("event_type = 'unsubscribe' and event_count > 0") }} as has_unsubscribed,
-        {{ dbt.bool_or("event_type = 'bounce' and event_count > 0") }} as has_bounced,
-        {{ dbt.bool_or("event_type = 'spam_report' and event_count > 0") }} as has_reported_spam
+        {{ dbt.bool_or("event_type = 'unsubscribe' and loaded_event_count > 0") }}
+            as has_unsubscribed,
+        {{ dbt.bool_or("event_type = 'bounce' and loaded_event_count > 0") }} as has_bounced,
+        {{ dbt.bool_or("event_type = 'spam_report' and loaded_event_count > 0") }}
+            as has_reported_spam
 
     from event_types_accrued
     group by lead_id
