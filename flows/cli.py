@@ -90,7 +90,12 @@ def run_pipeline(
     from flows.pipeline import lead_pipeline
 
     if not as_json:
-        err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
+        from flows.email.providers import email_sender
+
+        err.print(
+            f"[dim]Running lead_pipeline on {settings.warehouse_path}, email through "
+            f"{email_sender(settings).provider} …[/dim]"
+        )
     try:
         summary = lead_pipeline(as_of=as_of)
     except user_errors() as error:
