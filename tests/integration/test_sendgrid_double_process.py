@@ -24,8 +24,10 @@ def record(tmp_path: Path) -> Path:
 @pytest.fixture
 def double_process(record: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.sendgrid_double", "--port", "0", "--record", str(record)]
-        + ["--fault", "500", "--times", "1"],
+        [
+            *(sys.executable, "-m", "tests.sendgrid_double", "--port", "0"),
+            *("--record", str(record), "--fault", "500", "--times", "1"),
+        ],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -193,9 +193,11 @@ def test_a_refused_key_stops_the_send(sleeps: Sleeps) -> None:
 
 
 def test_check_wants_the_mail_send_permission() -> None:
-    with SendGridDouble(scopes=("marketing.read",)) as double:
-        with pytest.raises(EmailProviderError, match="no Mail Send permission"):
-            SendGridSender(SecretStr(KEY), host=double.url).check()
+    with (
+        SendGridDouble(scopes=("marketing.read",)) as double,
+        pytest.raises(EmailProviderError, match="no Mail Send permission"),
+    ):
+        SendGridSender(SecretStr(KEY), host=double.url).check()
 
 
 def test_check_names_a_host_that_does_not_answer() -> None:
