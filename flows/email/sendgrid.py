@@ -220,8 +220,8 @@ def batch_problem(batch: OutgoingBatch) -> str | None:
     if batch.unsubscribe_group is None:
         return (
             f"{where}: every email sent through SendGrid needs an unsubscribe group; add "
-            f"`unsubscribe_group: <group id>` to templates/{batch.track}/track.yml (SendGrid > "
-            "Suppressions > Unsubscribe Groups)"
+            f"`unsubscribe_group: <group id>` to templates/tracks/{batch.track}/track.yml "
+            "(the id from SendGrid > Suppressions > Unsubscribe Groups)"
         )
     if not 1 <= len(batch.recipients) <= MAX_PERSONALIZATIONS:
         return (

@@ -126,7 +126,7 @@ class TestBatchProblem:
         problem = batch_problem(batch(unsubscribe_group=None))
         assert problem is not None
         assert "unsubscribe_group: <group id>" in problem
-        assert "templates/recycled_not_ready/track.yml" in problem
+        assert "templates/tracks/recycled_not_ready/track.yml" in problem
 
     def test_an_address_twice_whatever_its_case(self) -> None:
         twice = batch(recipient(1), recipient(2, to_email="LEAD1@example.com"))
