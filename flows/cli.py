@@ -96,8 +96,12 @@ def run_pipeline(
             f"[dim]Running lead_pipeline on {settings.warehouse_path}, email through "
             f"{email_sender(settings).provider} …[/dim]"
         )
+    from flows.email.message import EmailProviderError
+
     try:
         summary = lead_pipeline(as_of=as_of)
+    except EmailProviderError as error:
+        fail(f"{error}\nFix it and run again; see docs/operating.md, Going live.", code=2)
     except user_errors() as error:
         fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
     except Exception as error:
