@@ -101,7 +101,10 @@ def run_pipeline(
     try:
         summary = lead_pipeline(as_of=as_of)
     except EmailProviderError as error:
-        fail(f"{error}\nFix it and run again; see docs/operating.md, Going live.", code=2)
+        fail(
+            f"{error}\nFix it and run again (docs/operating.md, 'Going live with SendGrid').",
+            code=2,
+        )
     except user_errors() as error:
         fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
     except Exception as error:
