@@ -176,10 +176,12 @@ def post_with_retries(
         except HTTPError as error:
             status = error.status_code
             if status in (401, 403):
+                # Also the answer to a from address that is no verified sender identity:
+                # every batch has the same sender, so no batch can go either way.
                 raise EmailProviderError(
-                    f"SendGrid refused SENDGRID_API_KEY ({status}: {provider_errors(error)}): "
-                    "the key was revoked, mistyped or lacks the Mail Send permission; create "
-                    "one under Settings > API Keys in SendGrid and set SENDGRID_API_KEY"
+                    f"SendGrid refused the request ({status}: {provider_errors(error)}): check "
+                    "SENDGRID_API_KEY (revoked, mistyped, without the Mail Send permission) "
+                    "and that LEADFLOW_EMAIL_FROM is a verified sender in SendGrid"
                 ) from None
             if status == 429:
                 asked = rate_limit_wait(error.headers, now())
