@@ -191,7 +191,8 @@ def post_with_retries(
                         f"LEADFLOW_SENDGRID_MAX_WAIT_SECONDS={policy.max_wait_seconds:g}; the "
                         "batch is tried again on the next run"
                     ) from None
-                wait = asked if asked is not None else backoff_seconds(attempt, policy, rng)
+                # "Now" (0, or a reset already past) backs off instead of hammering.
+                wait = asked or backoff_seconds(attempt, policy, rng)
                 problem = "SendGrid rate limit (429)"
             elif status >= 500:
                 wait = backoff_seconds(attempt, policy, rng)

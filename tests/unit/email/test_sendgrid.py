@@ -291,6 +291,10 @@ class TestRetries:
         retry(answers(http_error(429)), clock, RetryPolicy(first_backoff_seconds=2))
         assert 1 <= clock.sleeps[0] <= 2
 
+    def test_429_saying_now_still_backs_off(self, clock: FakeClock) -> None:
+        retry(answers(http_error(429, Retry_After="0")), clock, RetryPolicy())
+        assert 0.5 <= clock.sleeps[0] <= 1
+
     def test_5xx_backs_off_exponentially_then_sends(self, clock: FakeClock) -> None:
         post = answers(*(http_error(status) for status in (500, 502, 503, 504)))
         retry(post, clock, RetryPolicy(first_backoff_seconds=1, max_backoff_seconds=30))
