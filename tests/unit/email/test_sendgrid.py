@@ -329,7 +329,9 @@ class TestRetries:
     @pytest.mark.parametrize("status", [401, 403])
     def test_a_refused_key_stops_everything(self, clock: FakeClock, status: int) -> None:
         body = b'{"errors": [{"message": "The provided authorization grant is invalid"}]}'
-        with pytest.raises(EmailProviderError, match=r"grant is invalid.*SENDGRID_API_KEY.*LEADFLOW_EMAIL_FROM"):
+        with pytest.raises(
+            EmailProviderError, match=r"grant is invalid.*SENDGRID_API_KEY.*LEADFLOW_EMAIL_FROM"
+        ):
             retry(answers(http_error(status, body)), clock, RetryPolicy())
         assert clock.sleeps == []
 
