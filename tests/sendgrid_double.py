@@ -139,7 +139,7 @@ def validate_mail_send(body: Any) -> list[tuple[str, str | None]]:
                 "personalizations",
             )
         )
-    if sum(len(_addresses(p)) for p in personalizations) > MAX_RECIPIENTS:
+    if sum(len(_addresses(p)) for p in personalizations if isinstance(p, dict)) > MAX_RECIPIENTS:
         errors.append(
             (
                 f"The total number of recipients must be less than or equal to {MAX_RECIPIENTS}.",
@@ -150,6 +150,9 @@ def validate_mail_send(body: Any) -> list[tuple[str, str | None]]:
     request_args = body.get("custom_args") or {}
     for index, personalization in enumerate(personalizations):
         where = f"personalizations.{index}"
+        if not isinstance(personalization, dict):
+            errors.append(("A personalization must be an object.", where))
+            continue
         if not personalization.get("to"):
             errors.append(
                 ("The to array is required for all personalization objects.", f"{where}.to")
@@ -293,7 +296,9 @@ class SendGridDouble:
         self._lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
         self._server.double = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -381,23 +386,18 @@ class SendGridDouble:
         return accepted.message_id
 
 
-FAULTS = {
-    "429": Fault.rate_limited,
-    "500": Fault.server_error,
-    "400": Fault.bad_request,
-    "drop": Fault.dropped,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--record", type=Path, required=True, help="JSON-lines file to append")
     parser.add_argument("--api-key", help="accept only this key (default: any SG. key)")
-    parser.add_argument("--fault", choices=sorted(FAULTS), help="answer some requests so")
+    parser.add_argument(
+        "--fault", choices=["400", "429", "500", "drop"], help="answer some requests so"
+    )
     parser.add_argument("--times", type=int, default=0, help="the next N requests get --fault")
     parser.add_argument("--fraction", type=float, default=0.0, help="or this share of them")
+    parser.add_argument("--retry-after", type=float, default=1, help="seconds, for --fault 429")
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args(argv)
     double = SendGridDouble(
@@ -408,7 +408,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=options.seed,
     )
     if options.fault:
-        fault = FAULTS[options.fault]()
+        fault = {
+            "429": Fault.rate_limited(options.retry_after),
+            "500": Fault.server_error(),
+            "400": Fault.bad_request(),
+            "drop": Fault.dropped(),
+        }[options.fault]
         if options.times:
             double.fail_next(fault, options.times)
         if options.fraction:
