@@ -50,6 +50,7 @@ from sendgrid.helpers.mail import (
     Substitution,
     To,
 )
+from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from flows.email.message import EmailProviderError, OutgoingBatch, SendResult
 
@@ -350,33 +351,44 @@ class SendGridSender:
             )
 
     def send(self, batch: OutgoingBatch) -> list[SendResult]:
-        problem = batch_problem(batch)
-        if problem is None:
-            body = mail_request(batch, sandbox=self.sandbox)
-            try:
-                response = post_with_retries(
-                    lambda: self._client.client.mail.send.post(
-                        request_body=body, timeout=SEND_TIMEOUT_SECONDS
-                    ),
-                    self.policy,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    now=self._now,
-                    rng=self._rng,
-                )
-            except BatchNotSent as refused:
-                problem = str(refused)
-        if problem is not None:
-            logger.error("%d emails not sent: %s", len(batch.recipients), problem)
+        try:
+            message_id = self._deliver(batch)
+        except BatchNotSent as refused:
+            logger.error("%d emails not sent: %s", len(batch.recipients), refused)
             return [
-                SendResult(recipient.message_key, "failed", None, problem)
+                SendResult(recipient.message_key, "failed", None, str(refused))
                 for recipient in batch.recipients
             ]
-        message_id = response.headers.get("X-Message-Id")
         return [
             SendResult(recipient.message_key, "sent", message_id, None)
             for recipient in batch.recipients
         ]
+
+    def _deliver(self, batch: OutgoingBatch) -> str | None:
+        """Send the batch in one request; its ``X-Message-Id``, or raise ``BatchNotSent``."""
+        problem = batch_problem(batch)
+        if problem is not None:
+            raise BatchNotSent(problem)
+        try:
+            body = mail_request(batch, sandbox=self.sandbox)
+        except ApiKeyIncludedException:
+            raise BatchNotSent(
+                f"track {batch.track} step {batch.step}: the email begins with what looks like "
+                "a SendGrid API key (SG....), which the sendgrid client refuses to send; take it "
+                "out of the template"
+            ) from None
+        response = post_with_retries(
+            lambda: self._client.client.mail.send.post(
+                request_body=body, timeout=SEND_TIMEOUT_SECONDS
+            ),
+            self.policy,
+            sleep=self._sleep,
+            clock=self._clock,
+            now=self._now,
+            rng=self._rng,
+        )
+        message_id: str | None = response.headers.get("X-Message-Id")
+        return message_id
 
     def was_delivered(self, message_key: str) -> bool | None:
         # SendGrid cannot be asked about one message without the Email Activity add-on; its

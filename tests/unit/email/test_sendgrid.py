@@ -147,6 +147,15 @@ class TestBatchProblem:
         assert all("unsubscribe group" in (r.error or "") for r in results)
 
 
+def test_content_the_client_takes_for_an_api_key_fails_the_batch() -> None:
+    sender = SendGridSender(
+        SecretStr(VALID_KEY), host="http://127.0.0.1:1", policy=RetryPolicy(retry_seconds=0)
+    )
+    results = sender.send(batch(text="SG.abc.def is our promo code"))
+    assert {r.status for r in results} == {"failed"}
+    assert "looks like a SendGrid API key" in (results[0].error or "")
+
+
 class TestApiKey:
     def test_the_shape_of_a_key(self) -> None:
         assert is_api_key(VALID_KEY)
