@@ -79,13 +79,7 @@ logging.getLogger("python_http_client.client").addFilter(_WithoutRequestHeaders(
 
 
 class HttpResponse(Protocol):
-    """What python_http_client's ``Response`` offers."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def body(self) -> bytes: ...
+    """The part of python_http_client's ``Response`` the sender reads."""
 
     @property
     def headers(self) -> Message: ...
