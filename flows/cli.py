@@ -90,9 +90,21 @@ def run_pipeline(
     from flows.pipeline import lead_pipeline
 
     if not as_json:
-        err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
+        from flows.email.providers import email_sender
+
+        err.print(
+            f"[dim]Running lead_pipeline on {settings.warehouse_path}, email through "
+            f"{email_sender(settings).provider} …[/dim]"
+        )
+    from flows.email.message import EmailProviderError
+
     try:
         summary = lead_pipeline(as_of=as_of)
+    except EmailProviderError as error:
+        fail(
+            f"{error}\nFix it and run again (docs/operating.md, 'Going live with SendGrid').",
+            code=2,
+        )
     except user_errors() as error:
         fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
     except Exception as error:

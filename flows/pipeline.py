@@ -10,6 +10,7 @@ from typing import TypeVar
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.email.providers import email_sender
 from flows.extract import extract
 from flows.handoff import handoff
 from flows.nurture import nurture
@@ -37,7 +38,12 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
     settings.ensure_dirs()
     as_of = as_of or utc_now()
     run_id = new_run_id(as_of)
-    summary = RunSummary(run_id=run_id, as_of=as_of.isoformat(sep=" "))
+    summary = RunSummary(
+        run_id=run_id,
+        as_of=as_of.isoformat(sep=" "),
+        email_provider=email_sender(settings).provider,
+    )
+    print(f"Run {run_id}: nurture email goes through {summary.email_provider}")
     record_start(settings.warehouse_path, run_id, utc_now())
     try:
         extracted = timed(summary, "extract", lambda: extract(run_id, as_of))

@@ -8,6 +8,7 @@ to the project checkout, so ``make demo`` needs no configuration at all.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -42,6 +43,28 @@ class Settings(BaseSettings):
         default=None,
         validation_alias="SENDGRID_API_KEY",
         description="With no key, email goes to the local outbox.",
+    )
+    sendgrid_host: str = Field(
+        default="https://api.sendgrid.com",
+        description="SendGrid's API address: https://api.eu.sendgrid.com for EU subusers, or "
+        "a local test double.",
+    )
+    sendgrid_sandbox: bool = Field(
+        default=False,
+        description="SendGrid validates every request and delivers nothing (mail_settings."
+        "sandbox_mode); the ledger records the sends under provider sendgrid-sandbox.",
+    )
+    sendgrid_max_wait_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="The longest a batch waits when SendGrid rate-limits (429); asked to wait "
+        "longer, the batch fails for this run and is sent on the next.",
+    )
+    sendgrid_retry_seconds: float = Field(
+        default=120,
+        ge=0,
+        description="How long a batch keeps retrying SendGrid's 5xx answers and lost "
+        "connections (exponential backoff with jitter) before it fails for this run.",
     )
     email_from: str = Field(default="LeadFlow Demo <hello@leadflow.example>")
     sender_address: str = Field(
@@ -94,6 +117,16 @@ class Settings(BaseSettings):
                 "at a LeadFlow checkout"
             )
         return value.resolve()
+
+    @field_validator("sendgrid_host")
+    @classmethod
+    def _host_is_a_base_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+/?", value):
+            raise ValueError(
+                f"{value!r} is not an API base address such as https://api.sendgrid.com "
+                "(scheme and host, optionally a port; no path)"
+            )
+        return value.rstrip("/")
 
     @cached_property
     def data_root(self) -> Path:
