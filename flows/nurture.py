@@ -9,30 +9,30 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.email.dispatch import DispatchReport, Sender, dispatch_due_steps, settle_earlier_sends
-from flows.email.outbox import OutboxSender
+from flows.email.preflight import require_sending_ready
+from flows.email.providers import email_sender
 from flows.email.render import TemplateRenderer
 from flows.email.templates import load_tracks
 from flows.sales.sinks import write_rep_task_files
 from flows.sales.tasks import create_follow_up_tasks
-from flows.settings import Settings, load_settings
+from flows.settings import load_settings
 from flows.warehouse import open_warehouse
-
-
-def email_sender(settings: Settings) -> OutboxSender:
-    """The local outbox: the embedded default that shows every email a run would send."""
-    return OutboxSender(settings.outbox_dir)
 
 
 @task(cache_policy=NO_CACHE)
 def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     settings = load_settings()
+    tracks = load_tracks(settings.templates_dir)
+    renderer = TemplateRenderer(settings.templates_dir)
+    # A run that cannot send says so before it claims anything.
+    require_sending_ready(settings, tracks, renderer)
     sender = email_sender(settings)
     with open_warehouse(settings.warehouse_path) as connection:
         settle_earlier_sends(connection, sender)
         return dispatch_due_steps(
             connection,
-            tracks=load_tracks(settings.templates_dir),
-            renderer=TemplateRenderer(settings.templates_dir),
+            tracks=tracks,
+            renderer=renderer,
             email_sender=sender,
             sender=Sender(
                 from_email=settings.email_from,
