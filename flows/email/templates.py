@@ -80,9 +80,13 @@ def _unknown_variables(
         tree = environment.parse(source)
     except jinja2.TemplateSyntaxError as error:
         return [LintProblem(file, None if part else error.lineno, prefix + explain(error))]
+    try:
+        undeclared = meta.find_undeclared_variables(tree)
+    except jinja2.TemplateSyntaxError as error:  # compiling it found e.g. an unknown filter
+        return [LintProblem(file, None if part else error.lineno, prefix + explain(error))]
     problems = []
     known = set(context) | set(environment.globals)
-    for name in sorted(meta.find_undeclared_variables(tree) - known):
+    for name in sorted(undeclared - known):
         line = next(node.lineno for node in tree.find_all(nodes.Name) if node.name == name)
         problems.append(
             LintProblem(
