@@ -50,9 +50,7 @@ def test_markup_in_a_name_arrives_as_text(shipped_templates, tmp_path):
     assert "<script>" not in email
 
 
-def test_an_email_that_does_not_render_gets_a_page_saying_why(
-    templates_copy, edit, tmp_path
-):
+def test_an_email_that_does_not_render_gets_a_page_saying_why(templates_copy, edit, tmp_path):
     edit(templates_copy / "tracks/education/03-scoring-checklist.html", "<p>Hi", "<p>{{ x }} Hi")
     gallery = render_gallery(templates_copy, tmp_path / "gallery")
     assert {entry.page for entry in gallery.failures} == {

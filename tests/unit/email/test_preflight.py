@@ -99,9 +99,7 @@ def test_a_missing_required_partial_is_named(templates_copy):
     assert problems[0].where == "templates/partials/_header.html"
 
 
-def test_the_nurture_step_fails_with_the_preflight_before_claiming_anything(
-    tmp_path, monkeypatch
-):
+def test_the_nurture_step_fails_with_the_preflight_before_claiming_anything(tmp_path, monkeypatch):
     from datetime import datetime
 
     from flows.nurture import send_due_steps

@@ -83,9 +83,7 @@ def test_a_bad_address_or_template_is_a_user_error(shipped_templates, sample_con
         )
 
 
-def test_send_test_goes_through_the_sender_and_reports_a_failure(
-    shipped_templates, sample_context
-):
+def test_send_test_goes_through_the_sender_and_reports_a_failure(shipped_templates, sample_context):
     batch = proof_batch(shipped_templates, sample_context)
     sender = RecordingSender()
     assert send_test(sender, batch).provider_message_id == "id-1"
@@ -96,7 +94,9 @@ def test_send_test_goes_through_the_sender_and_reports_a_failure(
 
 def test_a_lead_is_read_from_the_queue_else_from_dim_leads():
     connection = duckdb.connect()
-    connection.execute("create table fct_nurture_queue as select 'q1' as lead_id, 'Ann' as first_name")
+    connection.execute(
+        "create table fct_nurture_queue as select 'q1' as lead_id, 'Ann' as first_name"
+    )
     connection.execute(
         "create table dim_leads as select * from (values ('q1', 'Old'), ('d1', 'Dee')) "
         "as t(lead_id, first_name)"

@@ -196,10 +196,10 @@ def test_links_must_be_web_or_email_addresses(templates_copy, edit, sample_conte
         '<a href="mailto:{{ rep.email }}">mail me</a><a href="https://x.example/a">ok</a>',
     )
     assert lint(templates_copy, sample_context) == [
-        "tracks/warm_up/02-speed-to-lead.html: <img src=\"javascript:x\"> is not a web or email "
+        'tracks/warm_up/02-speed-to-lead.html: <img src="javascript:x"> is not a web or email '
         "address: write a full https://... address (or mailto:...); mail programs cannot open "
         "relative or other links",
-        "tracks/warm_up/02-speed-to-lead.html: <a href=\"/guides/speed-to-lead\"> is not a web or "
+        'tracks/warm_up/02-speed-to-lead.html: <a href="/guides/speed-to-lead"> is not a web or '
         "email address: write a full https://... address (or mailto:...); mail programs cannot "
         "open relative or other links",
     ]
