@@ -11,8 +11,7 @@ unsubscribe link, the postal address, the subject, the plain-text part, every li
 fails to render strictly is rendered again with unknown variables left blank, so one mistake
 does not hide the others in the same email.
 
-The gallery (``leadflow templates preview --all``) renders every step for every sample lead of
-``sample_leads.yml`` into self-contained HTML pages with an index.
+The gallery of every step (``preview --all``) is ``gallery.py``; a test send is ``proof.py``.
 """
 
 from __future__ import annotations
