@@ -433,13 +433,15 @@ def docs() -> None:
 
 @templates_app.command("lint")
 def templates_lint() -> None:
-    """Check every track and template: front matter, variables, unsubscribe link, subject."""
+    """Check every track and template: front matter, variables, links, unsubscribe, subject."""
     from flows.email.templates import TemplateError, lint_templates, load_sample_context
 
     settings = settings_or_fail()
     try:
         problems = lint_templates(
-            settings.templates_dir, load_sample_context(settings.templates_dir)
+            settings.templates_dir,
+            load_sample_context(settings.templates_dir),
+            requires_unsubscribe_groups=settings.sendgrid_api_key is not None,
         )
     except TemplateError as error:
         fail(str(error))
@@ -454,14 +456,26 @@ def templates_lint() -> None:
 @templates_app.command("preview")
 def templates_preview(
     template: Annotated[
-        str, typer.Argument(help="Path under templates/, e.g. tracks/warm_up/01-welcome.html")
-    ],
+        str | None,
+        typer.Argument(help="Path under templates/, e.g. tracks/warm_up/01-welcome.html"),
+    ] = None,
+    all_steps: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every step of every track for every lead of templates/sample_leads.yml, "
+            "as HTML pages with an index (needs --out DIR).",
+        ),
+    ] = False,
     context: Annotated[
         Path | None, typer.Option(help="YAML context (default: templates/sample_context.yml).")
     ] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write the HTML here.")] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the HTML here (with --all: a folder for the gallery)."),
+    ] = None,
 ) -> None:
-    """Render one template with a sample context: subject, preheader and body."""
+    """Render one template with a sample context: subject, preheader and body (or --all)."""
     from flows.email.templates import (
         TemplateError,
         load_context_file,
@@ -470,6 +484,18 @@ def templates_preview(
     )
 
     settings = settings_or_fail()
+    if all_steps:
+        if template or context:
+            fail(
+                "--all renders every template for the leads of templates/sample_leads.yml: "
+                "leave out TEMPLATE and --context"
+            )
+        if out_file is None:
+            fail("--all needs --out DIR, the folder to write the gallery to")
+        templates_gallery(settings, out_file)
+        return
+    if template is None:
+        fail("give a TEMPLATE, e.g. tracks/warm_up/01-welcome.html, or --all --out DIR")
     try:
         values = (
             load_context_file(context) if context else load_sample_context(settings.templates_dir)
@@ -506,6 +532,82 @@ def webhook_serve(
         serve_webhook(settings, host, port)
     except ConfigError as error:
         fail(str(error), code=2)
+def templates_gallery(settings: Settings, out_dir: Path) -> None:
+    from flows.email.gallery import render_gallery
+    from flows.email.templates import TemplateError
+
+    try:
+        gallery = render_gallery(settings.templates_dir, out_dir)
+    except TemplateError as error:
+        fail(str(error))
+    out.print(f"{len(gallery.entries)} emails: open {gallery.index}")
+    for entry in gallery.failures:
+        err.print(f"[red]{entry.page}[/red]: {entry.error}", highlight=False)
+    if gallery.failures:
+        raise typer.Exit(1)
+
+
+@templates_app.command("send-test")
+def templates_send_test(
+    template: Annotated[
+        str, typer.Argument(help="Path under templates/, e.g. tracks/warm_up/01-welcome.html")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Send the test email to this address.")],
+    lead: Annotated[
+        str | None,
+        typer.Option(help="Render with this lead's values from the warehouse (read-only)."),
+    ] = None,
+) -> None:
+    """Send one rendered email through the configured provider, marked [TEST], not recorded."""
+    from email.utils import parseaddr
+
+    from flows.email.message import EmailProviderError
+    from flows.email.proof import (
+        build_test_batch,
+        context_from_lead,
+        lead_row,
+        new_test_key,
+        send_test,
+    )
+    from flows.email.providers import email_sender
+    from flows.email.templates import TemplateError, load_sample_context, load_tracks
+    from flows.warehouse import open_warehouse
+
+    settings = settings_or_fail()
+    message_key = new_test_key()
+    try:
+        if lead:
+            if not settings.warehouse_path.is_file():
+                fail(f"--lead: no warehouse at {settings.warehouse_path} yet; run `leadflow run`")
+            with open_warehouse(settings.warehouse_path, read_only=True) as connection:
+                values = context_from_lead(lead_row(connection, lead), settings, message_key)
+        else:
+            values = {
+                **load_sample_context(settings.templates_dir),
+                "unsubscribe_url": settings.unsubscribe_url.format(message_key=message_key),
+                "sender": {
+                    "name": parseaddr(settings.email_from)[0] or settings.email_from,
+                    "address": settings.sender_address,
+                },
+            }
+        batch = build_test_batch(
+            settings.templates_dir,
+            template,
+            load_tracks(settings.templates_dir),
+            values,
+            lead_id=lead or "sample",
+            to_address=to,
+            from_email=settings.email_from,
+            message_key=message_key,
+        )
+        sender = email_sender(settings)
+        result = send_test(sender, batch)
+    except (ConfigError, TemplateError, EmailProviderError) as error:
+        fail(str(error))
+    out.print(
+        f"Sent {batch.recipients[0].subject!r} to {to} through {sender.provider} "
+        f"(message {result.provider_message_id or message_key}); not recorded in the send ledger."
+    )
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.email.dispatch import DispatchReport, Sender, dispatch_due_steps, settle_earlier_sends
+from flows.email.preflight import require_sending_ready
 from flows.email.providers import email_sender
 from flows.email.render import TemplateRenderer
 from flows.email.templates import load_tracks
@@ -21,14 +22,18 @@ from flows.warehouse import open_warehouse
 @task(cache_policy=NO_CACHE)
 def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     settings = load_settings()
+    tracks = load_tracks(settings.templates_dir)
+    renderer = TemplateRenderer(settings.templates_dir)
+    # A run that cannot send says so before it claims anything.
+    require_sending_ready(settings, tracks, renderer)
     sender = email_sender(settings)
     sender.check()  # a wrong key or host fails here, before any ledger row is claimed
     with open_warehouse(settings.warehouse_path) as connection:
         settle_earlier_sends(connection, sender)
         return dispatch_due_steps(
             connection,
-            tracks=load_tracks(settings.templates_dir),
-            renderer=TemplateRenderer(settings.templates_dir),
+            tracks=tracks,
+            renderer=renderer,
             email_sender=sender,
             sender=Sender(
                 from_email=settings.email_from,

@@ -3,17 +3,24 @@
 Reading the tracks lives in ``tracks.py``, the context in ``context.py`` and rendering in
 ``render.py``; this module is the one the CLI and the flows import.
 
-Lint makes two passes. A static pass reads every template's Jinja and flags variables the
-context does not have (also inside ``{% if %}`` branches the sample never takes) and access to
-internals. A render pass renders every step with the sample context, as a lead would get it,
-and checks what only the result shows: the unsubscribe link, the postal address, the subject.
+Lint makes two passes and reports every problem of both. A static pass reads every
+template's Jinja and flags variables the context does not have (also inside ``{% if %}``
+branches the sample never takes) and access to internals. A render pass renders every step with
+the sample context, as a lead would get it, and checks what only the result shows: the
+unsubscribe link, the postal address, the subject, the plain-text part, every link. A step that
+fails to render strictly is rendered again with unknown variables left blank, so one mistake
+does not hide the others in the same email.
+
+The gallery of every step (``preview --all``) is ``gallery.py``; a test send is ``proof.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from jinja2 import meta, nodes
@@ -55,6 +62,8 @@ REQUIRED_PARTIALS = ("_header.html", "_footer.html")
 MAX_SUBJECT_LENGTH = 78
 # Provided by the renderer itself rather than built from the queue row.
 RENDERER_VARIABLES: dict[str, Any] = {"email": {"subject": "", "preheader": ""}}
+# What a link in an email may point at: recipients' mail programs open nothing else.
+LINK_SCHEMES = ("http", "https", "mailto")
 
 
 def _unknown_variables(
@@ -70,9 +79,13 @@ def _unknown_variables(
         tree = environment.parse(source)
     except jinja2.TemplateSyntaxError as error:
         return [LintProblem(file, None if part else error.lineno, prefix + explain(error))]
+    try:
+        undeclared = meta.find_undeclared_variables(tree)
+    except jinja2.TemplateSyntaxError as error:  # compiling it found e.g. an unknown filter
+        return [LintProblem(file, None if part else error.lineno, prefix + explain(error))]
     problems = []
     known = set(context) | set(environment.globals)
-    for name in sorted(meta.find_undeclared_variables(tree) - known):
+    for name in sorted(undeclared - known):
         line = next(node.lineno for node in tree.find_all(nodes.Name) if node.name == name)
         problems.append(
             LintProblem(
@@ -158,13 +171,96 @@ def _result_problems(
                 "include partials/_footer.html, which shows `{{ sender.address }}`",
             )
         )
+    if not email.text.strip():
+        problems.append(
+            LintProblem(
+                step.template,
+                None,
+                "the plain-text part is empty (text-only mail programs would show a blank "
+                "email): write the message as text in <p> paragraphs, not only images",
+            )
+        )
+    return problems + _link_problems(step, email.html, unsubscribe_url)
+
+
+class _LinkCollector(HTMLParser):
+    """Every ``href`` and ``src`` value of an HTML document, with its tag."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append((tag, name, value.strip()))
+
+
+def _is_openable(link: str) -> bool:
+    parts = urlsplit(link)
+    if parts.scheme == "mailto":
+        return bool(parts.path)
+    return parts.scheme in LINK_SCHEMES and bool(parts.netloc)
+
+
+def _link_problems(step: NurtureStep, html: str, unsubscribe_url: Any) -> list[LintProblem]:
+    collector = _LinkCollector()
+    collector.feed(html)
+    collector.close()
+    problems = []
+    seen = set()
+    for tag, attribute, link in collector.links:
+        if link == unsubscribe_url or link in seen or _is_openable(link):
+            continue
+        seen.add(link)
+        problems.append(
+            LintProblem(
+                step.template,
+                None,
+                f'<{tag} {attribute}="{link}"> is not a web or email address: write a full '
+                "https://... address (or mailto:...); mail programs cannot open relative or "
+                "other links",
+            )
+        )
     return problems
 
 
-def lint_templates(templates_dir: Path, sample_context: Mapping[str, Any]) -> list[LintProblem]:
-    """Every problem in the templates, by file and line; an empty list means ready to send."""
+def _unsubscribe_group_problems(tracks: Iterable[Track]) -> list[LintProblem]:
+    return [
+        LintProblem(
+            f"{TRACKS_FOLDER}/{track.name}/track.yml",
+            None,
+            "no `unsubscribe_group`: with SendGrid (SENDGRID_API_KEY is set) every track needs "
+            "one, so an unsubscribe leaves this track's emails only; add "
+            "`unsubscribe_group: <id>` (SendGrid > Suppressions > Unsubscribe Groups)",
+        )
+        for track in tracks
+        if track.unsubscribe_group is None
+    ]
+
+
+def _lenient_renderer(templates_dir: Path) -> TemplateRenderer:
+    """A renderer that leaves unknown variables blank, to check the rest of a broken email."""
+    renderer = TemplateRenderer(templates_dir)
+    renderer.environment = renderer.environment.overlay(undefined=jinja2.ChainableUndefined)
+    return renderer
+
+
+def lint_templates(
+    templates_dir: Path,
+    sample_context: Mapping[str, Any],
+    *,
+    requires_unsubscribe_groups: bool = False,
+) -> list[LintProblem]:
+    """Every problem in the templates, by file and line; an empty list means ready to send.
+
+    ``requires_unsubscribe_groups``: the provider is SendGrid, where each track needs an
+    unsubscribe group.
+    """
     reading = read_tracks(templates_dir)
     problems = list(reading.problems)
+    if requires_unsubscribe_groups:
+        problems += _unsubscribe_group_problems(reading.tracks.values())
     for partial in REQUIRED_PARTIALS:
         if not (templates_dir / PARTIALS_FOLDER / partial).is_file():
             problems.append(
@@ -181,12 +277,17 @@ def lint_templates(templates_dir: Path, sample_context: Mapping[str, Any]) -> li
     problems += static_problems
     # A render failure in a file the static pass already flagged is the same mistake again.
     flagged_files = {problem.file for problem in static_problems}
+    lenient_renderer = _lenient_renderer(templates_dir)
     for step in reading.steps:
+        context = context_for_step(sample_context, step)
         try:
-            email = renderer.render(step, context_for_step(sample_context, step))
+            email = renderer.render(step, context)
         except TemplateError as error:
             problems += [problem for problem in error.problems if problem.file not in flagged_files]
-            continue
+            try:
+                email = lenient_renderer.render(step, context)
+            except TemplateError:
+                continue  # e.g. a syntax error or a missing include: reported above
         problems += _result_problems(step, email, sample_context)
     return sorted(problems, key=lambda problem: (problem.file, problem.line or 0))
 

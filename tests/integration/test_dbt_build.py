@@ -368,6 +368,37 @@ def test_nurture_queue_schedules_the_next_step_of_each_nurtured_lead(marts):
     assert due["not_ready"] == (days_ago(10),)
 
 
+def test_quiet_hours_defer_a_step_in_the_lead_time_zone(marts, tmp_path, monkeypatch):
+    """Sunday 15:00 UTC with a Sunday 09:00-11:00 window: 10:00 in New York (sent), 16:00 in
+    Lagos (deferred, still queued). The queue alone is rebuilt, on a copy of the warehouse."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(
+        marts.execute(
+            "select path from duckdb_databases() where database_name = current_database()"
+        ).fetchone()[0],
+        warehouse,
+    )
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    as_of = AS_OF + timedelta(hours=15)
+    window = {"days": ["sun"], "start": "09:00", "end": "11:00"}
+    dbt_build(
+        tmp_path,
+        as_of,
+        "--select", "country_time_zones fct_nurture_queue",
+        "--vars", json.dumps({"as_of": as_of.isoformat(sep=" "), "nurture_send_window": window}),
+    )  # fmt: skip
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        queue = by_lead(
+            connection,
+            "select lead_id, time_zone, is_due, is_deferred_quiet_hours from fct_nurture_queue "
+            "where lead_id in (select lead_id from dim_leads where country in ('US', 'NG')) "
+            "and not is_suppressed",
+        )
+    assert queue.pop("unserved") == ("Africa/Lagos", False, True)
+    assert set(queue.values()) == {("America/New_York", True, False)}
+
+
 def test_stage_history_keeps_each_stage_a_later_run_sees(tmp_path, monkeypatch):
     """Runs a day apart: the snapshot keeps the first stage and dates the change to the run that
     saw it. The same run repeated after the lead moved again (as a run repeats once hand-off

@@ -20,6 +20,12 @@ nurture_steps as (
 
 ),
 
+country_time_zones as (
+
+    select * from {{ ref('country_time_zones') }}
+
+),
+
 -- A failed send does not count: the step is tried again.
 live_sends as (
 
@@ -95,7 +101,10 @@ scheduled as (
         nurture_steps.delay_days,
         nurture_steps.follow_up_title,
         nurture_steps.follow_up_due_days,
-        {{ dbt.dateadd('day', 'nurture_steps.delay_days', 'next_steps.step_clock_at') }} as due_at
+        {{ dbt.dateadd('day', 'nurture_steps.delay_days', 'next_steps.step_clock_at') }} as due_at,
+        coalesce(
+            country_time_zones.time_zone, '{{ var("nurture_fallback_time_zone") }}'
+        ) as time_zone
 
     from next_steps
     -- No next step means the lead has finished its track: it leaves the queue.
@@ -103,6 +112,25 @@ scheduled as (
         on
             next_steps.nurture_track = nurture_steps.nurture_track
             and next_steps.next_step = nurture_steps.nurture_step
+    left join country_time_zones
+        on next_steps.country = country_time_zones.country_code
+
+),
+
+-- Quiet hours defer a step, they never drop it: it stays due and goes at the next run inside
+-- the window.
+checked as (
+
+    select
+        *,
+        (
+            due_at <= {{ as_of() }}
+            and not is_suppressed
+            and recent_email_count < {{ var('nurture_frequency_cap') }}
+        ) as is_sendable,
+        {{ is_in_send_window(as_of(), 'time_zone') }} as is_in_send_window
+
+    from scheduled
 
 ),
 
@@ -126,11 +154,10 @@ final as (
         subject,
         delay_days,
         due_at,
-        (
-            due_at <= {{ as_of() }}
-            and not is_suppressed
-            and recent_email_count < {{ var('nurture_frequency_cap') }}
-        ) as is_due,
+        is_sendable and is_in_send_window as is_due,
+        time_zone,
+        is_in_send_window,
+        is_sendable and not is_in_send_window as is_deferred_quiet_hours,
         is_suppressed,
         suppression_reason,
         recent_email_count,
@@ -138,7 +165,7 @@ final as (
         follow_up_due_days,
         why_now
 
-    from scheduled
+    from checked
 
 )
 

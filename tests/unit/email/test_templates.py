@@ -5,8 +5,8 @@ from __future__ import annotations
 from flows.email.templates import LintProblem, lint_templates
 
 
-def lint(templates_dir, sample_context) -> list[str]:
-    return [str(problem) for problem in lint_templates(templates_dir, sample_context)]
+def lint(templates_dir, sample_context, **options) -> list[str]:
+    return [str(problem) for problem in lint_templates(templates_dir, sample_context, **options)]
 
 
 def test_every_shipped_template_lints_clean(shipped_templates, sample_context):
@@ -153,4 +153,75 @@ def test_front_matter_problems_are_listed_and_the_other_emails_still_checked(
         "tracks/warm_up/01-welcome.html:5: unknown key `pre_header`: did you mean `preheader`?",
         "tracks/warm_up/02-speed-to-lead.html:11: unknown variable `lead.name`: use only the "
         "variables listed in CONTEXT.md",
+    ]
+
+
+def test_one_unknown_variable_does_not_hide_the_other_problems_of_its_email(
+    templates_copy, edit, sample_context
+):
+    path = templates_copy / "tracks/education/02-one-definition.html"
+    edit(path, "<p>Hi {{ lead.first_name }},</p>", "<p>Hi {{ lead.nickname }},</p>")
+    edit(path, '{% include "partials/_footer.html" %}', "")
+    problems = lint(templates_copy, sample_context)
+    file = "tracks/education/02-one-definition.html"
+    assert [problem.split(": ")[1] for problem in problems] == [
+        "no unsubscribe link",
+        "no postal address (the law requires one in marketing email)",
+        "unknown variable `lead.nickname`",
+    ]
+    assert all(problem.startswith(file) for problem in problems)
+
+
+def test_errors_in_several_emails_are_all_reported(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/warm_up/01-welcome.html",
+        "{{ sender.name }}",
+        "{{ sender.name | nosuchfilter }}",
+    )
+    edit(templates_copy / "tracks/reengage/03-close-the-file.html", "{{ lead.company }}", "{{ x }}")
+    files = {problem.file for problem in lint_templates(templates_copy, sample_context)}
+    assert files == {"tracks/warm_up/01-welcome.html", "tracks/reengage/03-close-the-file.html"}
+
+
+def test_links_must_be_web_or_email_addresses(templates_copy, edit, sample_context):
+    edit(
+        templates_copy / "tracks/warm_up/02-speed-to-lead.html",
+        "https://leadflow.example/guides/speed-to-lead",
+        "/guides/speed-to-lead",
+    )
+    edit(
+        templates_copy / "tracks/warm_up/02-speed-to-lead.html",
+        "<p>Hi {{ lead.first_name }},</p>",
+        '<p>Hi {{ lead.first_name }},</p><img src="javascript:x" alt="logo">'
+        '<a href="mailto:{{ rep.email }}">mail me</a><a href="https://x.example/a">ok</a>',
+    )
+    assert lint(templates_copy, sample_context) == [
+        'tracks/warm_up/02-speed-to-lead.html: <img src="javascript:x"> is not a web or email '
+        "address: write a full https://... address (or mailto:...); mail programs cannot open "
+        "relative or other links",
+        'tracks/warm_up/02-speed-to-lead.html: <a href="/guides/speed-to-lead"> is not a web or '
+        "email address: write a full https://... address (or mailto:...); mail programs cannot "
+        "open relative or other links",
+    ]
+
+
+def test_an_email_without_text_is_flagged(templates_copy, sample_context):
+    (templates_copy / "tracks/warm_up/03-customer-story.html").write_text(
+        "---\nstep: 3\ndelay_days: 7\nsubject: Hi\npreheader: Hello\n"
+        "follow_up: {title: Call, due_in_days: 2}\n---\n"
+        '<img src="https://x.example/all-in-a-picture.png">\n'
+    )
+    problems = lint(templates_copy, sample_context)
+    assert any("the plain-text part is empty" in problem for problem in problems)
+
+
+def test_tracks_need_an_unsubscribe_group_only_with_sendgrid(templates_copy, sample_context):
+    assert lint_templates(templates_copy, sample_context) == []
+    for track in ("competitor_winback", "education", "recycle_timing", "reengage"):
+        path = templates_copy / "tracks" / track / "track.yml"
+        path.write_text(path.read_text() + "unsubscribe_group: 4242\n")
+    assert lint(templates_copy, sample_context, requires_unsubscribe_groups=True) == [
+        "tracks/warm_up/track.yml: no `unsubscribe_group`: with SendGrid (SENDGRID_API_KEY is "
+        "set) every track needs one, so an unsubscribe leaves this track's emails only; add "
+        "`unsubscribe_group: <id>` (SendGrid > Suppressions > Unsubscribe Groups)"
     ]
