@@ -5,12 +5,13 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import sys
 import traceback
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -192,24 +193,71 @@ def demo(
 
 @app.command()
 def serve(
-    cron: Annotated[
-        str, typer.Option(help="When to run, as a cron expression in UTC.")
-    ] = "0 * * * *",
+    deployments_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="The deployments to serve (default: the project's prefect.yaml)."
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Serve lead_pipeline on a schedule (needs a running `prefect server start`)."""
-    settings = settings_or_fail()
-    if not os.environ.get("PREFECT_API_URL"):
-        fail(
-            "schedules need a Prefect server, and the temporary one cannot fire them. Start one "
-            "with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
-            "or deploy with prefect.yaml (see docs/operating.md)."
-        )
-    prepare_prefect(settings, verbose)
-    from flows.pipeline import lead_pipeline
+    """Serve every deployment of prefect.yaml on its schedule until Ctrl-C.
 
-    # limit=1: DuckDB allows one writer process, so runs must never overlap.
-    lead_pipeline.serve(name="leadflow-scheduled", cron=cron, limit=1)
+    Uses the Prefect server in PREFECT_API_URL, or starts one on 127.0.0.1 and stops it on exit.
+    """
+    from flows.serve import load_deployment_specs, next_run_at, prefect_server
+
+    settings = settings_or_fail()
+    path = deployments_file or settings.project_dir / "prefect.yaml"
+    try:
+        specs = load_deployment_specs(path, settings.schedule_timezone)
+    except ConfigError as error:
+        fail(str(error), code=2)
+    prepare_prefect(settings, verbose)
+    # Ctrl-C and a service manager's SIGTERM end the same way: the runner stops, then the server.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with prefect_server(Path(os.environ["PREFECT_HOME"])) as server:
+            how = "started here, stopped on exit" if server.started_here else "PREFECT_API_URL"
+            out.print(f"Prefect UI: {server.ui_url}  ({how})", highlight=False)
+            serve_deployments(settings, specs, server.ui_url, next_run_at)
+    except ConfigError as error:
+        fail(str(error))
+    out.print("Stopped.")
+
+
+def serve_deployments(settings: Settings, specs: list[Any], ui_url: str, next_run_at: Any) -> None:
+    from prefect import serve as prefect_serve
+
+    from flows.limits import ensure_concurrency_limits
+    from flows.serve import runner_deployments, watch_failed_runs
+
+    limits = ensure_concurrency_limits(settings)
+    deployments = runner_deployments(specs)
+    now = datetime.now(UTC)
+    table = Table(title="Deployments served (Ctrl-C stops)", title_justify="left")
+    for column in ("deployment", "schedule", "next run", "parameters"):
+        table.add_column(column)
+    for spec, deployment in zip(specs, deployments, strict=True):
+        upcoming = next_run_at(spec, now)
+        table.add_row(
+            f"{deployment.flow_name}/{spec.name}",
+            "\n".join(schedule.describe() for schedule in spec.schedules) or "-",
+            f"{upcoming:%Y-%m-%d %H:%M %Z}" if upcoming else "-",
+            json.dumps(spec.parameters) if spec.parameters else "-",
+        )
+    out.print(table)
+    out.print(
+        "Concurrency limits: "
+        + ", ".join(f"{limit.name} ({limit.slots} slots)" for limit in limits),
+        highlight=False,
+    )
+    flow_names = sorted({deployment.flow_name for deployment in deployments})
+    with watch_failed_runs(
+        flow_names,
+        lambda run: err.print(f"[bold red]{run.describe(ui_url)}[/bold red]", highlight=False),
+    ):
+        prefect_serve(*deployments, print_starting_message=False)
 
 
 quarantine_app = typer.Typer(

@@ -74,7 +74,7 @@ def check_queue_verdict() -> QueueVerdict:
     on_failure=[notify_failed_run],
     on_crashed=[notify_failed_run],
 )
-def send_due_nurture(as_of: datetime | None = None) -> dict[str, int | str]:
+def send_due_nurture(as_of: datetime | None = None) -> dict[str, object]:
     """Send the nurture steps that are due in the queue as the last pipeline run built it.
 
     Args:
@@ -97,7 +97,7 @@ def send_due_nurture(as_of: datetime | None = None) -> dict[str, int | str]:
         except BaseException as error:
             record_end(settings.warehouse_path, run_id, "failed", {"error": str(error)})
             raise
-        result: dict[str, int | str] = {
+        result: dict[str, object] = {
             "status": "completed",
             "run_id": run_id,
             "emails_due": dispatched.due,
