@@ -104,3 +104,5 @@ class OutgoingEmail:
     unsubscribe_group: int | None
     custom_args: Mapping[str, str] = field(default_factory=dict)
     unsubscribe_url: str | None = None
+
+
