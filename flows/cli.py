@@ -243,7 +243,7 @@ def serve_deployments(settings: Settings, specs: list[Any], ui_url: str, next_ru
         table.add_row(
             f"{deployment.flow_name}/{spec.name}",
             "\n".join(schedule.describe() for schedule in spec.schedules) or "-",
-            f"{upcoming:%Y-%m-%d %H:%M %Z}" if upcoming else "-",
+            f"{upcoming:%Y-%m-%d %H:%M:%S %Z}" if upcoming else "-",
             json.dumps(spec.parameters) if spec.parameters else "-",
         )
     out.print(table)
@@ -257,7 +257,10 @@ def serve_deployments(settings: Settings, specs: list[Any], ui_url: str, next_ru
         flow_names,
         lambda run: err.print(f"[bold red]{run.describe(ui_url)}[/bold red]", highlight=False),
     ):
-        prefect_serve(*deployments, print_starting_message=False)
+        # One run at a time from this process: every LeadFlow flow writes the DuckDB warehouse,
+        # which allows one writer, so runs due meanwhile wait as scheduled instead of each
+        # starting a process that would only wait for the writer limit.
+        prefect_serve(*deployments, print_starting_message=False, limit=1)
 
 
 quarantine_app = typer.Typer(
