@@ -214,8 +214,6 @@ def serve(
     except ConfigError as error:
         fail(str(error), code=2)
     prepare_prefect(settings, verbose)
-    # Ctrl-C and a service manager's SIGTERM end the same way: the runner stops, then the server.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with prefect_server(Path(os.environ["PREFECT_HOME"])) as server:
             how = "started here, stopped on exit" if server.started_here else "PREFECT_API_URL"
@@ -253,6 +251,8 @@ def serve_deployments(settings: Settings, specs: list[Any], ui_url: str, next_ru
         highlight=False,
     )
     flow_names = sorted({deployment.flow_name for deployment in deployments})
+    # Ctrl-C and a service manager's SIGTERM end the same way: the runner stops, then the server.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with watch_failed_runs(
         flow_names,
         lambda run: err.print(f"[bold red]{run.describe(ui_url)}[/bold red]", highlight=False),

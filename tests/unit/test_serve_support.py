@@ -104,7 +104,7 @@ def test_the_writer_limit_has_one_slot_and_the_provider_limit_its_configured_rat
 
 def test_an_unknown_schedule_time_zone_is_named_with_the_fix(monkeypatch):
     monkeypatch.setenv("LEADFLOW_SCHEDULE_TIMEZONE", "Europe/Springfield")
-    with pytest.raises(ConfigError, match="LEADFLOW_SCHEDULE_TIMEZONE: .*use an IANA name"):
+    with pytest.raises(ConfigError, match=r"LEADFLOW_SCHEDULE_TIMEZONE: .*use an IANA name"):
         load_settings()
 
 
