@@ -72,4 +72,4 @@ def test_serve_names_a_configured_server_that_does_not_answer(monkeypatch, tmp_p
 def test_serve_names_a_missing_deployments_file(tmp_path):
     result = runner.invoke(app, ["serve", "--file", str(tmp_path / "deployments.yaml")])
     assert result.exit_code == 2
-    assert "deployments.yaml does not exist" in result.output
+    assert "deployments.yaml does not exist" in " ".join(result.output.split())
