@@ -186,7 +186,7 @@ def test_a_failed_run_is_posted_to_the_webhook_with_the_run_the_flow_and_the_rea
 ):
     data_dir.mkdir(parents=True)
     (data_dir / "warehouse.duckdb").write_text("not a DuckDB file")
-    with pytest.raises(Exception, match="warehouse.duckdb"):
+    with pytest.raises(Exception, match=r"warehouse\.duckdb"):
         send_due_nurture()
     (body,) = receiver.bodies
     assert body["event"] == "run_failed"
