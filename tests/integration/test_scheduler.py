@@ -1,7 +1,6 @@
 """Schedules that fire: `leadflow serve` against a real `prefect server start`, notifications
 of failed runs to a local webhook, and the global concurrency limits."""
 
-import json
 import os
 import re
 import signal
@@ -12,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -24,6 +22,7 @@ from flows.notify import notify
 from flows.send import send_due_nurture
 from flows.serve import TELEMETRY_OFF
 from flows.settings import load_settings
+from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
 # A deployment of a real LeadFlow flow that is cheap on an empty warehouse (it sends nothing
 # until a pipeline run has checked the queue) on an interval of seconds, not the 15 minutes
@@ -149,40 +148,16 @@ def test_leadflow_serve_gets_a_scheduled_run_created_and_completed_then_stops_ev
     print(f"first scheduled run completed {seconds_to_first_run:.0f} s after leadflow serve began")
 
 
-class Receiver:
-    """A webhook on 127.0.0.1 that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, object]] = []
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/leadflow"
-
-
 @pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("LEADFLOW_NOTIFY_WEBHOOK_URL", receiver.url)
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as receiver:
+        monkeypatch.setenv("LEADFLOW_NOTIFY_WEBHOOK_URL", receiver.url)
+        yield receiver
 
 
 @pytest.mark.slow
 def test_a_failed_run_is_posted_to_the_webhook_with_the_run_the_flow_and_the_reason(
-    data_dir: Path, receiver: Receiver
+    data_dir: Path, receiver: WebhookReceiver
 ):
     data_dir.mkdir(parents=True)
     (data_dir / "warehouse.duckdb").write_text("not a DuckDB file")
@@ -202,7 +177,9 @@ def blocked_gate_stand_in(reason: str) -> bool:
 
 
 @pytest.mark.slow
-def test_a_blocked_gate_is_posted_from_the_run_that_saw_it(data_dir: Path, receiver: Receiver):
+def test_a_blocked_gate_is_posted_from_the_run_that_saw_it(
+    data_dir: Path, receiver: WebhookReceiver
+):
     assert blocked_gate_stand_in("nurture_queue: 3 rows have no email")
     (body,) = receiver.bodies
     assert body["event"] == "gate_blocked"

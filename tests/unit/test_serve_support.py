@@ -2,9 +2,7 @@
 limits' sizes, the nurture queue's last verdict, the schedule settings."""
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,39 +12,13 @@ from flows.notify import Notification, post_notification
 from flows.send import QueueVerdict, last_queue_verdict
 from flows.settings import ConfigError, Settings, load_settings
 from flows.warehouse import ensure_schema, open_warehouse
-
-
-class Receiver:
-    """A webhook on 127.0.0.1 that answers with the given statuses in turn."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.bodies: list[dict[str, object]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=secret"
+from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
 
 @pytest.fixture
-def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    receiver = Receiver(list(getattr(request, "param", [])))
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+def receiver(request: pytest.FixtureRequest) -> Iterator[WebhookReceiver]:
+    with webhook_receiver(getattr(request, "param", None)) as receiver:
+        yield receiver
 
 
 NOTIFICATION = Notification(
