@@ -11,13 +11,16 @@ import traceback
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
+
+if TYPE_CHECKING:
+    from flows.serve import DeploymentSpec
 
 app = typer.Typer(
     help="LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture.",
@@ -205,7 +208,7 @@ def serve(
 
     Uses the Prefect server in PREFECT_API_URL, or starts one on 127.0.0.1 and stops it on exit.
     """
-    from flows.serve import load_deployment_specs, next_run_at, prefect_server
+    from flows.serve import load_deployment_specs, prefect_server
 
     settings = settings_or_fail()
     path = deployments_file or settings.project_dir / "prefect.yaml"
@@ -218,17 +221,18 @@ def serve(
         with prefect_server(Path(os.environ["PREFECT_HOME"])) as server:
             how = "started here, stopped on exit" if server.started_here else "PREFECT_API_URL"
             out.print(f"Prefect UI: {server.ui_url}  ({how})", highlight=False)
-            serve_deployments(settings, specs, server.ui_url, next_run_at)
+            serve_deployments(settings, specs, server.ui_url)
     except ConfigError as error:
         fail(str(error))
     out.print("Stopped.")
 
 
-def serve_deployments(settings: Settings, specs: list[Any], ui_url: str, next_run_at: Any) -> None:
+def serve_deployments(settings: Settings, specs: list[DeploymentSpec], ui_url: str) -> None:
+    """Create the limits, show what is served and when it next runs, then serve until Ctrl-C."""
     from prefect import serve as prefect_serve
 
     from flows.limits import ensure_concurrency_limits
-    from flows.serve import runner_deployments, watch_failed_runs
+    from flows.serve import next_run_at, runner_deployments, watch_failed_runs
 
     limits = ensure_concurrency_limits(settings)
     deployments = runner_deployments(specs)
