@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import signal
 import sys
 import traceback
 from dataclasses import replace
@@ -255,8 +254,6 @@ def serve_deployments(settings: Settings, specs: list[DeploymentSpec], ui_url: s
         highlight=False,
     )
     flow_names = sorted({deployment.flow_name for deployment in deployments})
-    # Ctrl-C and a service manager's SIGTERM end the same way: the runner stops, then the server.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with watch_failed_runs(
         flow_names,
         lambda run: err.print(f"[bold red]{run.describe(ui_url)}[/bold red]", highlight=False),
