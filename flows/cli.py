@@ -10,13 +10,16 @@ import traceback
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
+
+if TYPE_CHECKING:
+    from flows.serve import DeploymentSpec
 
 app = typer.Typer(
     help="LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture.",
@@ -204,24 +207,73 @@ def demo(
 
 @app.command()
 def serve(
-    cron: Annotated[
-        str, typer.Option(help="When to run, as a cron expression in UTC.")
-    ] = "0 * * * *",
+    deployments_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="The deployments to serve (default: the project's prefect.yaml)."
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Serve lead_pipeline on a schedule (needs a running `prefect server start`)."""
-    settings = settings_or_fail()
-    if not os.environ.get("PREFECT_API_URL"):
-        fail(
-            "schedules need a Prefect server, and the temporary one cannot fire them. Start one "
-            "with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
-            "or deploy with prefect.yaml (see docs/operating.md)."
-        )
-    prepare_prefect(settings, verbose)
-    from flows.pipeline import lead_pipeline
+    """Serve every deployment of prefect.yaml on its schedule until Ctrl-C.
 
-    # limit=1: DuckDB allows one writer process, so runs must never overlap.
-    lead_pipeline.serve(name="leadflow-scheduled", cron=cron, limit=1)
+    Uses the Prefect server in PREFECT_API_URL, or starts one on 127.0.0.1 and stops it on exit.
+    """
+    from flows.serve import load_deployment_specs, prefect_server
+
+    settings = settings_or_fail()
+    path = deployments_file or settings.project_dir / "prefect.yaml"
+    try:
+        specs = load_deployment_specs(path, settings.schedule_timezone)
+    except ConfigError as error:
+        fail(str(error), code=2)
+    prepare_prefect(settings, verbose)
+    try:
+        with prefect_server(Path(os.environ["PREFECT_HOME"])) as server:
+            how = "started here, stopped on exit" if server.started_here else "PREFECT_API_URL"
+            out.print(f"Prefect UI: {server.ui_url}  ({how})", highlight=False)
+            serve_deployments(settings, specs, server.ui_url)
+    except ConfigError as error:
+        fail(str(error))
+    out.print("Stopped.")
+
+
+def serve_deployments(settings: Settings, specs: list[DeploymentSpec], ui_url: str) -> None:
+    """Create the limits, show what is served and when it next runs, then serve until Ctrl-C."""
+    from prefect import serve as prefect_serve
+
+    from flows.limits import ensure_concurrency_limits
+    from flows.serve import next_run_at, runner_deployments, watch_failed_runs
+
+    limits = ensure_concurrency_limits(settings)
+    deployments = runner_deployments(specs)
+    now = datetime.now(UTC)
+    table = Table(title="Deployments served (Ctrl-C stops)", title_justify="left")
+    for column in ("deployment", "schedule", "next run", "parameters"):
+        table.add_column(column)
+    for spec, deployment in zip(specs, deployments, strict=True):
+        upcoming = next_run_at(spec, now)
+        table.add_row(
+            f"{deployment.flow_name}/{spec.name}",
+            "\n".join(schedule.describe() for schedule in spec.schedules) or "-",
+            f"{upcoming:%Y-%m-%d %H:%M:%S %Z}" if upcoming else "-",
+            json.dumps(spec.parameters) if spec.parameters else "-",
+        )
+    out.print(table)
+    out.print(
+        "Concurrency limits: "
+        + ", ".join(f"{limit.name} ({limit.slots} slots)" for limit in limits),
+        highlight=False,
+    )
+    flow_names = sorted({deployment.flow_name for deployment in deployments})
+    with watch_failed_runs(
+        flow_names,
+        lambda run: err.print(f"[bold red]{run.describe(ui_url)}[/bold red]", highlight=False),
+    ):
+        # One run at a time from this process: every LeadFlow flow writes the DuckDB warehouse,
+        # which allows one writer, so runs due meanwhile wait as scheduled instead of each
+        # starting a process that would only wait for the writer limit.
+        prefect_serve(*deployments, print_starting_message=False, limit=1)
 
 
 quarantine_app = typer.Typer(

@@ -122,9 +122,13 @@ def generate_docs(settings: Settings) -> Path:
     return settings.dbt_target_dir / "index.html"
 
 
-def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
+def run_dbt_build(
+    settings: Settings, as_of: datetime, *, full_refresh: bool = False
+) -> DbtBuildResult:
     """``dbt build`` of what can have changed since the last successful build (dbt_selection);
-    a failed build raises DbtBuildError and leaves the last successful one as the reference."""
+    a failed build raises DbtBuildError and leaves the last successful one as the reference.
+    ``full_refresh``: forget the last build and rebuild every model from scratch, incremental
+    ones included (``--full-refresh``)."""
     from dbt.cli.main import dbtRunner
     from dbt.contracts.graph.manifest import Manifest
 
@@ -139,6 +143,8 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in locations.items()]
     quiet = "--log-level=none"
 
+    if full_refresh:
+        forget_build(settings.dbt_state_dir)
     with dbt_session():
         parsed = dbtRunner().invoke(["parse", *flags, quiet])
         if not parsed.success or not isinstance(parsed.result, Manifest):
@@ -162,7 +168,7 @@ def run_dbt_build(settings: Settings, as_of: datetime) -> DbtBuildResult:
         )
         os.environ.update(selection.environment)
 
-        build = ["build", *selection.arguments]
+        build = ["build", *selection.arguments, *(["--full-refresh"] if full_refresh else [])]
         if settings.dbt_node_tasks:
             from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 

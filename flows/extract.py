@@ -1,7 +1,5 @@
 """Extract: load new inbox files into ``raw.*``, bad rows to quarantine, no file twice."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 

@@ -1,7 +1,5 @@
 """Hand-off: a sales task for every newly sales-ready lead, delivered to each rep's task file."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from prefect import flow, task

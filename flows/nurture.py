@@ -1,7 +1,5 @@
 """Nurture: send each lead the step of its track that is due, then a follow-up task for sales."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from email.utils import parseaddr
 

@@ -1,23 +1,29 @@
 """The main flow: extract → transform → gate → hand-off → nurture, and a summary of it all."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` in a flow's module: Prefect validates a deployed
+# run's parameters against the signature, and string annotations left it unable to resolve
+# ``datetime`` there ("Lead_PipelineModel is not fully defined").
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from flows.email.providers import email_sender
+from flows.checks.gate import build_data_docs
+from flows.dbt_runner import generate_docs
 from flows.extract import extract
 from flows.handoff import handoff
+from flows.limits import warehouse_writer
+from flows.notify import notify, notify_failed_run
 from flows.nurture import nurture
 from flows.quality import gate
 from flows.report import GateSummary, RunSummary
 from flows.runs import new_run_id, record_end, record_start, utc_now
-from flows.settings import load_settings
+from flows.settings import Settings, load_settings
 from flows.transform import transform
 
 T = TypeVar("T")
@@ -31,12 +37,46 @@ def timed(summary: RunSummary, step: str, run: Callable[[], T]) -> T:
         summary.durations_s[step] = round(time.perf_counter() - started, 2)
 
 
-@flow(name="lead_pipeline", log_prints=True)
-def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
-    """One run of LeadFlow over everything new in the inbox, as of ``as_of`` (default: now)."""
+@task(cache_policy=NO_CACHE)
+def build_docs() -> dict[str, str]:
+    """dbt docs and GX Data Docs, so the published definitions match the night's build."""
+    settings = load_settings()
+    return {
+        "dbt_docs": str(generate_docs(settings)),
+        "gx_data_docs": str(build_data_docs(settings.expectations_dir)),
+    }
+
+
+@flow(
+    name="lead_pipeline",
+    log_prints=True,
+    on_failure=[notify_failed_run],
+    on_crashed=[notify_failed_run],
+)
+def lead_pipeline(
+    as_of: datetime | None = None, full_refresh: bool = False, with_docs: bool = False
+) -> RunSummary:
+    """One run of LeadFlow over everything new in the inbox.
+
+    Args:
+        as_of: The run's clock in UTC, an ISO time such as 2026-12-01T08:00:00 (default: now);
+            an earlier time reproduces a past run.
+        full_refresh: Rebuild every dbt model from scratch instead of only what changed since
+            the last successful build (the nightly refresh).
+        with_docs: After the run, build the dbt docs and the GX Data Docs.
+    """
     settings = load_settings()
     settings.ensure_dirs()
-    as_of = as_of or utc_now()
+    with warehouse_writer(settings):
+        summary = run_stages(settings, as_of or utc_now(), full_refresh)
+        if not summary.gate.passed:
+            notify(settings, "gate_blocked", summary.gate.explanation)
+        if with_docs:
+            build_docs()
+    return summary
+
+
+def run_stages(settings: Settings, as_of: datetime, full_refresh: bool) -> RunSummary:
     run_id = new_run_id(as_of)
     summary = RunSummary(
         run_id=run_id,
@@ -55,7 +95,7 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
         summary.quarantine_reasons = extracted.quarantine_reasons
         summary.file_errors = extracted.file_errors
 
-        summary.stage_counts = timed(summary, "transform", lambda: transform(as_of))
+        summary.stage_counts = timed(summary, "transform", lambda: transform(as_of, full_refresh))
 
         report = timed(summary, "gate", lambda: gate(run_id, as_of))
         summary.gate = GateSummary(

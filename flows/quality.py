@@ -1,7 +1,5 @@
 """Gate: validate the hand-off and nurture queues with the GX checkpoint before anyone acts."""
 
-from __future__ import annotations
-
 import json
 from datetime import datetime
 

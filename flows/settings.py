@@ -11,6 +11,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +103,46 @@ class Settings(BaseSettings):
         ge=1,
         description="A send still pending this long with no provider event is reported.",
     )
+
+    schedule_timezone: str = Field(
+        default="UTC",
+        description="Time zone of the schedules in prefect.yaml (business hours, nightly "
+        "refresh), an IANA name such as Europe/Berlin.",
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Where a failed run or a blocked gate is posted as JSON (it may carry a "
+        "token, so it is never logged); unset: no notification.",
+    )
+    email_provider_slots: int = Field(
+        default=10,
+        ge=1,
+        description="Requests to the email provider allowed at once across all runs (the "
+        "Prefect global concurrency limit leadflow-email-provider).",
+    )
+    email_provider_slot_decay_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        description="How fast the email provider's slots free again: its rate limit in "
+        "requests per second.",
+    )
+    warehouse_writer_timeout_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="How long a run waits for another run writing the DuckDB warehouse "
+        "before it fails.",
+    )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return value
 
     @field_validator("project_dir")
     @classmethod

@@ -1,7 +1,5 @@
 """Transform: publish the nurture tracks, then build the dbt project (models and their tests)."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from prefect import flow, get_run_logger, task
@@ -24,10 +22,10 @@ def publish_nurture_tracks() -> int:
 
 
 @task(cache_policy=NO_CACHE)
-def build_models(as_of: datetime) -> DbtBuildResult:
-    """``dbt build`` of what can have changed since the last build, with its tests; a failing
-    test fails the run."""
-    result = run_dbt_build(load_settings(), as_of)
+def build_models(as_of: datetime, full_refresh: bool = False) -> DbtBuildResult:
+    """``dbt build`` of what can have changed since the last build (everything from scratch
+    with ``full_refresh``), with its tests; a failing test fails the run."""
+    result = run_dbt_build(load_settings(), as_of, full_refresh=full_refresh)
     get_run_logger().info(
         "dbt build: %d nodes in %.1f s; rebuilt %s", result.nodes, result.seconds, result.rebuilt
     )
@@ -45,7 +43,7 @@ def count_stages() -> dict[str, int]:
 
 
 @flow(name="transform")
-def transform(as_of: datetime) -> dict[str, int]:
+def transform(as_of: datetime, full_refresh: bool = False) -> dict[str, int]:
     publish_nurture_tracks()
-    build_models(as_of)
+    build_models(as_of, full_refresh)
     return count_stages()

@@ -14,6 +14,7 @@ from flows.demo.generate import GeneratedDataset, generate_dataset
 from flows.pipeline import lead_pipeline
 from flows.report import RunSummary
 from flows.settings import PROJECT_ROOT
+from tests.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -226,8 +227,15 @@ def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, 
     monkeypatch.setenv("LEADFLOW_PROJECT_DIR", str(project))
     generate_dataset(data_dir / "inbox", leads=600, seed=11, as_of=GENERATED_AT)
 
-    summary = lead_pipeline(as_of=RUN_AT)
+    with webhook_receiver() as receiver:
+        monkeypatch.setenv("LEADFLOW_NOTIFY_WEBHOOK_URL", receiver.url)
+        summary = lead_pipeline(as_of=RUN_AT)
 
+    # A blocked gate completes the run, so the pipeline itself tells the data engineer.
+    (notification,) = receiver.bodies
+    assert notification["event"] == "gate_blocked"
+    assert notification["flow"] == "lead_pipeline"
+    assert notification["reason"] == summary.gate.explanation
     assert not summary.gate.passed
     assert summary.gate.blocked == ["handoff_queue"]
     assert "handoff_queue" in summary.gate.explanation

@@ -60,12 +60,19 @@ def test_a_configuration_mistake_names_the_setting_without_a_trace(monkeypatch):
     assert "Traceback" not in result.output
 
 
-def test_serve_without_a_server_explains_what_to_start(monkeypatch, tmp_path):
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+def test_serve_names_a_configured_server_that_does_not_answer(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 1
-    assert "prefect server start" in result.output
+    assert "no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:9/api" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_names_a_missing_deployments_file(tmp_path):
+    result = runner.invoke(app, ["serve", "--file", str(tmp_path / "deployments.yaml")])
+    assert result.exit_code == 2
+    assert "deployments.yaml does not exist" in " ".join(result.output.split())
 
 
 def test_templates_preview_all_writes_a_gallery(monkeypatch, tmp_path):
