@@ -584,6 +584,8 @@ def webhook_serve(
         serve_webhook(settings, host, port)
     except ConfigError as error:
         fail(str(error), code=2)
+
+
 def templates_gallery(settings: Settings, out_dir: Path) -> None:
     from flows.email.gallery import render_gallery
     from flows.email.templates import TemplateError

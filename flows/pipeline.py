@@ -12,9 +12,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.email.providers import email_sender
 from flows.checks.gate import build_data_docs
 from flows.dbt_runner import generate_docs
+from flows.email.providers import email_sender
 from flows.extract import extract
 from flows.handoff import handoff
 from flows.limits import warehouse_writer
