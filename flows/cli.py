@@ -10,16 +10,75 @@ import traceback
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
 
+# What a value is, in the words of the help: typer would print Python's (`<bool>`, `<str>`,
+# `<list[Path]>`). A flag takes no value, so it shows none.
+VALUE_KINDS = {
+    "bool": "",
+    "str": "TEXT",
+    "int": "INTEGER",
+    "int range": "INTEGER",
+    "float": "NUMBER",
+    "float range": "NUMBER",
+    "path": "PATH",
+    "Path": "PATH",
+    "datetime": "DATETIME",
+}
+
+
+def value_kind(python_label: str) -> str:
+    """``<list[Path]>`` → ``PATH...``, ``<int range>`` → ``INTEGER``, ``<bool>`` → nothing."""
+    label = python_label.strip("<>")
+    if label.startswith("list[") and label.endswith("]"):
+        return value_kind(label[5:-1]) + "..."
+    return VALUE_KINDS.get(label, label.upper())
+
+
+class ReadableOption(TyperOption):
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return self.metavar if self.metavar is not None else value_kind(self.display_type(ctx))
+
+
+class ReadableArgument(TyperArgument):
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return value_kind(self.display_type(ctx))
+
+
+def name_value_kinds(command: TyperCommand | TyperGroup) -> None:
+    """Make every parameter of a command tree (help options too) name its value readably.
+
+    Typer builds the parameters itself and has no hook to choose their class, so the built
+    ones are given the readable subclass.
+    """
+    context = typer.Context(command)
+    for parameter in command.get_params(context):
+        if type(parameter) is TyperOption:
+            parameter.__class__ = ReadableOption
+        elif type(parameter) is TyperArgument:
+            parameter.__class__ = ReadableArgument
+    for subcommand in getattr(command, "commands", {}).values():
+        name_value_kinds(subcommand)
+
+
+class LeadFlowGroup(TyperGroup):
+    """The ``leadflow`` command, whose help names values as PATH or INTEGER, not Python types."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name_value_kinds(self)
+
+
 app = typer.Typer(
     help="LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture.",
+    cls=LeadFlowGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from logging import Logger, LoggerAdapter
 from typing import TypeVar
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.extract import extract
@@ -15,8 +16,8 @@ from flows.handoff import handoff
 from flows.nurture import nurture
 from flows.quality import gate
 from flows.report import GateSummary, RunSummary
-from flows.runs import new_run_id, record_end, record_start, utc_now
-from flows.settings import load_settings
+from flows.runs import announce_run, new_run_id, record_end, record_start, run_lock, utc_now
+from flows.settings import Settings, load_settings
 from flows.transform import transform
 
 T = TypeVar("T")
@@ -35,10 +36,25 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
     """One run of LeadFlow over everything new in the inbox, as of ``as_of`` (default: now)."""
     settings = load_settings()
     settings.ensure_dirs()
-    as_of = as_of or utc_now()
+    logger = get_run_logger()
+    # `leadflow run` already holds the lock (and said what it waits for); a served or deployed
+    # run takes it here.
+    with run_lock(
+        settings.warehouse_path,
+        wait_seconds=settings.run_wait_seconds,
+        on_wait=lambda holder: logger.warning("Waiting for %s to finish", holder.describe()),
+    ):
+        return _run(settings, as_of or utc_now(), logger)
+
+
+def _run(settings: Settings, as_of: datetime, logger: Logger | LoggerAdapter[Logger]) -> RunSummary:
     run_id = new_run_id(as_of)
     summary = RunSummary(run_id=run_id, as_of=as_of.isoformat(sep=" "))
-    record_start(settings.warehouse_path, run_id, utc_now())
+    started_at = utc_now()
+    announce_run(settings.warehouse_path, run_id, started_at)
+    crashed = record_start(settings.warehouse_path, run_id, started_at)
+    if crashed:
+        logger.warning("Marked %d earlier run(s) that never finished as crashed", crashed)
     try:
         extracted = timed(summary, "extract", lambda: extract(run_id, as_of))
         summary.files_loaded = extracted.files_loaded
@@ -70,7 +86,9 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
         else:
             summary.tasks_created = summary.handed_off
     except BaseException as error:
-        record_end(settings.warehouse_path, run_id, "failed", {"error": str(error)})
+        # Ctrl-C or SIGTERM (`leadflow run` turns it into KeyboardInterrupt) is not a failure.
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        record_end(settings.warehouse_path, run_id, status, {"error": str(error) or status})
         raise
     status = "completed_with_file_errors" if summary.file_errors else "completed"
     record_end(settings.warehouse_path, run_id, status, summary.to_dict())
