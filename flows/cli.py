@@ -5,19 +5,29 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click import Context as ClickContext  # typer vendors click: its type for help
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from flows.runs import LockHolder
 
 # What a value is, in the words of the help: typer would print Python's (`<bool>`, `<str>`,
 # `<list[Path]>`). A flag takes no value, so it shows none.
@@ -43,12 +53,12 @@ def value_kind(python_label: str) -> str:
 
 
 class ReadableOption(TyperOption):
-    def display_type_rich(self, ctx: typer.Context) -> str | None:
+    def display_type_rich(self, ctx: ClickContext) -> str | None:
         return self.metavar if self.metavar is not None else value_kind(self.display_type(ctx))
 
 
 class ReadableArgument(TyperArgument):
-    def display_type_rich(self, ctx: typer.Context) -> str | None:
+    def display_type_rich(self, ctx: ClickContext) -> str | None:
         return value_kind(self.display_type(ctx))
 
 
@@ -98,6 +108,24 @@ VerboseOption = Annotated[
 ]
 
 
+def show_version(requested: bool) -> None:
+    if requested:
+        out.print(f"leadflow {metadata.version('leadflow')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def leadflow(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture."""
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
     raise typer.Exit(code)
@@ -108,6 +136,51 @@ def settings_or_fail() -> Settings:
         return load_settings()
     except ConfigError as error:
         fail(str(error), code=2)
+
+
+# Exit code of a command that found the warehouse busy with a run (or waited too long for one).
+BUSY = 4
+
+
+@contextmanager
+def reading_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse for a command that only reads it, or a clear "busy" and exit 4."""
+    from flows.runs import WarehouseBusyError, busy_message, read_holder, reading_lock
+    from flows.warehouse import WarehouseLockedError, ensure_schema, open_warehouse
+
+    try:
+        with (
+            reading_lock(settings.warehouse_path),
+            open_warehouse(settings.warehouse_path) as connection,
+        ):
+            ensure_schema(connection)
+            yield connection
+    except WarehouseBusyError as error:
+        fail(str(error), code=BUSY)
+    except WarehouseLockedError as error:
+        # A process that does not take LeadFlow's lock (dbt by hand, a DuckDB shell) has it.
+        fail(f"{busy_message(read_holder(settings.warehouse_path))}: {error}", code=BUSY)
+
+
+@contextmanager
+def holding_warehouse(settings: Settings) -> Iterator[None]:
+    """Hold the warehouse for a command that writes it, waiting for a run that has it."""
+    from flows.runs import WarehouseBusyError, run_lock
+
+    def say_waiting(holder: LockHolder) -> None:
+        err.print(
+            f"[yellow]Waiting for {holder.describe()} to finish[/yellow] (up to "
+            f"{settings.run_wait_seconds:g} s, LEADFLOW_RUN_WAIT_SECONDS) …",
+            highlight=False,
+        )
+
+    try:
+        with run_lock(
+            settings.warehouse_path, wait_seconds=settings.run_wait_seconds, on_wait=say_waiting
+        ):
+            yield
+    except WarehouseBusyError as error:
+        fail(str(error), code=BUSY)
 
 
 def prepare_prefect(settings: Settings, verbose: bool) -> None:
@@ -145,38 +218,40 @@ def user_errors() -> tuple[type[Exception], ...]:
 def run_pipeline(
     settings: Settings, *, as_json: bool, verbose: bool, as_of: datetime | None = None
 ) -> None:
-    prepare_prefect(settings, verbose)
-    from flows.pipeline import lead_pipeline
+    # The lock first: a run that waits for another keeps no Prefect server running meanwhile.
+    with holding_warehouse(settings):
+        prepare_prefect(settings, verbose)
+        from flows.pipeline import lead_pipeline
 
-    if not as_json:
-        err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
-    try:
-        summary = lead_pipeline(as_of=as_of)
-    except user_errors() as error:
-        fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
-    except Exception as error:
-        if verbose:
-            raise
-        fail(
-            f"the run failed: {type(error).__name__}: {error}\n"
-            "Run again with --verbose for the full trace; the run's logs are in the Prefect UI."
-        )
-    if as_json:
-        sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
-    else:
-        out.print(summary.to_rich())
-    for problem in summary.file_errors:
-        err.print(f"[bold red]Error:[/bold red] {problem}", highlight=False)
-    if summary.file_errors:
-        err.print(
-            "Nothing from that file was written; the other files were loaded and processed. "
-            "Fix the file (`leadflow sources check` shows what would load) and run again: it "
-            "is retried on every run until it loads.",
-            highlight=False,
-        )
-        raise typer.Exit(1)
-    if not summary.gate.passed:
-        raise typer.Exit(3)
+        if not as_json:
+            err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
+        try:
+            summary = lead_pipeline(as_of=as_of)
+        except user_errors() as error:
+            fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
+        except Exception as error:
+            if verbose:
+                raise
+            fail(
+                f"the run failed: {type(error).__name__}: {error}\n"
+                "Run again with --verbose for the full trace; the run's logs are in the Prefect UI."
+            )
+        if as_json:
+            sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
+        else:
+            out.print(summary.to_rich())
+        for problem in summary.file_errors:
+            err.print(f"[bold red]Error:[/bold red] {problem}", highlight=False)
+        if summary.file_errors:
+            err.print(
+                "Nothing from that file was written; the other files were loaded and processed. "
+                "Fix the file (`leadflow sources check` shows what would load) and run again: it "
+                "is retried on every run until it loads.",
+                highlight=False,
+            )
+            raise typer.Exit(1)
+        if not summary.gate.passed:
+            raise typer.Exit(3)
 
 
 @app.command()
@@ -281,16 +356,13 @@ app.add_typer(quarantine_app, name="quarantine")
 @quarantine_app.callback()
 def quarantine(
     context: typer.Context,
-    limit: Annotated[int, typer.Option(help="Sample rows to show per reason.")] = 3,
+    limit: Annotated[int, typer.Option(min=1, help="Sample rows to show per reason.")] = 3,
 ) -> None:
     """Open quarantined rows, grouped by stage and reason (the default)."""
     if context.invoked_subcommand is not None:
         return
-    from flows.warehouse import ensure_schema, open_warehouse
-
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)
+    with reading_warehouse(settings) as connection:
         rows = connection.execute(
             """
             select stage, entity, reason_code, count(*) as n,
@@ -309,6 +381,12 @@ def quarantine(
     for stage, entity, reason, count, samples in rows:
         table.add_row(stage, entity, reason, f"{count:,}", "\n".join(samples))
     out.print(table)
+    total = sum(count for *_, count, _ in rows)
+    out.print(
+        f"{total:,} open rows in {len(rows)} groups; the examples are each group's latest "
+        f"{limit} (--limit to see more, `leadflow quarantine export` to get them all).",
+        highlight=False,
+    )
 
 
 @quarantine_app.command("export")
@@ -318,11 +396,9 @@ def quarantine_export(
 ) -> None:
     """Write rejected source rows as CSV, one file per source file, ready to be corrected."""
     from flows.sources.resubmit import export_quarantined
-    from flows.warehouse import ensure_schema, open_warehouse
 
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)
+    with reading_warehouse(settings) as connection:
         written = export_quarantined(connection, out_dir, reason=reason)
     if not written:
         out.print("No open extract rejections" + (f" for {reason}." if reason else "."))
@@ -347,7 +423,7 @@ def quarantine_resubmit(
     as_of = utc_now()
     try:
         mappings = load_mappings(settings.mapping_folders)
-        with open_warehouse(settings.warehouse_path) as connection:
+        with holding_warehouse(settings), open_warehouse(settings.warehouse_path) as connection:
             ensure_schema(connection)
             staged = resubmit(connection, files, mappings, run_id=new_run_id(as_of), as_of=as_of)
     except (SourceFileError, MappingError) as error:
@@ -361,31 +437,42 @@ def quarantine_resubmit(
     out.print("The next `leadflow run` scores and routes the loaded rows.")
 
 
+def shown_of_total(shown: int, total: int, what: str) -> str:
+    """How much of the whole a listing shows, and how to see more."""
+    if shown < total:
+        return f"Showing {shown:,} of {total:,} {what}; --limit to see more."
+    return f"All {total:,} {what} shown."
+
+
 @app.command()
 def tasks(
     rep: Annotated[str | None, typer.Option(help="Only this rep's tasks.")] = None,
-    limit: Annotated[int, typer.Option(help="How many tasks to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many tasks to show.")] = 20,
 ) -> None:
     """Open sales tasks, soonest due first."""
-    from flows.warehouse import ensure_schema, open_warehouse
-
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)
+    with reading_warehouse(settings) as connection:
         rows = connection.execute(
             """
-            select owner_rep_id, due_at, reason, title, why_now from ops.sales_tasks
+            select owner_rep_id, due_at, reason, title, why_now, count(*) over () as total
+            from ops.sales_tasks
             where status = 'open' and (? is null or owner_rep_id = ?)
             order by due_at, task_id limit ?
             """,
             [rep, rep, limit],
         ).fetchall()
+        total = rows[0][-1] if rows else 0
+    open_tasks = "open tasks" + (f" of {rep}" if rep else "")
+    if not rows:
+        out.print(f"No {open_tasks}.")
+        return
     table = Table(title="Open sales tasks", title_justify="left")
     for column in ("rep", "due (UTC)", "reason", "task", "why now"):
         table.add_column(column)
-    for owner, due_at, reason, title, why in rows:
-        table.add_row(owner, f"{due_at:%Y-%m-%d %H:%M}", reason, title, why)
+    for owner, due_at, reason, task, why, _ in rows:
+        table.add_row(owner, f"{due_at:%Y-%m-%d %H:%M}", reason, task, why)
     out.print(table)
+    out.print(shown_of_total(len(rows), total, open_tasks), highlight=False)
 
 
 @sources_app.command("check")
@@ -449,12 +536,13 @@ def docs() -> None:
     from flows.warehouse import ensure_schema, open_warehouse
 
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)  # the sources must exist for the catalog
-    try:
-        dbt_index = generate_docs(settings)
-    except DbtBuildError as error:
-        fail(str(error))
+    with holding_warehouse(settings):
+        with open_warehouse(settings.warehouse_path) as connection:
+            ensure_schema(connection)  # the sources must exist for the catalog
+        try:
+            dbt_index = generate_docs(settings)
+        except DbtBuildError as error:
+            fail(str(error))
     out.print(f"dbt docs: {dbt_index}")
     out.print(f"GX Data Docs: {build_data_docs(settings.expectations_dir)}")
 
@@ -514,6 +602,10 @@ def templates_preview(
         out.print(rendered.text, highlight=False)
 
 
+def raise_interrupt(signal_number: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signal_number).name)
+
+
 def main() -> None:
     """Entry point of the ``leadflow`` script.
 
@@ -522,6 +614,9 @@ def main() -> None:
     the exit handlers have run (they stop Prefect's temporary server), the process exits
     without finalising, which keeps the terminal to LeadFlow's own output.
     """
+    # A terminated run stops like an interrupted one: the exit handlers then stop Prefect's
+    # temporary server, which would otherwise outlive it.
+    signal.signal(signal.SIGTERM, raise_interrupt)
     code = 1
     try:
         app()
