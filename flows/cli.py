@@ -299,6 +299,26 @@ def generate(
     out.print(f"{dataset.bad_rows:,} rows are deliberately malformed (they will be quarantined).")
 
 
+def demo_clock(data_root: Path, *, leads: int, seed: int, today: datetime) -> datetime:
+    """The clock of the sample data: the one the last demo of these leads and seed used.
+
+    The generator writes the same bytes for the same leads, seed and clock, so a second demo,
+    even on another day, loads nothing new; a new clock would make every file a new version
+    of itself and load every person again. A different size or seed starts a new clock.
+    """
+    record = data_root / "demo.json"
+    try:
+        previous = json.loads(record.read_text())
+        if (previous["leads"], previous["seed"]) == (leads, seed):
+            return datetime.fromisoformat(previous["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no demo yet, or a record we cannot read: start from today
+    temporary = record.with_name(f".{record.name}.tmp")
+    temporary.write_text(json.dumps({"leads": leads, "seed": seed, "as_of": today.isoformat()}))
+    os.replace(temporary, record)
+    return today
+
+
 @app.command()
 def demo(
     leads: Annotated[int, typer.Option(min=1, help="How many sample people to generate.")] = 5000,
@@ -311,7 +331,8 @@ def demo(
 
     settings = settings_or_fail()
     settings.ensure_dirs()
-    dataset = generate_dataset(settings.inbox_dir, leads=leads, seed=seed, as_of=midnight_utc())
+    clock = demo_clock(settings.data_root, leads=leads, seed=seed, today=midnight_utc())
+    dataset = generate_dataset(settings.inbox_dir, leads=leads, seed=seed, as_of=clock)
     if not as_json:
         total = sum(dataset.files.values())
         err.print(f"[dim]Generated {total:,} sample rows into {dataset.out_dir}.[/dim]")
