@@ -44,17 +44,19 @@ def lead_pipeline(as_of: datetime | None = None) -> RunSummary:
         wait_seconds=settings.run_wait_seconds,
         on_wait=lambda holder: logger.warning("Waiting for %s to finish", holder.describe()),
     ):
-        return _run(settings, as_of or utc_now(), logger)
+        return run_stages(settings, as_of or utc_now(), logger)
 
 
-def _run(settings: Settings, as_of: datetime, logger: Logger | LoggerAdapter[Logger]) -> RunSummary:
+def run_stages(
+    settings: Settings, as_of: datetime, logger: Logger | LoggerAdapter[Logger]
+) -> RunSummary:
     run_id = new_run_id(as_of)
     summary = RunSummary(run_id=run_id, as_of=as_of.isoformat(sep=" "))
     started_at = utc_now()
     announce_run(settings.warehouse_path, run_id, started_at)
-    crashed = record_start(settings.warehouse_path, run_id, started_at)
-    if crashed:
-        logger.warning("Marked %d earlier run(s) that never finished as crashed", crashed)
+    summary.runs_marked_crashed = record_start(settings.warehouse_path, run_id, started_at)
+    if summary.runs_marked_crashed:
+        logger.warning(summary.crashed_note())
     try:
         extracted = timed(summary, "extract", lambda: extract(run_id, as_of))
         summary.files_loaded = extracted.files_loaded
