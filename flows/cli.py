@@ -220,38 +220,44 @@ def run_pipeline(
 ) -> None:
     # The lock first: a run that waits for another keeps no Prefect server running meanwhile.
     with holding_warehouse(settings):
-        prepare_prefect(settings, verbose)
-        from flows.pipeline import lead_pipeline
+        run_pipeline_holding_warehouse(settings, as_json=as_json, verbose=verbose, as_of=as_of)
 
-        if not as_json:
-            err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
-        try:
-            summary = lead_pipeline(as_of=as_of)
-        except user_errors() as error:
-            fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
-        except Exception as error:
-            if verbose:
-                raise
-            fail(
-                f"the run failed: {type(error).__name__}: {error}\n"
-                "Run again with --verbose for the full trace; the run's logs are in the Prefect UI."
-            )
-        if as_json:
-            sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
-        else:
-            out.print(summary.to_rich())
-        for problem in summary.file_errors:
-            err.print(f"[bold red]Error:[/bold red] {problem}", highlight=False)
-        if summary.file_errors:
-            err.print(
-                "Nothing from that file was written; the other files were loaded and processed. "
-                "Fix the file (`leadflow sources check` shows what would load) and run again: it "
-                "is retried on every run until it loads.",
-                highlight=False,
-            )
-            raise typer.Exit(1)
-        if not summary.gate.passed:
-            raise typer.Exit(3)
+
+def run_pipeline_holding_warehouse(
+    settings: Settings, *, as_json: bool, verbose: bool, as_of: datetime | None = None
+) -> None:
+    prepare_prefect(settings, verbose)
+    from flows.pipeline import lead_pipeline
+
+    if not as_json:
+        err.print(f"[dim]Running lead_pipeline on {settings.warehouse_path} …[/dim]")
+    try:
+        summary = lead_pipeline(as_of=as_of)
+    except user_errors() as error:
+        fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
+    except Exception as error:
+        if verbose:
+            raise
+        fail(
+            f"the run failed: {type(error).__name__}: {error}\n"
+            "Run again with --verbose for the full trace; the run's logs are in the Prefect UI."
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
+    else:
+        out.print(summary.to_rich())
+    for problem in summary.file_errors:
+        err.print(f"[bold red]Error:[/bold red] {problem}", highlight=False)
+    if summary.file_errors:
+        err.print(
+            "Nothing from that file was written; the other files were loaded and processed. "
+            "Fix the file (`leadflow sources check` shows what would load) and run again: it "
+            "is retried on every run until it loads.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if not summary.gate.passed:
+        raise typer.Exit(3)
 
 
 @app.command()
