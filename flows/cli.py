@@ -654,6 +654,8 @@ def main() -> None:
             if isinstance(exit_request.code, int)
             else int(bool(exit_request.code))
         )
+        if code == 130:  # typer's exit for a KeyboardInterrupt (Ctrl-C, or SIGTERM above)
+            err.print("Interrupted.")
     except KeyboardInterrupt:
         err.print("Interrupted.")
         code = 130
