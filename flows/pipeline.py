@@ -53,11 +53,12 @@ def run_stages(
     run_id = new_run_id(as_of)
     summary = RunSummary(run_id=run_id, as_of=as_of.isoformat(sep=" "))
     started_at = utc_now()
-    announce_run(settings.warehouse_path, run_id, started_at)
     summary.runs_marked_crashed = record_start(settings.warehouse_path, run_id, started_at)
     if summary.runs_marked_crashed:
         logger.warning(summary.crashed_note())
     try:
+        # Named once its row exists: from here on, however the run ends, its row says so.
+        announce_run(settings.warehouse_path, run_id, started_at)
         extracted = timed(summary, "extract", lambda: extract(run_id, as_of))
         summary.files_loaded = extracted.files_loaded
         summary.files_skipped = extracted.files_skipped
