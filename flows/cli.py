@@ -22,6 +22,7 @@ from rich.table import Table
 from typer._click import Context as ClickContext  # typer vendors click: its type for help
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from flows.runs import interrupted_by, raise_interrupt
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
 
 if TYPE_CHECKING:
@@ -236,6 +237,8 @@ def run_pipeline_holding_warehouse(
     except user_errors() as error:
         fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
     except Exception as error:
+        if interrupted_by():  # the interrupt surfaced as a library's error (DuckDB, dbt)
+            raise typer.Exit(130) from None
         if verbose:
             raise
         fail(
@@ -629,10 +632,6 @@ def templates_preview(
         out.print(rendered.text, highlight=False)
 
 
-def raise_interrupt(signal_number: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signal_number).name)
-
-
 def main() -> None:
     """Entry point of the ``leadflow`` script.
 
@@ -642,8 +641,9 @@ def main() -> None:
     without finalising, which keeps the terminal to LeadFlow's own output.
     """
     # A terminated run stops like an interrupted one: the exit handlers then stop Prefect's
-    # temporary server, which would otherwise outlive it.
+    # temporary server, which would otherwise outlive it, and the run is recorded interrupted.
     signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, raise_interrupt)
     code = 1
     try:
         app()

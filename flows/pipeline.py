@@ -16,7 +16,15 @@ from flows.handoff import handoff
 from flows.nurture import nurture
 from flows.quality import gate
 from flows.report import GateSummary, RunSummary
-from flows.runs import announce_run, new_run_id, record_end, record_start, run_lock, utc_now
+from flows.runs import (
+    announce_run,
+    interrupted_by,
+    new_run_id,
+    record_end,
+    record_start,
+    run_lock,
+    utc_now,
+)
 from flows.settings import Settings, load_settings
 from flows.transform import transform
 
@@ -89,8 +97,9 @@ def run_stages(
         else:
             summary.tasks_created = summary.handed_off
     except BaseException as error:
-        # Ctrl-C or SIGTERM (`leadflow run` turns it into KeyboardInterrupt) is not a failure.
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        # Ctrl-C or SIGTERM is not a failure, whatever error it surfaced as.
+        stopped = isinstance(error, KeyboardInterrupt) or interrupted_by() is not None
+        status = "interrupted" if stopped else "failed"
         record_end(settings.warehouse_path, run_id, status, {"error": str(error) or status})
         raise
     status = "completed_with_file_errors" if summary.file_errors else "completed"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +27,22 @@ from flows.warehouse import ensure_schema, open_warehouse
 
 # How often a waiting run tries the lock again.
 POLL_SECONDS = 0.5
+
+
+# Signals that stopped this process's run: libraries in the way may turn the KeyboardInterrupt
+# into an error of their own (DuckDB raises RuntimeError("Query interrupted")).
+_signals_received: list[str] = []
+
+
+def raise_interrupt(signal_number: int, frame: object) -> None:
+    """Signal handler for SIGINT and SIGTERM: stop the run as Ctrl-C does, and remember why."""
+    _signals_received.append(signal.Signals(signal_number).name)
+    raise KeyboardInterrupt(_signals_received[-1])
+
+
+def interrupted_by() -> str | None:
+    """The signal that stopped this process's run, if one did."""
+    return _signals_received[-1] if _signals_received else None
 
 
 def utc_now() -> datetime:

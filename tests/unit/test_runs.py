@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows import runs
 from flows.runs import (
     LockHolder,
     WarehouseBusyError,
@@ -127,3 +128,11 @@ def test_a_run_killed_earlier_is_marked_crashed_when_the_next_starts(warehouse):
     assert rows[0] == ("killed-run", "crashed", datetime(2026, 12, 7, 2, 0))
     assert rows[1][:2] == ("finished-run", "completed")
     assert rows[2] == ("next-run", "running", None)
+
+
+def test_a_signal_stops_the_run_and_is_remembered_whatever_error_it_surfaces_as(monkeypatch):
+    monkeypatch.setattr(runs, "_signals_received", [])
+    assert runs.interrupted_by() is None
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        runs.raise_interrupt(signal.SIGTERM, None)
+    assert runs.interrupted_by() == "SIGTERM"
