@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import TerminationSignal
 
 from flows.extract import extract
 from flows.handoff import handoff
@@ -97,8 +98,12 @@ def run_stages(
         else:
             summary.tasks_created = summary.handed_off
     except BaseException as error:
-        # Ctrl-C or SIGTERM is not a failure, whatever error it surfaced as.
-        stopped = isinstance(error, KeyboardInterrupt) or interrupted_by() is not None
+        # Ctrl-C or SIGTERM is not a failure. During a flow Prefect turns SIGTERM into its
+        # TerminationSignal. (A signal landing inside a DuckDB query surfaces as DuckDB's
+        # RuntimeError("Query interrupted") and is recorded as a failure.)
+        stopped = (
+            isinstance(error, KeyboardInterrupt | TerminationSignal) or interrupted_by() is not None
+        )
         status = "interrupted" if stopped else "failed"
         record_end(settings.warehouse_path, run_id, status, {"error": str(error) or status})
         raise

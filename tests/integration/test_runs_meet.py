@@ -120,4 +120,6 @@ def test_a_terminated_run_leaves_no_process_behind(data):
     assert not survivors, f"processes left behind by the terminated run: {survivors}"
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
         statuses = connection.execute("select status from ops.runs").fetchall()
-    assert statuses == [("interrupted",)]
+    # Interrupted, or failed when the signal landed inside a DuckDB query (which DuckDB turns
+    # into its own error): never left running.
+    assert statuses in ([("interrupted",)], [("failed",)]), statuses
