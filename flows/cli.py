@@ -5,24 +5,92 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click import Context as ClickContext  # typer vendors click: its type for help
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from flows.runs import interrupted_by, raise_interrupt
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
 
 if TYPE_CHECKING:
+    import duckdb
+
+    from flows.runs import LockHolder
     from flows.serve import DeploymentSpec
+
+# What a value is, in the words of the help: typer would print Python's (`<bool>`, `<str>`,
+# `<list[Path]>`). A flag takes no value, so it shows none.
+VALUE_KINDS = {
+    "bool": "",
+    "str": "TEXT",
+    "int": "INTEGER",
+    "int range": "INTEGER",
+    "float": "NUMBER",
+    "float range": "NUMBER",
+    "path": "PATH",
+    "Path": "PATH",
+    "datetime": "DATETIME",
+}
+
+
+def value_kind(python_label: str) -> str:
+    """``<list[Path]>`` → ``PATH...``, ``<int range>`` → ``INTEGER``, ``<bool>`` → nothing."""
+    label = python_label.strip("<>")
+    if label.startswith("list[") and label.endswith("]"):
+        return value_kind(label[5:-1]) + "..."
+    return VALUE_KINDS.get(label, label.upper())
+
+
+class ReadableOption(TyperOption):
+    def display_type_rich(self, ctx: ClickContext) -> str | None:
+        return self.metavar if self.metavar is not None else value_kind(self.display_type(ctx))
+
+
+class ReadableArgument(TyperArgument):
+    def display_type_rich(self, ctx: ClickContext) -> str | None:
+        return value_kind(self.display_type(ctx))
+
+
+def name_value_kinds(command: TyperCommand | TyperGroup) -> None:
+    """Make every parameter of a command tree (help options too) name its value readably.
+
+    Typer builds the parameters itself and has no hook to choose their class, so the built
+    ones are given the readable subclass.
+    """
+    context = typer.Context(command)
+    for parameter in command.get_params(context):
+        if type(parameter) is TyperOption:
+            parameter.__class__ = ReadableOption
+        elif type(parameter) is TyperArgument:
+            parameter.__class__ = ReadableArgument
+    for subcommand in getattr(command, "commands", {}).values():
+        name_value_kinds(subcommand)
+
+
+class LeadFlowGroup(TyperGroup):
+    """The ``leadflow`` command, whose help names values as PATH or INTEGER, not Python types."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name_value_kinds(self)
+
 
 app = typer.Typer(
     help="LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture.",
+    cls=LeadFlowGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -42,6 +110,24 @@ VerboseOption = Annotated[
 ]
 
 
+def show_version(requested: bool) -> None:
+    if requested:
+        out.print(f"leadflow {metadata.version('leadflow')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def leadflow(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """LeadFlow: one shared definition of a lead, its score, its hand-off and its nurture."""
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
     raise typer.Exit(code)
@@ -52,6 +138,51 @@ def settings_or_fail() -> Settings:
         return load_settings()
     except ConfigError as error:
         fail(str(error), code=2)
+
+
+# Exit code of a command that found the warehouse busy with a run (or waited too long for one).
+BUSY = 4
+
+
+@contextmanager
+def reading_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse for a command that only reads it, or a clear "busy" and exit 4."""
+    from flows.runs import WarehouseBusyError, busy_message, read_holder, reading_lock
+    from flows.warehouse import WarehouseLockedError, ensure_schema, open_warehouse
+
+    try:
+        with (
+            reading_lock(settings.warehouse_path),
+            open_warehouse(settings.warehouse_path) as connection,
+        ):
+            ensure_schema(connection)
+            yield connection
+    except WarehouseBusyError as error:
+        fail(str(error), code=BUSY)
+    except WarehouseLockedError as error:
+        # A process that does not take LeadFlow's lock (dbt by hand, a DuckDB shell) has it.
+        fail(f"{busy_message(read_holder(settings.warehouse_path))}: {error}", code=BUSY)
+
+
+@contextmanager
+def holding_warehouse(settings: Settings) -> Iterator[None]:
+    """Hold the warehouse for a command that writes it, waiting for a run that has it."""
+    from flows.runs import WarehouseBusyError, run_lock
+
+    def say_waiting(holder: LockHolder) -> None:
+        err.print(
+            f"[yellow]Waiting for {holder.describe()} to finish[/yellow] (up to "
+            f"{settings.run_wait_seconds:g} s, LEADFLOW_RUN_WAIT_SECONDS) …",
+            highlight=False,
+        )
+
+    try:
+        with run_lock(
+            settings.warehouse_path, wait_seconds=settings.run_wait_seconds, on_wait=say_waiting
+        ):
+            yield
+    except WarehouseBusyError as error:
+        fail(str(error), code=BUSY)
 
 
 def prepare_prefect(settings: Settings, verbose: bool) -> None:
@@ -89,6 +220,14 @@ def user_errors() -> tuple[type[Exception], ...]:
 def run_pipeline(
     settings: Settings, *, as_json: bool, verbose: bool, as_of: datetime | None = None
 ) -> None:
+    # The lock first: a run that waits for another keeps no Prefect server running meanwhile.
+    with holding_warehouse(settings):
+        run_pipeline_holding_warehouse(settings, as_json=as_json, verbose=verbose, as_of=as_of)
+
+
+def run_pipeline_holding_warehouse(
+    settings: Settings, *, as_json: bool, verbose: bool, as_of: datetime | None = None
+) -> None:
     prepare_prefect(settings, verbose)
     from flows.pipeline import lead_pipeline
 
@@ -111,6 +250,8 @@ def run_pipeline(
     except user_errors() as error:
         fail(f"{error}\nNothing from this run was written; fix the problem and run again.")
     except Exception as error:
+        if interrupted_by():  # the interrupt surfaced as a library's error (DuckDB, dbt)
+            raise typer.Exit(130) from None
         if verbose:
             raise
         fail(
@@ -180,6 +321,26 @@ def generate(
     out.print(f"{dataset.bad_rows:,} rows are deliberately malformed (they will be quarantined).")
 
 
+def demo_clock(data_root: Path, *, leads: int, seed: int, today: datetime) -> datetime:
+    """The clock of the sample data: the one the last demo of these leads and seed used.
+
+    The generator writes the same bytes for the same leads, seed and clock, so a second demo,
+    even on another day, loads nothing new; a new clock would make every file a new version
+    of itself and load every person again. A different size or seed starts a new clock.
+    """
+    record = data_root / "demo.json"
+    try:
+        previous = json.loads(record.read_text())
+        if (previous["leads"], previous["seed"]) == (leads, seed):
+            return datetime.fromisoformat(previous["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no demo yet, or a record we cannot read: start from today
+    temporary = record.with_name(f".{record.name}.tmp")
+    temporary.write_text(json.dumps({"leads": leads, "seed": seed, "as_of": today.isoformat()}))
+    os.replace(temporary, record)
+    return today
+
+
 @app.command()
 def demo(
     leads: Annotated[int, typer.Option(min=1, help="How many sample people to generate.")] = 5000,
@@ -192,7 +353,8 @@ def demo(
 
     settings = settings_or_fail()
     settings.ensure_dirs()
-    dataset = generate_dataset(settings.inbox_dir, leads=leads, seed=seed, as_of=midnight_utc())
+    clock = demo_clock(settings.data_root, leads=leads, seed=seed, today=midnight_utc())
+    dataset = generate_dataset(settings.inbox_dir, leads=leads, seed=seed, as_of=clock)
     if not as_json:
         total = sum(dataset.files.values())
         err.print(f"[dim]Generated {total:,} sample rows into {dataset.out_dir}.[/dim]")
@@ -286,16 +448,13 @@ app.add_typer(quarantine_app, name="quarantine")
 @quarantine_app.callback()
 def quarantine(
     context: typer.Context,
-    limit: Annotated[int, typer.Option(help="Sample rows to show per reason.")] = 3,
+    limit: Annotated[int, typer.Option(min=1, help="Sample rows to show per reason.")] = 3,
 ) -> None:
     """Open quarantined rows, grouped by stage and reason (the default)."""
     if context.invoked_subcommand is not None:
         return
-    from flows.warehouse import ensure_schema, open_warehouse
-
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)
+    with reading_warehouse(settings) as connection:
         rows = connection.execute(
             """
             select stage, entity, reason_code, count(*) as n,
@@ -314,6 +473,12 @@ def quarantine(
     for stage, entity, reason, count, samples in rows:
         table.add_row(stage, entity, reason, f"{count:,}", "\n".join(samples))
     out.print(table)
+    total = sum(count for *_, count, _ in rows)
+    out.print(
+        f"{total:,} open rows in {len(rows)} groups; the examples are each group's latest "
+        f"{limit} (--limit to see more, `leadflow quarantine export` to get them all).",
+        highlight=False,
+    )
 
 
 @quarantine_app.command("export")
@@ -323,11 +488,9 @@ def quarantine_export(
 ) -> None:
     """Write rejected source rows as CSV, one file per source file, ready to be corrected."""
     from flows.sources.resubmit import export_quarantined
-    from flows.warehouse import ensure_schema, open_warehouse
 
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)
+    with reading_warehouse(settings) as connection:
         written = export_quarantined(connection, out_dir, reason=reason)
     if not written:
         out.print("No open extract rejections" + (f" for {reason}." if reason else "."))
@@ -352,7 +515,7 @@ def quarantine_resubmit(
     as_of = utc_now()
     try:
         mappings = load_mappings(settings.mapping_folders)
-        with open_warehouse(settings.warehouse_path) as connection:
+        with holding_warehouse(settings), open_warehouse(settings.warehouse_path) as connection:
             ensure_schema(connection)
             staged = resubmit(connection, files, mappings, run_id=new_run_id(as_of), as_of=as_of)
     except (SourceFileError, MappingError) as error:
@@ -366,31 +529,42 @@ def quarantine_resubmit(
     out.print("The next `leadflow run` scores and routes the loaded rows.")
 
 
+def shown_of_total(shown: int, total: int, what: str) -> str:
+    """How much of the whole a listing shows, and how to see more."""
+    if shown < total:
+        return f"Showing {shown:,} of {total:,} {what}; --limit to see more."
+    return f"All {total:,} {what} shown."
+
+
 @app.command()
 def tasks(
     rep: Annotated[str | None, typer.Option(help="Only this rep's tasks.")] = None,
-    limit: Annotated[int, typer.Option(help="How many tasks to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many tasks to show.")] = 20,
 ) -> None:
     """Open sales tasks, soonest due first."""
-    from flows.warehouse import ensure_schema, open_warehouse
-
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)
+    with reading_warehouse(settings) as connection:
         rows = connection.execute(
             """
-            select owner_rep_id, due_at, reason, title, why_now from ops.sales_tasks
+            select owner_rep_id, due_at, reason, title, why_now, count(*) over () as total
+            from ops.sales_tasks
             where status = 'open' and (? is null or owner_rep_id = ?)
             order by due_at, task_id limit ?
             """,
             [rep, rep, limit],
         ).fetchall()
+        total = rows[0][-1] if rows else 0
+    open_tasks = "open tasks" + (f" of {rep}" if rep else "")
+    if not rows:
+        out.print(f"No {open_tasks}.")
+        return
     table = Table(title="Open sales tasks", title_justify="left")
     for column in ("rep", "due (UTC)", "reason", "task", "why now"):
         table.add_column(column)
-    for owner, due_at, reason, title, why in rows:
-        table.add_row(owner, f"{due_at:%Y-%m-%d %H:%M}", reason, title, why)
+    for owner, due_at, reason, task, why, _ in rows:
+        table.add_row(owner, f"{due_at:%Y-%m-%d %H:%M}", reason, task, why)
     out.print(table)
+    out.print(shown_of_total(len(rows), total, open_tasks), highlight=False)
 
 
 @sources_app.command("check")
@@ -473,12 +647,13 @@ def docs() -> None:
     from flows.warehouse import ensure_schema, open_warehouse
 
     settings = settings_or_fail()
-    with open_warehouse(settings.warehouse_path) as connection:
-        ensure_schema(connection)  # the sources must exist for the catalog
-    try:
-        dbt_index = generate_docs(settings)
-    except DbtBuildError as error:
-        fail(str(error))
+    with holding_warehouse(settings):
+        with open_warehouse(settings.warehouse_path) as connection:
+            ensure_schema(connection)  # the sources must exist for the catalog
+        try:
+            dbt_index = generate_docs(settings)
+        except DbtBuildError as error:
+            fail(str(error))
     out.print(f"dbt docs: {dbt_index}")
     out.print(f"GX Data Docs: {build_data_docs(settings.expectations_dir)}")
 
@@ -672,6 +847,10 @@ def main() -> None:
     the exit handlers have run (they stop Prefect's temporary server), the process exits
     without finalising, which keeps the terminal to LeadFlow's own output.
     """
+    # A terminated run stops like an interrupted one: the exit handlers then stop Prefect's
+    # temporary server, which would otherwise outlive it, and the run is recorded interrupted.
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, raise_interrupt)
     code = 1
     try:
         app()
@@ -682,6 +861,8 @@ def main() -> None:
             if isinstance(exit_request.code, int)
             else int(bool(exit_request.code))
         )
+        if code == 130:  # typer's exit for a KeyboardInterrupt (Ctrl-C, or SIGTERM above)
+            err.print("Interrupted.")
     except KeyboardInterrupt:
         err.print("Interrupted.")
         code = 130

@@ -6,11 +6,13 @@
 import time
 from collections.abc import Callable
 from datetime import datetime
+from logging import Logger, LoggerAdapter
 from typing import TypeVar
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 
 from flows.checks.gate import build_data_docs
 from flows.dbt_runner import generate_docs
@@ -22,7 +24,15 @@ from flows.notify import notify, notify_failed_run
 from flows.nurture import nurture
 from flows.quality import gate
 from flows.report import GateSummary, RunSummary
-from flows.runs import new_run_id, record_end, record_start, utc_now
+from flows.runs import (
+    announce_run,
+    interrupted_by,
+    new_run_id,
+    record_end,
+    record_start,
+    run_lock,
+    utc_now,
+)
 from flows.settings import Settings, load_settings
 from flows.transform import transform
 
@@ -67,8 +77,19 @@ def lead_pipeline(
     """
     settings = load_settings()
     settings.ensure_dirs()
-    with warehouse_writer(settings):
-        summary = run_stages(settings, as_of or utc_now(), full_refresh)
+    logger = get_run_logger()
+    # `leadflow run` already holds the lock (and said what it waits for); a served or deployed
+    # run takes it here. The file lock comes first, then Prefect's writer limit: every writer
+    # takes them in that order, so two runs never hold one each and wait for the other.
+    with (
+        run_lock(
+            settings.warehouse_path,
+            wait_seconds=settings.run_wait_seconds,
+            on_wait=lambda holder: logger.warning("Waiting for %s to finish", holder.describe()),
+        ),
+        warehouse_writer(settings),
+    ):
+        summary = run_stages(settings, as_of or utc_now(), full_refresh, logger)
         if not summary.gate.passed:
             notify(settings, "gate_blocked", summary.gate.explanation)
         if with_docs:
@@ -76,7 +97,12 @@ def lead_pipeline(
     return summary
 
 
-def run_stages(settings: Settings, as_of: datetime, full_refresh: bool) -> RunSummary:
+def run_stages(
+    settings: Settings,
+    as_of: datetime,
+    full_refresh: bool,
+    logger: Logger | LoggerAdapter[Logger],
+) -> RunSummary:
     run_id = new_run_id(as_of)
     summary = RunSummary(
         run_id=run_id,
@@ -84,8 +110,13 @@ def run_stages(settings: Settings, as_of: datetime, full_refresh: bool) -> RunSu
         email_provider=email_sender(settings).provider,
     )
     print(f"Run {run_id}: nurture email goes through {summary.email_provider}")
-    record_start(settings.warehouse_path, run_id, utc_now())
+    started_at = utc_now()
+    summary.runs_marked_crashed = record_start(settings.warehouse_path, run_id, started_at)
+    if summary.runs_marked_crashed:
+        logger.warning(summary.crashed_note())
     try:
+        # Named once its row exists: from here on, however the run ends, its row says so.
+        announce_run(settings.warehouse_path, run_id, started_at)
         extracted = timed(summary, "extract", lambda: extract(run_id, as_of))
         summary.files_loaded = extracted.files_loaded
         summary.files_skipped = extracted.files_skipped
@@ -116,7 +147,14 @@ def run_stages(settings: Settings, as_of: datetime, full_refresh: bool) -> RunSu
         else:
             summary.tasks_created = summary.handed_off
     except BaseException as error:
-        record_end(settings.warehouse_path, run_id, "failed", {"error": str(error)})
+        # Ctrl-C or SIGTERM is not a failure. During a flow Prefect turns SIGTERM into its
+        # TerminationSignal. (A signal landing inside a DuckDB query surfaces as DuckDB's
+        # RuntimeError("Query interrupted") and is recorded as a failure.)
+        stopped = (
+            isinstance(error, KeyboardInterrupt | TerminationSignal) or interrupted_by() is not None
+        )
+        status = "interrupted" if stopped else "failed"
+        record_end(settings.warehouse_path, run_id, status, {"error": str(error) or status})
         raise
     status = "completed_with_file_errors" if summary.file_errors else "completed"
     record_end(settings.warehouse_path, run_id, status, summary.to_dict())

@@ -49,6 +49,16 @@ class RunSummary:
     emails_failed: int = 0
     email_provider: str = "outbox"
     durations_s: dict[str, float] = field(default_factory=dict)
+    runs_marked_crashed: int = 0  # earlier runs killed before they could record their end
+
+    def crashed_note(self) -> str:
+        if not self.runs_marked_crashed:
+            return ""
+        runs = "run" if self.runs_marked_crashed == 1 else "runs"
+        return (
+            f"{self.runs_marked_crashed} earlier {runs} never finished (the process was "
+            "killed): marked crashed in ops.runs."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +90,8 @@ class RunSummary:
         ]
         if self.gate.explanation:
             lines += ["", self.gate.explanation]
+        if self.runs_marked_crashed:
+            lines += ["", self.crashed_note()]
         lines += ["", *(f"- {error}" for error in self.file_errors)] if self.file_errors else []
         return "\n".join(lines)
 
@@ -125,4 +137,6 @@ class RunSummary:
         parts: list[Any] = [table]
         if self.gate.explanation:
             parts.append(Text(self.gate.explanation, style="red"))
+        if self.runs_marked_crashed:
+            parts.append(Text(self.crashed_note(), style="yellow"))
         return Group(*parts)

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.limits import warehouse_writer
 from flows.notify import notify_failed_run
 from flows.nurture import nurture
-from flows.runs import new_run_id, record_end, record_start, utc_now
+from flows.runs import new_run_id, record_end, record_start, run_lock, utc_now
 from flows.settings import load_settings
 from flows.warehouse import ensure_schema, open_warehouse
 
@@ -84,7 +84,11 @@ def send_due_nurture(as_of: datetime | None = None) -> dict[str, object]:
     settings = load_settings()
     settings.ensure_dirs()
     as_of = as_of or utc_now()
-    with warehouse_writer(settings):
+    # The same locks in the same order as the pipeline (flows/pipeline.py).
+    with (
+        run_lock(settings.warehouse_path, wait_seconds=settings.run_wait_seconds),
+        warehouse_writer(settings),
+    ):
         verdict = check_queue_verdict()
         print(verdict.reason)
         if not verdict.passed:

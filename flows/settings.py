@@ -7,12 +7,14 @@ to the project checkout, so ``make demo`` needs no configuration at all.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -83,6 +85,11 @@ class Settings(BaseSettings):
         default=False,
         description="Run dbt through prefect-dbt with a Prefect task per node (slower, more "
         "visible in the Prefect UI); see flows/dbt_runner.py.",
+    )
+    run_wait_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="How long a run waits for the run before it to finish (docs/operating.md).",
     )
 
     sendgrid_webhook_public_key: str | None = Field(
@@ -238,7 +245,7 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Build the settings, turning a validation error into a ConfigError that says the fix."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as error:
         problems = []
         for issue in error.errors():
@@ -247,10 +254,83 @@ def load_settings() -> Settings:
                 key.upper() if key.upper() == "SENDGRID_API_KEY" else f"LEADFLOW_{key.upper()}"
             )
             problems.append(f"{env_name}: {issue['msg']}")
-        source = "the environment" + (" and .env" if Path(".env").exists() else "")
         raise ConfigError(
-            f"Invalid LeadFlow configuration in {source}: " + "; ".join(problems)
+            f"Invalid LeadFlow configuration in {configuration_source()}: " + "; ".join(problems)
         ) from None
+    problems = [*unknown_variable_problems(settings), *folder_problems(settings)]
+    if problems:
+        raise ConfigError(
+            f"Invalid LeadFlow configuration in {configuration_source()}: " + "; ".join(problems)
+        )
+    return settings
+
+
+def configuration_source() -> str:
+    return "the environment" + (" and .env" if Path(".env").exists() else "")
+
+
+def known_variables(settings: Settings) -> set[str]:
+    """Every LEADFLOW_* name LeadFlow reads: the settings, and what dbt reads (``env_var``)."""
+    names = {
+        f"LEADFLOW_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if field.validation_alias is None
+    }
+    return names | dbt_variables(settings.dbt_project_dir)
+
+
+@cache
+def dbt_variables(dbt_project_dir: Path) -> frozenset[str]:
+    skipped = {"target", "dbt_packages", "logs"}
+    return frozenset(
+        name
+        for path in dbt_project_dir.rglob("*")
+        if path.suffix in (".yml", ".sql") and not skipped & set(path.parts)
+        for name in re.findall(r"env_var\(\s*['\"](LEADFLOW_[A-Z0-9_]+)", path.read_text())
+    )
+
+
+def unknown_variable_problems(settings: Settings) -> list[str]:
+    """A LEADFLOW_* variable nobody reads is most likely a typo: name it, with the likely fix."""
+    given = {name for name in os.environ if name.startswith("LEADFLOW_")}
+    if Path(".env").is_file():
+        given.update(name for name in dotenv_values(".env") if name.upper().startswith("LEADFLOW_"))
+    known = known_variables(settings)
+    problems = []
+    for name in sorted(given - known):
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+        fix = (
+            f"did you mean {close[0]}?"
+            if close
+            else "remove it (docs/operating.md lists the settings)"
+        )
+        problems.append(f"{name} is not a LeadFlow setting: {fix}")
+    return problems
+
+
+def folder_problems(settings: Settings) -> list[str]:
+    """Folders that must exist, and a data folder LeadFlow can write, checked before any work."""
+    problems = []
+    if settings.mappings_dir is not None and not settings.mappings_dir.is_dir():
+        problems.append(
+            f"LEADFLOW_MAPPINGS_DIR: {settings.mappings_dir} is not a folder; create it with "
+            "your mapping profiles or unset the variable"
+        )
+    # The nearest existing folder on the way to the data folder is where LeadFlow will write.
+    existing = settings.data_root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problems.append(
+            f"LEADFLOW_DATA_DIR: {existing} is a file, not a folder; point LEADFLOW_DATA_DIR "
+            "at a folder (it is created if missing)"
+        )
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(
+            f"LEADFLOW_DATA_DIR: {existing} is not writable by this user; point "
+            "LEADFLOW_DATA_DIR at a folder you can write, or change its permissions"
+        )
+    return problems
 
 
 def apply_prefect_defaults(settings: Settings) -> None:

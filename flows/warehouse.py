@@ -11,6 +11,7 @@ stage at a time, and closes it before dbt (which opens its own connection) runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -198,10 +199,25 @@ RELAXED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+class WarehouseLockedError(Exception):
+    """Another process has the warehouse file open (DuckDB allows one)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path} is open in another process ({holder})")
+        self.path = path
+
+
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        # DuckDB's words for a file another process holds; anything else is not ours to reword.
+        if "Could not set lock" not in str(error):
+            raise
+        holder = re.search(r"Conflicting lock is held in (.*?)(?:\. See|$)", str(error))
+        raise WarehouseLockedError(path, holder[1] if holder else "unknown") from None
 
 
 @contextmanager

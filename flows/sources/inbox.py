@@ -24,6 +24,7 @@ import duckdb
 
 from flows.sources.api import advance_watermark
 from flows.sources.catalog import ENTITIES, Entity
+from flows.sources.lines import record_lines
 from flows.sources.mapping import (
     ParsedColumn,
     SourceMapping,
@@ -112,6 +113,19 @@ class StagedFile(RowFates):
     def absent_columns(self) -> list[str]:
         """Mapped export columns this file lacks: they load as null (or their fallback)."""
         return self.file.mapping.absent_columns(self.columns)
+
+    line_offset: int = 0  # a record's line is its number plus this ...
+    lines_table: str | None = None  # ... unless this table (record_number, line) lists it
+
+    def source_line_sql(self, record_number: str) -> str:
+        """The line an editor shows for the record numbered by the expression given."""
+        plain = f"{record_number} + {self.line_offset}"
+        if self.lines_table is None:
+            return plain
+        return (
+            f"coalesce((select line from {self.lines_table} as lines "
+            f"where lines.record_number = {record_number}), {plain})"
+        )
 
     def mapped_sql(self) -> str:
         """The file's rows in canonical columns (text), with their record numbers."""
@@ -424,7 +438,30 @@ def stage_file(
             "group by all order by all"
         ).fetchall()
     )
-    return replace(staged, rows_read=rows_read, reasons=reasons)
+    dialect = inbox_file.mapping.format
+    lines = record_lines(
+        inbox_file.path,
+        kind=dialect.type_of(inbox_file.path),
+        records=rows_read,
+        encoding=dialect.python_encoding,
+        delimiter=dialect.delimiter,
+        quote=dialect.quote,
+    )
+    lines_table = None
+    if lines.starts is not None:
+        lines_table = f"lines_{index}"
+        connection.execute(
+            f"create or replace temp table {lines_table} as "
+            "select unnest(range(1, len($starts) + 1)) as record_number, unnest($starts) as line",
+            {"starts": lines.starts},
+        )
+    return replace(
+        staged,
+        rows_read=rows_read,
+        reasons=reasons,
+        line_offset=lines.offset,
+        lines_table=lines_table,
+    )
 
 
 @dataclass(frozen=True)
@@ -485,7 +522,9 @@ def load_file(
             line=line,
         ) from error
     finally:
-        for table in (f"parsed_{index}", f"parsed_{index}_objects", f"verdicts_{index}"):
+        for table in (
+            f"parsed_{index}", f"parsed_{index}_objects", f"verdicts_{index}", f"lines_{index}"
+        ):
             connection.execute(f"drop table if exists {table}")
     return FileLoad(
         inbox_file,
@@ -524,6 +563,8 @@ def commit_staged(
             raise
         connection.execute(f"drop table if exists {staged.parsed_table}")
         connection.execute(f"drop table if exists {staged.verdicts_table}")
+        if staged.lines_table:
+            connection.execute(f"drop table if exists {staged.lines_table}")
 
 
 def record_load_error(
@@ -550,7 +591,8 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         f"""
         insert into raw.{entity.name}
             ({column_list}, load_id, source, source_file, source_line, loaded_at)
-        select {typed_columns_sql(entity)}, ?, ?, ?, record_number, now()::timestamp
+        select {typed_columns_sql(entity)}, ?, ?, ?,
+            {staged.source_line_sql("mapped.record_number")}, now()::timestamp
         from {staged.mapped_sql()} as mapped
         anti join {staged.verdicts_table} as verdicts using (record_number)
         """,
@@ -560,7 +602,8 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         f"""
         insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
             record_key, reason_code, reason, record, quarantined_at)
-        select ?, ?, 'extract', ?, ?, record_number, nullif(trim(mapped.{entity.key}), ''),
+        select ?, ?, 'extract', ?, ?, {staged.source_line_sql("verdicts.record_number")},
+               nullif(trim(mapped.{entity.key}), ''),
                rejection_code, rejection_reason, {original},
                now()::timestamp
         from {staged.verdicts_table} as verdicts

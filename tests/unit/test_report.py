@@ -60,3 +60,11 @@ def test_markdown_and_terminal_say_what_the_gate_blocked():
     assert "blocked: handoff_queue" in text
     assert "malformed_email 2" in text
     assert "12 of 12 due emails sent" in text
+
+
+def test_runs_killed_earlier_are_reported_once_marked_crashed():
+    assert summary().crashed_note() == ""
+    console = Console(record=True, width=120)
+    console.print(summary(runs_marked_crashed=2).to_rich())
+    assert "2 earlier runs never finished" in console.export_text()
+    assert "marked crashed in ops.runs" in summary(runs_marked_crashed=1).to_markdown()
