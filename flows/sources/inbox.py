@@ -523,7 +523,10 @@ def load_file(
         ) from error
     finally:
         for table in (
-            f"parsed_{index}", f"parsed_{index}_objects", f"verdicts_{index}", f"lines_{index}"
+            f"parsed_{index}",
+            f"parsed_{index}_objects",
+            f"verdicts_{index}",
+            f"lines_{index}",
         ):
             connection.execute(f"drop table if exists {table}")
     return FileLoad(
