@@ -370,7 +370,9 @@ def _load_lines(
         ).fetchall()
     )
     connection.execute(
-        "insert into ops.loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
+        "insert into ops.loads (load_id, run_id, entity, source, file_path, file_sha256, "
+        "rows_read, rows_loaded, rows_quarantined, loaded_at, mapping) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)",
         [
             load_id,
             run_id,
@@ -381,6 +383,7 @@ def _load_lines(
             len(lines),
             events_loaded,
             sum(quarantined.values()),
+            ENTITY,  # the landed-events loader is the file's one mapping
         ],
     )
     return LandedEventsLoad(1, len(lines), events_loaded, quarantined)
