@@ -118,6 +118,16 @@ def run_pipeline(
         raise typer.Exit(1)
     if not summary.gate.passed:
         raise typer.Exit(3)
+    if summary.could_not_send:
+        err.print(
+            "[bold red]Error:[/bold red] not every due email went out: "
+            + ", ".join(summary.nurture_problems())
+            + ". The reasons are listed above; a failed send is tried again on the next run "
+            "(up to LEADFLOW_SEND_MAX_ATTEMPTS), an email that could not be rendered is in "
+            "ops.quarantine until its template is fixed.",
+            highlight=False,
+        )
+        raise typer.Exit(4)
 
 
 @app.command()

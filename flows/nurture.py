@@ -8,7 +8,13 @@ from email.utils import parseaddr
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.email.dispatch import DispatchReport, Sender, dispatch_due_steps, settle_earlier_sends
+from flows.email.dispatch import (
+    DispatchReport,
+    Sender,
+    SendLimits,
+    dispatch_due_steps,
+    settle_earlier_sends,
+)
 from flows.email.outbox import OutboxSender
 from flows.email.render import TemplateRenderer
 from flows.email.templates import load_tracks
@@ -27,6 +33,7 @@ def email_sender(settings: Settings) -> OutboxSender:
 def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     settings = load_settings()
     sender = email_sender(settings)
+    sender.check()
     with open_warehouse(settings.warehouse_path) as connection:
         settle_earlier_sends(connection, sender)
         return dispatch_due_steps(
@@ -42,6 +49,7 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
             ),
             run_id=run_id,
             as_of=as_of,
+            limits=SendLimits(settings.send_max_attempts, settings.daily_send_limit),
         )
 
 

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
         description="Run dbt through prefect-dbt with a Prefect task per node (slower, more "
         "visible in the Prefect UI); see flows/dbt_runner.py.",
     )
+    send_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A nurture step whose send failed this many times is no longer tried "
+        "(the run reports it as given up).",
+    )
+    daily_send_limit: int | None = Field(
+        default=None,
+        ge=0,
+        description="At most this many nurture emails per UTC day (none: no limit); the rest "
+        "stay due for the next day.",
+    )
 
     @field_validator("project_dir")
     @classmethod

@@ -90,7 +90,9 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def shared_context(track: str, step: int, *, sender_name: str, sender_address: str) -> dict[str, Any]:
+def shared_context(
+    track: str, step: int, *, sender_name: str, sender_address: str
+) -> dict[str, Any]:
     """The part of the context every lead of a step shares."""
     return {
         "track": {"name": clean_text(track), "step": step},

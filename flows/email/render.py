@@ -21,7 +21,7 @@ to that), at the cost of one render per group instead of one per lead.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -210,7 +210,9 @@ class TemplateRenderer:
         source, _, _ = self.environment.loader.get_source(self.environment, name)
         tree = self.environment.parse(source, name)
         used, shape = _field_uses(tree)
-        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        loading = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+        for node in tree.find_all(loading):
+            assert isinstance(node, loading)
             target = node.template
             if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
                 return set(TAGGED_FIELDS), set(TAGGED_FIELDS)  # which file is unknown here
@@ -367,4 +369,3 @@ def _field_uses(tree: nodes.Node) -> tuple[set[str], set[str]]:
 
     visit(tree, set(), True)
     return used, shape
-
