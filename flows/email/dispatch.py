@@ -313,30 +313,40 @@ def dispatch_due_steps(
     """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
     counts = _select_due(connection, as_of, limits)
     # Oldest due first within the daily limit; then in group order, so batches come out full.
-    reader = connection.cursor()
-    reader.execute(
+    # Read back in chunks by position: one connection, so the temporary tables stay visible.
+    connection.execute(
         """
-        select * from (
+        create or replace temporary table claimable_steps as
+        select
+            row_number() over (
+                order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
+            ) as position,
+            *
+        from (
             select * from due_steps where is_claimable
             order by due_at nulls first, lead_id limit $allowed
         )
-        order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
+        order by position
         """,
         {"allowed": counts["allowed"]},
     )
-    columns = [description[0] for description in reader.description or []]
     steps = {(s.track, s.step): (s, t) for t in tracks.values() for s in t.steps}
     shapes: dict[tuple[Any, ...], RenderedShape | TemplateError] = {}
     tally = _Tally(errors=set(counts["gave_up_errors"]))
-    try:
-        while chunk := reader.fetchmany(CHUNK_SIZE):
-            rows = [dict(zip(columns, values, strict=True)) for values in chunk]
-            prepared = _prepare(rows, steps, shapes, renderer, sender, run_id, as_of, tally)
-            _quarantine_unrendered(connection, prepared.unrendered, run_id)
-            claimed = _claim(connection, prepared.sends, email_sender.provider, limits)
-            _send(connection, claimed, steps, sender, email_sender, as_of, tally)
-    finally:
-        reader.close()
+    for start in range(0, counts["allowed"], CHUNK_SIZE):
+        chunk = connection.execute(
+            "select * exclude (position) from claimable_steps "
+            "where position > ? and position <= ? order by position",
+            [start, start + CHUNK_SIZE],
+        )
+        columns = [description[0] for description in chunk.description or []]
+        rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
+        prepared = _prepare(rows, steps, shapes, renderer, sender, run_id, as_of, tally)
+        _quarantine_unrendered(connection, prepared.unrendered, run_id)
+        claimed = _claim(connection, prepared.sends, email_sender.provider, limits)
+        _send(connection, claimed, steps, sender, email_sender, as_of, tally)
+    connection.execute("drop table claimable_steps")
+    connection.execute("drop table due_steps")
     return DispatchReport(
         due=counts["due"],
         sent=tally.sent,

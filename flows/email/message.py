@@ -86,4 +86,3 @@ def substitute(content: str, substitutions: Mapping[str, str]) -> str:
     for tag, value in substitutions.items():
         content = content.replace(tag, value)
     return content
-
