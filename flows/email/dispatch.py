@@ -84,7 +84,7 @@ class DispatchReport:
 
 
 @dataclass
-class _Prepared:
+class PreparedSend:
     """A due step rendered for its lead, waiting for its claim."""
 
     group: tuple[Any, ...]  # (track, step, shape values, reply_to): one batch's worth
@@ -97,7 +97,6 @@ class _Prepared:
 class _Tally:
     sent: int = 0
     failed: int = 0
-    not_rendered: int = 0
     errors: set[str] = field(default_factory=set)
 
 
@@ -330,9 +329,8 @@ def dispatch_due_steps(
         """,
         {"allowed": counts["allowed"]},
     )
-    steps = {(s.track, s.step): (s, t) for t in tracks.values() for s in t.steps}
-    shapes: dict[tuple[Any, ...], RenderedShape | TemplateError] = {}
-    tally = _Tally(errors=set(counts["gave_up_errors"]))
+    preparer = SendPreparer(tracks, renderer, sender, run_id, as_of)
+    tally = _Tally()
     for start in range(0, counts["allowed"], CHUNK_SIZE):
         chunk = connection.execute(
             "select * exclude (position) from claimable_steps "
@@ -341,108 +339,131 @@ def dispatch_due_steps(
         )
         columns = [description[0] for description in chunk.description or []]
         rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
-        prepared = _prepare(rows, steps, shapes, renderer, sender, run_id, as_of, tally)
+        prepared = preparer.prepare(rows)
         _quarantine_unrendered(connection, prepared.unrendered, run_id)
         claimed = _claim(connection, prepared.sends, email_sender.provider, limits)
-        _send(connection, claimed, steps, sender, email_sender, as_of, tally)
+        _send(connection, claimed, preparer.steps, sender, email_sender, as_of, tally)
     connection.execute("drop table claimable_steps")
     connection.execute("drop table due_steps")
     return DispatchReport(
         due=counts["due"],
         sent=tally.sent,
         failed=tally.failed,
-        not_rendered=tally.not_rendered,
+        not_rendered=preparer.not_rendered,
         suppressed=counts["suppressed"],
         gave_up=counts["gave_up"],
         deferred=counts["deferred"],
-        errors=tuple(sorted(tally.errors)),
+        errors=tuple(sorted(tally.errors | preparer.errors | set(counts["gave_up_errors"]))),
     )
 
 
 @dataclass
-class _PreparedChunk:
-    sends: list[_Prepared]
-    unrendered: list[tuple[Mapping[str, Any], str]]
+class PreparedChunk:
+    sends: list[PreparedSend]
+    unrendered: list[tuple[Mapping[str, Any], str]]  # the queue row, and why
 
 
-def _prepare(
-    rows: Sequence[Mapping[str, Any]],
-    steps: Mapping[tuple[str, int], tuple[NurtureStep, Track]],
-    shapes: dict[tuple[Any, ...], RenderedShape | TemplateError],
-    renderer: TemplateRenderer,
-    sender: Sender,
-    run_id: str,
-    as_of: datetime,
-    tally: _Tally,
-) -> _PreparedChunk:
-    """Each row's recipient and ledger row; rows that cannot be rendered, with the reason."""
-    chunk = _PreparedChunk([], [])
-    for row in rows:
-        found = steps.get((row["nurture_track"], row["next_step"]))
-        try:
-            if found is None:
-                raise TemplateError(
-                    f"track {row['nurture_track']} has no step {row['next_step']} in "
-                    "templates/ (was it removed after the models were built?)"
+class SendPreparer:
+    """Renders due rows into recipients and ledger rows: each step once per shape."""
+
+    def __init__(
+        self,
+        tracks: Mapping[str, Track],
+        renderer: TemplateRenderer,
+        sender: Sender,
+        run_id: str,
+        as_of: datetime,
+    ) -> None:
+        self.steps = {(s.track, s.step): (s, t) for t in tracks.values() for s in t.steps}
+        self.renderer = renderer
+        self.sender = sender
+        self.run_id = run_id
+        self.as_of = as_of
+        self.shapes: dict[tuple[Any, ...], RenderedShape | TemplateError] = {}
+        self.not_rendered = 0
+        self.errors: set[str] = set()
+
+    def prepare(self, rows: Sequence[Mapping[str, Any]]) -> PreparedChunk:
+        """Each row's recipient and ledger row; rows that cannot be rendered, with the reason."""
+        chunk = PreparedChunk([], [])
+        for row in rows:
+            found = self.steps.get((row["nurture_track"], row["next_step"]))
+            try:
+                if found is None:
+                    raise TemplateError(
+                        f"track {row['nurture_track']} has no step {row['next_step']} in "
+                        "templates/ (was it removed after the models were built?)"
+                    )
+                step = found[0]
+                key = row["message_key"]
+                unsubscribe_url = self.sender.unsubscribe_url.format(message_key=key)
+                values = personal_values(
+                    row, unsubscribe_url=unsubscribe_url, sender_name=self.sender.name
                 )
-            step = found[0]
-            key = row["message_key"]
-            unsubscribe_url = sender.unsubscribe_url.format(message_key=key)
-            values = personal_values(row, unsubscribe_url=unsubscribe_url, sender_name=sender.name)
-            real = shape_values(renderer.shape_fields(step), values)
-            shape_key = (step.track, step.step, tuple(sorted(real.items())))
-            shape = shapes.get(shape_key)
-            if shape is None:
-                shared = shared_context(
-                    step.track, step.step, sender_name=sender.name, sender_address=sender.address
-                )
-                try:
-                    shape = renderer.render_shape(step, shared, real)
-                except TemplateError as error:
-                    shape = error
-                shapes[shape_key] = shape
-            if isinstance(shape, TemplateError):
-                raise shape
-            personal = shape.personalize(values)
-        except TemplateError as error:
-            tally.not_rendered += 1
-            tally.errors.add(str(error))
-            chunk.unrendered.append((row, str(error)))
-            continue
-        reply_to = clean_text(row.get("owner_email")) or None
-        lead_id = str(row["lead_id"])
-        recipient = Recipient(
-            message_key=key,
-            lead_id=lead_id,
-            to_email=values["lead.email"],
-            to_name=" ".join(
-                name
-                for name in (clean_text(row["first_name"]), clean_text(row["last_name"]))
-                if name
-            ),
-            subject=personal.subject,
-            substitutions=personal.substitutions,
-            unsubscribe_url=unsubscribe_url,
-            custom_args={"message_key": key, "lead_id": lead_id},
-        )
-        ledger_row = {
-            "message_key": key,
-            "lead_id": lead_id,
-            "email": recipient.to_email,
-            "track": step.track,
-            "step": step.step,
-            "template": step.template,
-            "subject": personal.subject,
-            "owner_rep_id": row.get("owner_rep_id"),
-            "owner_email": row.get("owner_email"),
-            "follow_up_title": personal.follow_up_title,
-            "follow_up_due_days": step.follow_up_due_days,
-            "why_now": why_now(row, personal.subject),
-            "created_at": as_of,
-            "run_id": run_id,
-        }
-        chunk.sends.append(_Prepared((*shape_key, reply_to), shape, recipient, ledger_row))
-    return chunk
+                real = shape_values(self.renderer.shape_fields(step), values)
+                shape_key = (step.track, step.step, tuple(sorted(real.items())))
+                shape = self._shape(shape_key, step, real)
+                personal = shape.personalize(values)
+            except TemplateError as error:
+                self.not_rendered += 1
+                self.errors.add(str(error))
+                chunk.unrendered.append((row, str(error)))
+                continue
+            reply_to = clean_text(row.get("owner_email")) or None
+            lead_id = str(row["lead_id"])
+            recipient = Recipient(
+                message_key=key,
+                lead_id=lead_id,
+                to_email=values["lead.email"],
+                to_name=" ".join(
+                    name
+                    for name in (clean_text(row["first_name"]), clean_text(row["last_name"]))
+                    if name
+                ),
+                subject=personal.subject,
+                substitutions=personal.substitutions,
+                unsubscribe_url=unsubscribe_url,
+                custom_args={"message_key": key, "lead_id": lead_id},
+            )
+            ledger_row = {
+                "message_key": key,
+                "lead_id": lead_id,
+                "email": recipient.to_email,
+                "track": step.track,
+                "step": step.step,
+                "template": step.template,
+                "subject": personal.subject,
+                "owner_rep_id": row.get("owner_rep_id"),
+                "owner_email": row.get("owner_email"),
+                "follow_up_title": personal.follow_up_title,
+                "follow_up_due_days": step.follow_up_due_days,
+                "why_now": why_now(row, personal.subject),
+                "created_at": self.as_of,
+                "run_id": self.run_id,
+            }
+            chunk.sends.append(PreparedSend((*shape_key, reply_to), shape, recipient, ledger_row))
+        return chunk
+
+    def _shape(
+        self, shape_key: tuple[Any, ...], step: NurtureStep, real: Mapping[str, str]
+    ) -> RenderedShape:
+        """The step rendered for this shape: once per run (a failure, too, is kept)."""
+        shape = self.shapes.get(shape_key)
+        if shape is None:
+            shared = shared_context(
+                step.track,
+                step.step,
+                sender_name=self.sender.name,
+                sender_address=self.sender.address,
+            )
+            try:
+                shape = self.renderer.render_shape(step, shared, real)
+            except TemplateError as error:
+                shape = error
+            self.shapes[shape_key] = shape
+        if isinstance(shape, TemplateError):
+            raise shape
+        return shape
 
 
 LEDGER_ROW_SCHEMA = pa.schema(
@@ -467,10 +488,10 @@ LEDGER_ROW_SCHEMA = pa.schema(
 
 def _claim(
     connection: duckdb.DuckDBPyConnection,
-    prepared: list[_Prepared],
+    prepared: list[PreparedSend],
     provider: str,
     limits: SendLimits,
-) -> list[_Prepared]:
+) -> list[PreparedSend]:
     """Insert pending ledger rows; return only the sends this call claimed.
 
     A claim succeeds for a step never tried, or one whose earlier sends failed fewer than
@@ -514,7 +535,7 @@ def _claim(
 
 def _send(
     connection: duckdb.DuckDBPyConnection,
-    claimed: list[_Prepared],
+    claimed: list[PreparedSend],
     steps: Mapping[tuple[str, int], tuple[NurtureStep, Track]],
     sender: Sender,
     email_sender: EmailSender,
