@@ -1,0 +1,324 @@
+"""Sending benchmark: ``python -m bench.send --due 100000 [--due 1000000]``.
+
+For each size, a DuckDB warehouse is filled with that many due rows of a
+``fct_nurture_queue``-shaped table (one set-based statement: five tracks of three steps, fifty
+reps, varied names, some titles empty), and three probes run on it, one after the other, each in
+a fresh process (peak memory is a per-process high-water mark) on a fresh copy of the warehouse:
+
+- ``render``: the due rows read and rendered (``SendPreparer``: each step once per shape, each
+  lead personalized), nothing claimed or sent: the floor the others stand on;
+- ``request``: the whole dispatch (claim, batches, settle), each batch turned into the body of
+  a SendGrid v3 mail/send request and serialised to JSON, as the SendGrid sender posts it; the
+  body is checked against the ``sendgrid`` library's own ``Mail(...).get()`` once. Until the
+  SendGrid sender and its local double land, this stands for "accepted by the provider";
+- ``outbox``: the whole dispatch into the local outbox (an ``.eml`` file per email).
+
+Results go to stdout as a Markdown table (and JSON with ``--json``), for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.child import current_rss_bytes, peak_rss_bytes
+from bench.machine import describe_machine
+
+AS_OF = datetime(2026, 12, 1, 9)
+SENDER_NAME = "LeadFlow Demo"
+PROBES = ("render", "request", "outbox")
+
+
+def build_queue(warehouse: Path, due: int) -> None:
+    """A warehouse whose ``fct_nurture_queue`` holds ``due`` due rows, and its ``dim_leads``."""
+    from flows.warehouse import ensure_schema, open_warehouse
+
+    with open_warehouse(warehouse) as connection:
+        ensure_schema(connection)
+        connection.execute(
+            """
+            create or replace table main.fct_nurture_queue as
+            with tracks as (
+                select * from (values
+                    (0, 'warm_up'), (1, 'education'), (2, 'reengage'),
+                    (3, 'recycle_timing'), (4, 'competitor_winback')
+                ) as t(track_number, nurture_track)
+            )
+            select
+                md5('lead' || i) as lead_id,
+                'lead' || i || '@example.com' as email,
+                (['Ana', 'Ben', 'Chloé', 'Dev', 'Eve', 'Femi', 'Gus', 'Hana'])[1 + i % 8]
+                    || (i % 97) as first_name,
+                (['Silva', 'Lee', 'Ölund', 'Okafor', 'Nguyen'])[1 + i % 5] as last_name,
+                'Company ' || (i % 5003) || (case when i % 11 = 0 then ' & Sons' else '' end)
+                    as company,
+                case when i % 3 = 0 then '' else 'Head of Sales' end as title,
+                'R' || (i % 50) as owner_rep_id,
+                'Rep Number ' || (i % 50) as owner_name,
+                'rep' || (i % 50) || '@leadflow.example' as owner_email,
+                'engaged' as stage,
+                'not_ready_low_engagement' as stage_reason,
+                tracks.nurture_track,
+                1 + (i // 5) % 3 as next_step,
+                timestamp '2026-12-01 00:00' - to_minutes(i % 10000) as due_at,
+                true as is_due,
+                false as is_suppressed
+            from range($due) as r(i)
+            inner join tracks on tracks.track_number = i % 5
+            """,
+            {"due": due},
+        )
+        connection.execute(
+            """
+            create or replace table main.dim_leads as
+            select
+                lead_id, email, first_name, last_name, company, title, owner_rep_id,
+                owner_name, owner_email, stage, stage_reason, nurture_track, is_suppressed
+            from main.fct_nurture_queue
+            """
+        )
+        connection.execute("checkpoint")
+
+
+def request_body(batch: Any) -> dict[str, Any]:
+    """A batch as the JSON body of a SendGrid v3 mail/send request."""
+    from email.utils import parseaddr
+
+    from_name, from_address = parseaddr(batch.from_email)
+    body: dict[str, Any] = {
+        "from": {"name": from_name, "email": from_address},
+        "personalizations": [
+            {
+                "to": [{"name": r.to_name, "email": r.to_email}],
+                "subject": r.subject,
+                "headers": {
+                    "List-Unsubscribe": f"<{r.unsubscribe_url}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+                "substitutions": dict(r.substitutions),
+                "custom_args": dict(r.custom_args),
+            }
+            for r in batch.recipients
+        ],
+        "content": [
+            {"type": "text/plain", "value": batch.text},
+            {"type": "text/html", "value": batch.html},
+        ],
+        "categories": list(batch.categories),
+    }
+    if batch.reply_to:
+        body["reply_to"] = {"email": parseaddr(batch.reply_to)[1]}
+    return body
+
+
+def library_body(batch: Any) -> dict[str, Any]:
+    """The same request built with the sendgrid library's helpers (checked once, not timed)."""
+    from email.utils import parseaddr
+
+    from sendgrid.helpers.mail import (
+        Category,
+        Content,
+        CustomArg,
+        From,
+        Header,
+        Mail,
+        MimeType,
+        Personalization,
+        ReplyTo,
+        Substitution,
+        To,
+    )
+
+    mail = Mail()
+    from_name, from_address = parseaddr(batch.from_email)
+    mail.from_email = From(from_address, from_name)
+    if batch.reply_to:
+        mail.reply_to = ReplyTo(parseaddr(batch.reply_to)[1])
+    mail.add_content(Content(MimeType.text, batch.text))
+    mail.add_content(Content(MimeType.html, batch.html))
+    # add_category and add_personalization put each one first.
+    for category in reversed(batch.categories):
+        mail.add_category(Category(category))
+    for r in reversed(batch.recipients):
+        personalization = Personalization()
+        personalization.add_to(To(r.to_email, r.to_name))
+        personalization.subject = r.subject
+        personalization.add_header(Header("List-Unsubscribe", f"<{r.unsubscribe_url}>"))
+        personalization.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        for tag, value in r.substitutions.items():
+            personalization.add_substitution(Substitution(tag, value))
+        for key, value in r.custom_args.items():
+            personalization.add_custom_arg(CustomArg(key, value))
+        mail.add_personalization(personalization)
+    return dict(mail.get())
+
+
+class RequestBodySender:
+    """Serialises each batch as the SendGrid sender would post it, and accepts it."""
+
+    provider = "sendgrid-body"
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+
+    def check(self) -> None:
+        return None
+
+    def send(self, batch: Any) -> list[Any]:
+        from flows.email.message import SendResult
+
+        body = request_body(batch)
+        if self.requests == 0 and json.loads(json.dumps(body)) != library_body(batch):
+            raise AssertionError("the request body differs from sendgrid's Mail(...).get()")
+        self.bytes += len(json.dumps(body))
+        self.requests += 1
+        return [SendResult(r.message_key, "sent", None, None) for r in batch.recipients]
+
+    def was_delivered(self, message_key: str) -> bool | None:
+        return None
+
+
+def run_probe(probe: str, warehouse: Path, outbox: Path) -> dict[str, Any]:
+    """One probe in this process: its seconds, rows, and peak memory."""
+    from flows.email.dispatch import Sender, SendPreparer, dispatch_due_steps
+    from flows.email.outbox import OutboxSender
+    from flows.email.render import TemplateRenderer
+    from flows.email.templates import load_tracks
+    from flows.settings import PROJECT_ROOT
+    from flows.warehouse import open_warehouse
+
+    templates = PROJECT_ROOT / "templates"
+    tracks = load_tracks(templates)
+    sender = Sender(
+        from_email=f"{SENDER_NAME} <hello@leadflow.example>",
+        name=SENDER_NAME,
+        address="1 Example Street, Springfield",
+        unsubscribe_url="https://leadflow.example/unsubscribe?key={message_key}",
+    )
+    details: dict[str, Any] = {}
+    baseline = current_rss_bytes()
+    with open_warehouse(warehouse) as connection:
+        started = time.perf_counter()
+        if probe == "render":
+            preparer = SendPreparer(tracks, TemplateRenderer(templates), sender, "bench", AS_OF)
+            rows = 0
+            cursor = connection.execute(
+                "select *, md5(lead_id || '|' || nurture_track || '|' || next_step) "
+                "as message_key from main.fct_nurture_queue where is_due"
+            )
+            columns = [description[0] for description in cursor.description or []]
+            while chunk := cursor.fetchmany(10_000):
+                prepared = preparer.prepare([dict(zip(columns, v, strict=True)) for v in chunk])
+                rows += len(prepared.sends)
+            details["shapes"] = len(preparer.shapes)
+        else:
+            email_sender: Callable[[], Any] = (
+                RequestBodySender if probe == "request" else lambda: OutboxSender(outbox)
+            )
+            chosen = email_sender()
+            report = dispatch_due_steps(
+                connection,
+                tracks=tracks,
+                renderer=TemplateRenderer(templates),
+                email_sender=chosen,
+                sender=sender,
+                run_id="bench",
+                as_of=AS_OF,
+            )
+            rows = report.sent
+            if report.sent != report.due:
+                raise AssertionError(f"sent {report.sent} of {report.due} due: {report}")
+            if isinstance(chosen, RequestBodySender):
+                details |= {"requests": chosen.requests, "request_bytes": chosen.bytes}
+        seconds = time.perf_counter() - started
+    return {
+        "probe": probe,
+        "seconds": seconds,
+        "rows": rows,
+        "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "details": details,
+    }
+
+
+def measure(due: int, work_dir: Path) -> list[dict[str, Any]]:
+    source = work_dir / f"queue-{due}.duckdb"
+    started = time.perf_counter()
+    build_queue(source, due)
+    print(f"{due:,} due rows generated in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    results = []
+    for probe in PROBES:
+        warehouse = work_dir / f"{probe}-{due}.duckdb"
+        outbox = work_dir / f"outbox-{due}"
+        shutil.copyfile(source, warehouse)
+        result_file = work_dir / f"{probe}-{due}.json"
+        command = [sys.executable, "-m", "bench.send", "--probe", probe]
+        command += ["--warehouse", str(warehouse), "--outbox", str(outbox)]
+        command += ["--result", str(result_file)]
+        subprocess.run(command, check=True)
+        result = json.loads(result_file.read_text())
+        results.append(result)
+        print(f"  {probe}: {result['seconds']:.1f} s", file=sys.stderr)
+        warehouse.unlink()
+        shutil.rmtree(outbox, ignore_errors=True)
+    source.unlink()
+    return results
+
+
+def markdown(due: int, results: list[dict[str, Any]]) -> str:
+    render = next(r for r in results if r["probe"] == "render")
+    lines = [
+        f"| probe ({due:,} due) | emails | time (s) | µs per email | x render | peak RSS (MiB) |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['probe']} | {r['rows']:,} | {r['seconds']:.1f} | "
+            f"{r['seconds'] / max(r['rows'], 1) * 1e6:.0f} | "
+            f"{r['seconds'] / render['seconds']:.2f}x | {r['peak_rss_bytes'] / 2**20:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--due", type=int, action="append", help="due emails (repeatable)")
+    parser.add_argument("--work-dir", type=Path, help="default: a temporary folder")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--probe", choices=PROBES, help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--outbox", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:  # a child process running one probe
+        args.result.write_text(json.dumps(run_probe(args.probe, args.warehouse, args.outbox)))
+        return
+    machine = describe_machine()
+    with open("/proc/loadavg") as loadavg:
+        load = " / ".join(loadavg.read().split()[:3])
+    print(
+        f"Recorded {datetime.now():%Y-%m-%d %H:%M} on {machine['cpu_model']}, "
+        f"{machine['cores']} cores, load average at start {load}.\n"
+    )
+    everything = {}
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as work_dir:
+        for due in args.due or [100_000]:
+            results = measure(due, Path(work_dir))
+            everything[due] = results
+            print(markdown(due, results) + "\n", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": everything}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
