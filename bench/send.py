@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -222,10 +221,9 @@ def run_probe(probe: str, warehouse: Path, outbox: Path) -> dict[str, Any]:
                 rows += len(prepared.sends)
             details["shapes"] = len(preparer.shapes)
         else:
-            email_sender: Callable[[], Any] = (
-                RequestBodySender if probe == "request" else lambda: OutboxSender(outbox)
+            chosen: RequestBodySender | OutboxSender = (
+                RequestBodySender() if probe == "request" else OutboxSender(outbox)
             )
-            chosen = email_sender()
             report = dispatch_due_steps(
                 connection,
                 tracks=tracks,
