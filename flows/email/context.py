@@ -46,6 +46,16 @@ def clean_text(value: Any) -> str:
     """A single line of text, or "" for null, NaN (pandas' null) and blank values."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    # Most values are clean already: printable (no whitespace but " "), no runs of spaces, no
+    # padding. Checking that is several times faster than the substitution (run per lead).
+    if (
+        type(value) is str
+        and value.isprintable()
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+    ):
+        return value
     return WHITESPACE_AND_CONTROLS.sub(" ", str(value)).strip()
 
 

@@ -34,7 +34,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup, escape
 
 from flows.email.context import PERSONAL_FIELDS, clean_text, nest
-from flows.email.message import substitute
 from flows.email.plaintext import html_to_text
 from flows.email.tracks import (
     FRONT_MATTER_FENCE,
@@ -97,16 +96,20 @@ class RenderedShape:
 
     def personalize(self, values: Mapping[str, str]) -> PersonalEmail:
         """One lead's subject, follow-up title and substitutions, from its ``personal_values``."""
-        text_values = {text_tag(field): values[field] for field in self.line_fields}
-        lines = {
-            "email.subject": clean_text(substitute(self.subject, text_values)),
-            "email.preheader": clean_text(substitute(self.preheader, text_values)),
-        }
-        every = {**values, **lines}
+        subject = self._line(self.subject, values)
+        every = {**values, "email.subject": subject}
+        if "email.preheader" in self.html_fields or "email.preheader" in self.text_fields:
+            every["email.preheader"] = self._line(self.preheader, values)
         substitutions = {html_tag(f): str(escape(every[f])) for f in self.html_fields}
         substitutions |= {text_tag(f): every[f] for f in self.text_fields}
-        follow_up_title = clean_text(substitute(self.follow_up_title, text_values))
-        return PersonalEmail(lines["email.subject"], follow_up_title, substitutions)
+        return PersonalEmail(subject, self._line(self.follow_up_title, values), substitutions)
+
+    def _line(self, line: str, values: Mapping[str, str]) -> str:
+        """A line with this lead's values, on one line (as ``_render_line`` gives it)."""
+        if TAG_PREFIX in line:
+            for field in self.line_fields:
+                line = line.replace(text_tag(field), values[field])
+        return clean_text(line)
 
 
 def shape_values(fields: frozenset[str], values: Mapping[str, str]) -> dict[str, str]:
