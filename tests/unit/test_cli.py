@@ -66,3 +66,19 @@ def test_serve_without_a_server_explains_what_to_start(monkeypatch, tmp_path):
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 1
     assert "prefect server start" in result.output
+
+
+def test_a_run_whose_emails_could_not_all_go_out_exits_4_and_says_why(monkeypatch, tmp_path):
+    import flows.pipeline
+    from flows.report import RunSummary
+
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
+    failed = RunSummary(
+        run_id="r1", as_of="2026-11-22 09:00:00", emails_due=3, emails_failed=2,
+        emails_not_rendered=1, email_errors=["400 Bad Request: invalid reply_to"],
+    )  # fmt: skip
+    monkeypatch.setattr(flows.pipeline, "lead_pipeline", lambda as_of=None: failed)
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 4
+    assert "2 failed, 1 could not be rendered" in result.output
+    assert "400 Bad Request: invalid reply_to" in result.output
