@@ -187,9 +187,28 @@ class RequestBodySender:
         return None
 
 
+def render_due_rows(
+    connection: Any, tracks: Any, templates: Path, sender: Any, run_id: str = "bench"
+) -> tuple[int, int]:
+    """Render-only: every due row into its recipient and ledger row; (emails, shapes)."""
+    from flows.email.dispatch import MESSAGE_KEY_SQL, SendPreparer
+    from flows.email.render import TemplateRenderer
+
+    preparer = SendPreparer(tracks, TemplateRenderer(templates), sender, run_id, AS_OF)
+    rendered = 0
+    cursor = connection.execute(
+        f"select *, {MESSAGE_KEY_SQL} as message_key from main.fct_nurture_queue where is_due"
+    )
+    columns = [description[0] for description in cursor.description or []]
+    while chunk := cursor.fetchmany(10_000):
+        prepared = preparer.prepare([dict(zip(columns, v, strict=True)) for v in chunk])
+        rendered += len(prepared.sends)
+    return rendered, len(preparer.shapes)
+
+
 def run_probe(probe: str, warehouse: Path, outbox: Path) -> dict[str, Any]:
     """One probe in this process: its seconds, rows, and peak memory."""
-    from flows.email.dispatch import Sender, SendPreparer, dispatch_due_steps
+    from flows.email.dispatch import Sender, dispatch_due_steps
     from flows.email.outbox import OutboxSender
     from flows.email.render import TemplateRenderer
     from flows.email.templates import load_tracks
@@ -209,17 +228,8 @@ def run_probe(probe: str, warehouse: Path, outbox: Path) -> dict[str, Any]:
     with open_warehouse(warehouse) as connection:
         started = time.perf_counter()
         if probe == "render":
-            preparer = SendPreparer(tracks, TemplateRenderer(templates), sender, "bench", AS_OF)
-            rows = 0
-            cursor = connection.execute(
-                "select *, md5(lead_id || '|' || nurture_track || '|' || next_step) "
-                "as message_key from main.fct_nurture_queue where is_due"
-            )
-            columns = [description[0] for description in cursor.description or []]
-            while chunk := cursor.fetchmany(10_000):
-                prepared = preparer.prepare([dict(zip(columns, v, strict=True)) for v in chunk])
-                rows += len(prepared.sends)
-            details["shapes"] = len(preparer.shapes)
+            rows, shapes = render_due_rows(connection, tracks, templates, sender)
+            details["shapes"] = shapes
         else:
             chosen: RequestBodySender | OutboxSender = (
                 RequestBodySender() if probe == "request" else OutboxSender(outbox)

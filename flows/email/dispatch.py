@@ -42,6 +42,8 @@ from flows.email.templates import NurtureStep, TemplateError, Track
 BATCH_SIZE = 1000
 # Due rows read, rendered and claimed at a time: one ledger insert per chunk, not per batch.
 CHUNK_SIZE = 10_000
+# message_key() in SQL, over queue-shaped rows.
+MESSAGE_KEY_SQL = "md5(lead_id || '|' || nurture_track || '|' || next_step)"
 SUPPRESSION_EVENT_TYPES = ("unsubscribe", "bounce", "spam_report")
 # The stages a lead is nurtured in (the others belong to sales): as fct_nurture_queue has it.
 SALES_STAGES = ("mql", "sql", "opportunity", "customer")
@@ -225,9 +227,7 @@ def _select_due(
                 )
         ),
         candidates as (
-            select
-                *,
-                md5(lead_id || '|' || nurture_track || '|' || next_step) as message_key
+            select *, {MESSAGE_KEY_SQL} as message_key
             from (select * from queue union all by name select * from interrupted)
         ),
         suppressed_emails as (
