@@ -37,6 +37,8 @@ PERSONAL_FIELDS: tuple[str, ...] = (
     "unsubscribe_url",
 )
 
+_LEAD_VALUES = tuple((f"lead.{name}", column, fallback) for name, column, fallback in LEAD_FIELDS)
+
 # Tabs, newlines and other control characters in lead-supplied text would break subject lines
 # and headers; they carry no meaning in a name or company.
 WHITESPACE_AND_CONTROLS = re.compile(r"[\s\x00-\x1f\x7f]+")
@@ -78,8 +80,7 @@ def personal_values(
             )
         )
     values = {
-        f"lead.{name}": clean_text(row.get(column)) or fallback
-        for name, column, fallback in LEAD_FIELDS
+        field: clean_text(row.get(column)) or fallback for field, column, fallback in _LEAD_VALUES
     }
     values["lead.email"] = email
     values["rep.name"] = clean_text(row.get(REP_NAME_COLUMN)) or clean_text(sender_name)

@@ -31,7 +31,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from flows.email.context import PERSONAL_FIELDS, clean_text, nest
 from flows.email.plaintext import html_to_text
@@ -97,11 +97,15 @@ class RenderedShape:
     def personalize(self, values: Mapping[str, str]) -> PersonalEmail:
         """One lead's subject, follow-up title and substitutions, from its ``personal_values``."""
         subject = self._line(self.subject, values)
-        every = {**values, "email.subject": subject}
+        lines = {"email.subject": subject}
         if "email.preheader" in self.html_fields or "email.preheader" in self.text_fields:
-            every["email.preheader"] = self._line(self.preheader, values)
-        substitutions = {html_tag(f): str(escape(every[f])) for f in self.html_fields}
-        substitutions |= {text_tag(f): every[f] for f in self.text_fields}
+            lines["email.preheader"] = self._line(self.preheader, values)
+        substitutions = {
+            html_tag(f): escape_html(values[f] if f in values else lines[f])
+            for f in self.html_fields
+        }
+        for f in self.text_fields:
+            substitutions[text_tag(f)] = values[f] if f in values else lines[f]
         return PersonalEmail(subject, self._line(self.follow_up_title, values), substitutions)
 
     def _line(self, line: str, values: Mapping[str, str]) -> str:
@@ -112,6 +116,17 @@ class RenderedShape:
         return clean_text(line)
 
 
+def escape_html(value: str) -> str:
+    """``str(markupsafe.escape(value))``, what autoescape writes, without building a Markup."""
+    return (
+        value.replace("&", "&amp;")
+        .replace(">", "&gt;")
+        .replace("<", "&lt;")
+        .replace("'", "&#39;")
+        .replace('"', "&#34;")
+    )
+
+
 def shape_values(fields: frozenset[str], values: Mapping[str, str]) -> dict[str, str]:
     """What a lead's email is rendered with for real: its key among the step's shapes.
 
@@ -119,7 +134,7 @@ def shape_values(fields: frozenset[str], values: Mapping[str, str]) -> dict[str,
     text part that a real render would have dropped); all values for a lead with one that
     could pose as a tag.
     """
-    if any(TAG_PREFIX in value for value in values.values()):
+    if TAG_PREFIX in "\0".join(values.values()):  # no value holds a NUL (clean_text)
         return dict(values)
     return {field: value for field, value in values.items() if field in fields or not value}
 

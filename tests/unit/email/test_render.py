@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import markupsafe
 import pytest
 
 from flows.email.context import build_context, personal_values, shared_context
 from flows.email.message import substitute
-from flows.email.render import TemplateRenderer, shape_values
+from flows.email.render import TemplateRenderer, escape_html, shape_values
 from flows.email.templates import preview
 from flows.email.tracks import TemplateError, load_tracks
 
@@ -279,3 +280,8 @@ def test_fields_used_other_than_as_plain_output_are_shape_fields(
     edit(path, "<p>Hi {{ lead.first_name }},</p>", f"<p>{body}</p>")
     step = load_tracks(templates_copy)["warm_up"].steps[0]
     assert TemplateRenderer(templates_copy).shape_fields(step) == fields | {"rep.name"}
+
+
+@pytest.mark.parametrize("value", ["AT&T", '<b>"Bob" O\'Neil</b>', "&amp; already", "plain", ""])
+def test_escape_html_writes_what_autoescape_writes(value):
+    assert escape_html(value) == str(markupsafe.escape(value))
