@@ -37,9 +37,9 @@ _ADDRESS_PART = r"[^@\s<>()\[\]\\,;:\"]+"
 EMAIL_ADDRESS = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}")
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=1024)
 def _parse_sender(from_email: str) -> tuple[str, str]:
-    """Display name and address; cached, as every message of a run has the same sender."""
+    """Display name and address; cached, as a run has one sender and a few reps to reply to."""
     return parseaddr(from_email)
 
 
@@ -86,7 +86,7 @@ def to_eml(
     """
     from_name, from_address = _parse_sender(batch.from_email)
     boundary = f"==leadflow-{recipient.message_key}=="
-    reply_to = [_address("Reply-To", *parseaddr(batch.reply_to))] if batch.reply_to else []
+    reply_to = [_address("Reply-To", *_parse_sender(batch.reply_to))] if batch.reply_to else []
     test = ["X-LeadFlow-Test: yes"] if batch.is_test else []
     lines = [
         _address("From", from_name, from_address),
