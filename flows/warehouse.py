@@ -182,7 +182,7 @@ OPS_TABLES: dict[str, str] = {
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
     "ops.sales_tasks": ("phone varchar",),  # 0.1.0
-    "ops.email_sends": ("attempts integer default 1",),  # unreleased: send attempts per step
+    "ops.email_sends": ("attempts integer default 1",),  # unreleased
 }
 
 # Columns that became optional: a lead known only by phone has no email (0.1.0).

@@ -217,7 +217,7 @@ def _select_due(
                 and ledger.error = $interrupted
                 and leads.nurture_track = ledger.track
                 and leads.email is not null
-                and leads.stage not in {SALES_STAGES}
+                and not list_contains($sales_stages, leads.stage)
                 and not exists (
                     select 1 from main.fct_nurture_queue as listed
                     where
@@ -234,7 +234,7 @@ def _select_due(
             select lower(trim(email)) as email
             from raw.events
             where
-                lower(trim(event_type)) in {SUPPRESSION_EVENT_TYPES}
+                list_contains($suppression_event_types, lower(trim(event_type)))
                 and loaded_at > coalesce($seen::timestamp, '-infinity'::timestamp)
             union
             select lower(trim(email)) from ops.email_suppressions where lifted_at is null
@@ -265,6 +265,8 @@ def _select_due(
             "interrupted": INTERRUPTED,
             "seen": _events_seen_by_models(connection),
             "max_attempts": limits.max_attempts,
+            "sales_stages": list(SALES_STAGES),
+            "suppression_event_types": list(SUPPRESSION_EVENT_TYPES),
         },
     )
     counts = connection.execute(

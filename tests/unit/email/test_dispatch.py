@@ -338,3 +338,26 @@ def test_a_step_missing_from_the_templates_is_quarantined_not_sent(warehouse, tm
     assert report.could_not_send and "has no step 99" in report.errors[0]
     reasons = warehouse.execute("select distinct stage, reason_code from ops.quarantine").fetchall()
     assert reasons == [("nurture", "render_failed")]
+
+
+def test_a_ledger_from_before_attempts_were_counted_gains_them_as_one_each():
+    import duckdb
+
+    from flows.warehouse import OPS_TABLES, ensure_schema
+
+    old_columns = OPS_TABLES["email_sends"].replace(
+        ",\n        attempts integer not null default 1", ""
+    )
+    assert "attempts" not in old_columns
+    connection = duckdb.connect()
+    connection.execute("create schema ops")
+    connection.execute(f"create table ops.email_sends ({old_columns})")
+    connection.execute(
+        "insert into ops.email_sends (message_key, lead_id, email, track, step, template, "
+        "status, provider, follow_up_title, follow_up_due_days, why_now, created_at, run_id) "
+        "values ('k', 'L', 'a@example.com', 'warm_up', 1, 't', 'failed', 'outbox', 'f', 1, "
+        "'w', ?, 'r')",
+        [AS_OF],
+    )
+    ensure_schema(connection)
+    assert connection.execute("select attempts from ops.email_sends").fetchall() == [(1,)]
