@@ -191,13 +191,15 @@ def render_due_rows(
     connection: Any, tracks: Any, templates: Path, sender: Any, run_id: str = "bench"
 ) -> tuple[int, int]:
     """Render-only: every due row into its recipient and ledger row; (emails, shapes)."""
-    from flows.email.dispatch import MESSAGE_KEY_SQL, SendPreparer
+    from flows.email.dispatch import DUE_ROW_COLUMNS, MESSAGE_KEY_SQL, SendPreparer
     from flows.email.render import TemplateRenderer
 
     preparer = SendPreparer(tracks, TemplateRenderer(templates), sender, run_id, AS_OF)
     rendered = 0
+    queue_columns = ", ".join(column for column in DUE_ROW_COLUMNS if column != "message_key")
     cursor = connection.execute(
-        f"select *, {MESSAGE_KEY_SQL} as message_key from main.fct_nurture_queue where is_due"
+        f"select {queue_columns}, {MESSAGE_KEY_SQL} as message_key "
+        "from main.fct_nurture_queue where is_due"
     )
     columns = [description[0] for description in cursor.description or []]
     while chunk := cursor.fetchmany(10_000):

@@ -42,6 +42,12 @@ from flows.email.templates import NurtureStep, TemplateError, Track
 BATCH_SIZE = 1000
 # Due rows read, rendered and claimed at a time: one ledger insert per chunk, not per batch.
 CHUNK_SIZE = 10_000
+# What rendering and the ledger read of a due row (fct_nurture_queue's columns, and the key).
+DUE_ROW_COLUMNS = (
+    "lead_id", "email", "first_name", "last_name", "company", "title", "owner_rep_id",
+    "owner_name", "owner_email", "stage", "stage_reason", "nurture_track", "next_step",
+    "message_key",
+)  # fmt: skip
 # message_key() in SQL, over queue-shaped rows.
 MESSAGE_KEY_SQL = "md5(lead_id || '|' || nurture_track || '|' || next_step)"
 SUPPRESSION_EVENT_TYPES = ("unsubscribe", "bounce", "spam_report")
@@ -335,7 +341,7 @@ def dispatch_due_steps(
     tally = _Tally()
     for start in range(0, counts["allowed"], CHUNK_SIZE):
         chunk = connection.execute(
-            "select * exclude (position) from claimable_steps "
+            f"select {', '.join(DUE_ROW_COLUMNS)} from claimable_steps "
             "where position > ? and position <= ? order by position",
             [start, start + CHUNK_SIZE],
         )
@@ -411,7 +417,7 @@ class SendPreparer:
                 self.errors.add(str(error))
                 chunk.unrendered.append((row, str(error)))
                 continue
-            reply_to = clean_text(row.get("owner_email")) or None
+            reply_to = values["rep.email"] or None  # the owning rep
             lead_id = str(row["lead_id"])
             recipient = Recipient(
                 message_key=key,
