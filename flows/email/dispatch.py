@@ -48,6 +48,7 @@ DUE_ROW_COLUMNS = (
     "owner_name", "owner_email", "stage", "stage_reason", "nurture_track", "next_step",
     "message_key",
 )  # fmt: skip
+MAX_LISTED_ERRORS = 20
 # message_key() in SQL, over queue-shaped rows.
 MESSAGE_KEY_SQL = "md5(lead_id || '|' || nurture_track || '|' || next_step)"
 SUPPRESSION_EVENT_TYPES = ("unsubscribe", "bounce", "spam_report")
@@ -361,7 +362,19 @@ def dispatch_due_steps(
         suppressed=counts["suppressed"],
         gave_up=counts["gave_up"],
         deferred=counts["deferred"],
-        errors=tuple(sorted(tally.errors | preparer.errors | set(counts["gave_up_errors"]))),
+        errors=_listed(tally.errors | preparer.errors | set(counts["gave_up_errors"])),
+    )
+
+
+def _listed(errors: set[str]) -> tuple[str, ...]:
+    """The distinct reasons, a screenful at most (some name their lead or address)."""
+    ordered = sorted(errors)
+    if len(ordered) <= MAX_LISTED_ERRORS:
+        return tuple(ordered)
+    more = len(ordered) - MAX_LISTED_ERRORS + 1
+    return (
+        *ordered[: MAX_LISTED_ERRORS - 1],
+        f"... and {more:,} more in ops.email_sends and ops.quarantine",
     )
 
 

@@ -361,3 +361,17 @@ def test_a_ledger_from_before_attempts_were_counted_gains_them_as_one_each():
     )
     ensure_schema(connection)
     assert connection.execute("select attempts from ops.email_sends").fetchall() == [(1,)]
+
+
+def test_the_report_lists_a_screenful_of_distinct_reasons():
+    from flows.email.dispatch import MAX_LISTED_ERRORS, _listed
+
+    few = {"b", "a"}
+    assert _listed(few) == ("a", "b")
+    many = {f"the To address 'x{i}' is not a valid email address" for i in range(50)}
+    listed = _listed(many)
+    assert len(listed) == MAX_LISTED_ERRORS
+    assert (
+        listed[-1]
+        == f"... and {50 - MAX_LISTED_ERRORS + 1} more in ops.email_sends and ops.quarantine"
+    )
