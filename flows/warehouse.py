@@ -157,9 +157,9 @@ OPS_TABLES: dict[str, str] = {
     # lists, as its events report them); checked when a send is claimed.
     "email_suppressions": """
         email varchar not null,
-        reason varchar not null,
-        source varchar not null,
-        suppressed_at timestamp not null,
+        reason varchar,
+        source varchar,
+        suppressed_at timestamp,
         lifted_at timestamp""",
     "api_watermarks": """
         source varchar primary key,
