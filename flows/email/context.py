@@ -46,8 +46,6 @@ WHITESPACE_AND_CONTROLS = re.compile(r"[\s\x00-\x1f\x7f]+")
 
 def clean_text(value: Any) -> str:
     """A single line of text, or "" for null, NaN (pandas' null) and blank values."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
     # Most values are clean already: printable (no whitespace but " "), no runs of spaces, no
     # padding. Checking that is several times faster than the substitution (run per lead).
     if (
@@ -58,6 +56,8 @@ def clean_text(value: Any) -> str:
         and value[-1:] != " "
     ):
         return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
     return WHITESPACE_AND_CONTROLS.sub(" ", str(value)).strip()
 
 
