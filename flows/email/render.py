@@ -201,7 +201,7 @@ class TemplateRenderer:
         """The lead fields (``lead.title``, ``rep.name``) the step does more with than output.
 
         A step whose shape fields are empty renders once for all its leads; otherwise once per
-        combination of their values. ``leadflow templates lint`` lists them.
+        combination of their values; lint can name the templates that do this.
         """
         found = self._shape_fields.get(step)
         if found is None:
