@@ -302,6 +302,7 @@ def _select_due(
         "suppressed": suppressed,
         "gave_up": gave_up,
         "gave_up_errors": [error for error in gave_up_errors if error],
+        "claimable": claimable,
         "allowed": allowed,
         "deferred": claimable - allowed,
     }
@@ -320,23 +321,21 @@ def dispatch_due_steps(
 ) -> DispatchReport:
     """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
     counts = _select_due(connection, as_of, limits)
-    # Oldest due first within the daily limit; then in group order, so batches come out full.
-    # Read back in chunks by position: one connection, so the temporary tables stay visible.
+    # In group order, so batches come out full; under a daily limit, the oldest due first.
+    # Stored in that order and read back in chunks by rowid (one connection, so the temporary
+    # tables stay visible; no window over a million rows).
+    limited = counts["allowed"] < counts["claimable"]
     connection.execute(
         f"""
         create or replace temporary table claimable_steps as
-        select
-            row_number() over (
-                order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
-            ) as position,
-            {", ".join(DUE_ROW_COLUMNS)}
+        select {", ".join(DUE_ROW_COLUMNS)}
         from (
             select * from due_steps where is_claimable
-            order by due_at nulls first, lead_id limit $allowed
+            {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
         )
-        order by position
+        order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
         """,
-        {"allowed": counts["allowed"]},
+        {"allowed": counts["allowed"]} if limited else {},
     )
     # Its memory is better spent on the ledger rows the sends are about to write.
     connection.execute("drop table due_steps")
@@ -344,8 +343,7 @@ def dispatch_due_steps(
     tally = _Tally()
     for start in range(0, counts["allowed"], CHUNK_SIZE):
         chunk = connection.execute(
-            "select * exclude (position) from claimable_steps "
-            "where position > ? and position <= ? order by position",
+            "select * from claimable_steps where rowid >= ? and rowid < ? order by rowid",
             [start, start + CHUNK_SIZE],
         )
         columns = [description[0] for description in chunk.description or []]
