@@ -29,11 +29,9 @@ QUEUE_TABLES = {
     "handoff_queue": "main.fct_handoff_queue",
     "nurture_queue": "main.fct_nurture_queue",
 }
-DUE_NURTURE_ROWS = "select * from main.fct_nurture_queue where is_due order by due_at, lead_id"
 # Stage counts of the hand-written transform may differ from dim_leads by this share of leads
 # (float rounding at the MQL thresholds) before the report flags the comparison.
 STAGE_COUNT_TOLERANCE = 0.005
-FETCH_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -258,40 +256,27 @@ def gate_lower_bound(context: ProbeContext) -> Outcome:
 
 
 def nurture_lower_bound(context: ProbeContext) -> Outcome:
-    """Render-only: the due nurture rows through TemplateRenderer, nothing written or sent."""
-    from flows.email.context import build_context
-    from flows.email.dispatch import message_key
-    from flows.email.render import TemplateRenderer
+    """Render-only: the due nurture rows rendered as the nurture stage does (once per shape,
+    personalized per lead), nothing claimed, written or sent."""
+    from email.utils import parseaddr
+
+    from bench.send import render_due_rows
+    from flows.email.dispatch import Sender
     from flows.email.templates import load_tracks
 
     settings = load_settings()
-    steps = {
-        (step.track, step.step): step
-        for track in load_tracks(settings.templates_dir).values()
-        for step in track.steps
-    }
-    renderer = TemplateRenderer(settings.templates_dir)
-    sender_name = settings.email_from.split("<")[0].strip() or settings.email_from
-    rendered = 0
+    sender = Sender(
+        from_email=settings.email_from,
+        name=parseaddr(settings.email_from)[0] or settings.email_from,
+        address=settings.sender_address,
+        unsubscribe_url=settings.unsubscribe_url,
+    )
+    tracks = load_tracks(settings.templates_dir)
     with open_warehouse(settings.warehouse_path, read_only=True) as connection, context.timed():
-        cursor = connection.execute(DUE_NURTURE_ROWS)
-        columns = [description[0] for description in cursor.description or []]
-        while batch := cursor.fetchmany(FETCH_ROWS):
-            for values in batch:
-                row = dict(zip(columns, values, strict=True))
-                step = steps[(row["nurture_track"], row["next_step"])]
-                key = message_key(row["lead_id"], step.track, step.step)
-                renderer.render(
-                    step,
-                    build_context(
-                        row,
-                        unsubscribe_url=settings.unsubscribe_url.format(message_key=key),
-                        sender_name=sender_name,
-                        sender_address=settings.sender_address,
-                    ),
-                )
-                rendered += 1
-    return Outcome(rows=rendered)
+        rendered, shapes = render_due_rows(
+            connection, tracks, settings.templates_dir, sender, context.run_id
+        )
+    return Outcome(rows=rendered, details={"shapes": shapes})
 
 
 # --- fixed costs --------------------------------------------------------------------------

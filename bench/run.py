@@ -24,6 +24,7 @@ from typing import Any
 from bench.events import append_new_events
 from bench.machine import describe_machine
 from bench.results import merge_size, render_markdown, size_section
+from bench.send import with_section
 from flows.demo.generate import generate_dataset
 from flows.runs import new_run_id
 
@@ -83,8 +84,9 @@ and nurture wrote), appends 1% new events to the inbox and runs the stages again
   transform: one hand-written DuckDB statement (`bench/transform_lower_bound.sql`) computing fit
   score, decayed engagement score and stage from the same seeds and vars (checked against
   `dim_leads` below each table); gate: the same suites on the same frames through bare GX
-  (ephemeral context, `batch.validate`, no checkpoint); nurture: render only
-  (`TemplateRenderer` over the due rows, nothing written or sent). Handoff has none.
+  (ephemeral context, `batch.validate`, no checkpoint); nurture: render only (each step once
+  per shape, personalized per lead, as the stage does; nothing claimed, written or sent; until
+  2026-12-07 it rendered each lead on its own). Handoff has none.
 - **peak RSS**: the stage process's high-water mark (`VmHWM`), imports included.
 - **incremental / full**: the incremental run's stage time over the full run's. The incremental
   transform sees the new events and the later clock only: as in an hourly schedule, the run
@@ -425,7 +427,7 @@ def record(result: Mapping[str, Any]) -> None:
     document = json.loads(json_file.read_text()) if json_file.is_file() else {}
     document = merge_size(document, result)
     json_file.write_text(json.dumps(document, indent=2) + "\n")
-    (DOCS_DIR / "benchmarks.md").write_text(render_markdown(document, METHOD))
+    (DOCS_DIR / "benchmarks.md").write_text(with_section(render_markdown(document, METHOD)))
 
 
 def progress(message: str) -> None:

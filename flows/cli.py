@@ -142,6 +142,7 @@ def settings_or_fail() -> Settings:
 
 # Exit code of a command that found the warehouse busy with a run (or waited too long for one).
 BUSY = 4
+EMAILS_NOT_SENT = 5
 
 
 @contextmanager
@@ -274,6 +275,16 @@ def run_pipeline_holding_warehouse(
         raise typer.Exit(1)
     if not summary.gate.passed:
         raise typer.Exit(3)
+    if summary.could_not_send:
+        err.print(
+            "[bold red]Error:[/bold red] not every due email went out: "
+            + ", ".join(summary.nurture_problems())
+            + ". The reasons are listed above; a failed send is tried again on the next run "
+            "(up to LEADFLOW_SEND_MAX_ATTEMPTS), an email that could not be rendered is in "
+            "ops.quarantine until its template is fixed.",
+            highlight=False,
+        )
+        raise typer.Exit(EMAILS_NOT_SENT)
 
 
 @app.command()

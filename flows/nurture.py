@@ -6,7 +6,13 @@ from email.utils import parseaddr
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.email.dispatch import DispatchReport, Sender, dispatch_due_steps, settle_earlier_sends
+from flows.email.dispatch import (
+    DispatchReport,
+    Sender,
+    SendLimits,
+    dispatch_due_steps,
+    settle_earlier_sends,
+)
 from flows.email.preflight import require_sending_ready
 from flows.email.providers import email_sender
 from flows.email.render import TemplateRenderer
@@ -41,6 +47,7 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
             ),
             run_id=run_id,
             as_of=as_of,
+            limits=SendLimits(settings.send_max_attempts, settings.daily_send_limit),
         )
 
 

@@ -143,6 +143,11 @@ def run_stages(
             summary.emails_due = dispatched.due
             summary.emails_sent = dispatched.sent
             summary.emails_failed = dispatched.failed
+            summary.emails_not_rendered = dispatched.not_rendered
+            summary.emails_suppressed = dispatched.suppressed
+            summary.emails_gave_up = dispatched.gave_up
+            summary.emails_deferred = dispatched.deferred
+            summary.email_errors = list(dispatched.errors)
             summary.tasks_created = summary.handed_off + follow_ups
         else:
             summary.tasks_created = summary.handed_off

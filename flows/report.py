@@ -47,6 +47,11 @@ class RunSummary:
     emails_due: int = 0
     emails_sent: int = 0
     emails_failed: int = 0
+    emails_not_rendered: int = 0
+    emails_suppressed: int = 0  # due, but suppressed since the queue was built
+    emails_gave_up: int = 0  # due, but failed LEADFLOW_SEND_MAX_ATTEMPTS times already
+    emails_deferred: int = 0  # due, but over LEADFLOW_DAILY_SEND_LIMIT
+    email_errors: list[str] = field(default_factory=list)  # distinct reasons, for the operator
     email_provider: str = "outbox"
     durations_s: dict[str, float] = field(default_factory=dict)
     runs_marked_crashed: int = 0  # earlier runs killed before they could record their end
@@ -62,6 +67,22 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def could_not_send(self) -> bool:
+        """A send failed or an email could not be rendered (`leadflow run` exits 4)."""
+        return bool(self.emails_failed or self.emails_not_rendered)
+
+    def nurture_problems(self) -> list[str]:
+        """What kept due emails from going out, one clause each (empty when nothing did)."""
+        counts = (
+            (self.emails_failed, "failed"),
+            (self.emails_not_rendered, "could not be rendered"),
+            (self.emails_gave_up, "given up after repeated failures"),
+            (self.emails_suppressed, "suppressed since the queue was built"),
+            (self.emails_deferred, "deferred by the daily send limit"),
+        )
+        return [f"{count:,} {what}" for count, what in counts if count]
 
     def ordered_stages(self) -> list[tuple[str, int]]:
         known = [(stage, self.stage_counts.get(stage, 0)) for stage in STAGE_ORDER]
@@ -86,13 +107,17 @@ class RunSummary:
             f"| hand-off | {self.handed_off} leads handed to sales |",
             f"| tasks | {self.tasks_created} sales tasks created |",
             f"| nurture | {self.emails_sent} of {self.emails_due} due emails sent via "
-            f"{self.email_provider}, {self.emails_failed} failed |",
+            f"{self.email_provider}"
+            + "".join(f", {problem}" for problem in self.nurture_problems())
+            + " |",
         ]
         if self.gate.explanation:
             lines += ["", self.gate.explanation]
         if self.runs_marked_crashed:
             lines += ["", self.crashed_note()]
         lines += ["", *(f"- {error}" for error in self.file_errors)] if self.file_errors else []
+        if self.email_errors:
+            lines += ["", "Email problems:", *(f"- {error}" for error in self.email_errors)]
         return "\n".join(lines)
 
     def to_rich(self) -> Group:
@@ -130,7 +155,10 @@ class RunSummary:
             "nurture",
             f"{self.emails_sent:,} of {self.emails_due:,} due emails sent via "
             f"{self.email_provider}"
-            + (f", {self.emails_failed} failed" if self.emails_failed else ""),
+            + "".join(
+                f", [{'red' if self.could_not_send else 'yellow'}]{problem}[/]"
+                for problem in self.nurture_problems()
+            ),
             seconds("nurture"),
         )
         table.add_row("tasks", f"{self.tasks_created:,} sales tasks created", "")
@@ -139,4 +167,5 @@ class RunSummary:
             parts.append(Text(self.gate.explanation, style="red"))
         if self.runs_marked_crashed:
             parts.append(Text(self.crashed_note(), style="yellow"))
+        parts += [Text(f"Email: {error}", style="red") for error in self.email_errors]
         return Group(*parts)

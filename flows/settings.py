@@ -151,6 +151,19 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    send_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A nurture step whose send failed this many times is no longer tried "
+        "(the run reports it as given up).",
+    )
+    daily_send_limit: int | None = Field(
+        default=None,
+        ge=0,
+        description="At most this many nurture emails per UTC day (none: no limit); the rest "
+        "stay due for the next day.",
+    )
+
     @field_validator("project_dir")
     @classmethod
     def _project_has_assets(cls, value: Path) -> Path:

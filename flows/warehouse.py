@@ -168,7 +168,16 @@ OPS_TABLES: dict[str, str] = {
         why_now varchar not null,
         created_at timestamp not null,
         sent_at timestamp,
-        run_id varchar not null""",
+        run_id varchar not null,
+        attempts integer not null default 1""",
+    # Addresses the email provider will not deliver to (its bounce, spam and unsubscribe
+    # lists, as its events report them); checked when a send is claimed.
+    "email_suppressions": """
+        email varchar not null,
+        reason varchar,
+        source varchar,
+        suppressed_at timestamp,
+        lifted_at timestamp""",
     "api_watermarks": """
         source varchar primary key,
         watermark timestamp not null,
@@ -190,6 +199,7 @@ OPS_TABLES: dict[str, str] = {
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
     "ops.sales_tasks": ("phone varchar",),  # 0.1.0
+    "ops.email_sends": ("attempts integer default 1",),  # unreleased
 }
 
 # Columns that became optional: a lead known only by phone has no email (0.1.0).

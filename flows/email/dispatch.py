@@ -1,30 +1,62 @@
-"""Send the nurture steps that are due, exactly once each.
+"""Send the nurture steps that are due, exactly once each, in batches a provider accepts.
 
 The send ledger (``ops.email_sends``) is the guard: a row keyed by
 ``message_key = md5(lead_id|track|step)`` is inserted as ``pending`` *before* the provider is
 called and settled as ``sent`` or ``failed`` after. A lead therefore never gets the same step
 twice, whatever crashes in between: a pending row left by a crash is settled on the next run
 from what the provider says it delivered, and is only retried when it certainly was not.
+
+Which steps are sent is decided in SQL over the whole queue (``_select_due``): leads
+suppressed *now* are left out (suppression events loaded after the models were built, the
+provider's suppression list, ``dim_leads``), steps that failed ``max_attempts`` times are given
+up, and a daily limit defers the rest to the next day. Due rows are then read in chunks; each
+lead's step is rendered once per shape (``render.py``), the chunk is claimed in one insert, and
+its recipients go out in batches of one (track, step, shape, reply-to) of at most 1,000
+distinct addresses.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from flows.email.message import EmailSender, OutgoingEmail, SendResult
-from flows.email.render import TemplateRenderer
-from flows.email.templates import NurtureStep, TemplateError, Track, build_context
+from flows.email.context import clean_text, personal_values, shared_context
+from flows.email.message import (
+    EmailProviderError,
+    EmailSender,
+    OutgoingBatch,
+    Recipient,
+    SendResult,
+)
+from flows.email.render import RenderedShape, TemplateRenderer, shape_values
+from flows.email.templates import NurtureStep, TemplateError, Track
 
 # SendGrid accepts at most 1,000 personalizations per request; batches never exceed that.
 BATCH_SIZE = 1000
+# Due rows read, rendered and claimed at a time: one ledger insert per chunk, not per batch.
+CHUNK_SIZE = 10_000
+# What rendering and the ledger read of a due row (fct_nurture_queue's columns, and the key).
+DUE_ROW_COLUMNS = (
+    "lead_id", "email", "first_name", "last_name", "company", "title", "owner_rep_id",
+    "owner_name", "owner_email", "stage", "stage_reason", "nurture_track", "next_step",
+    "message_key",
+)  # fmt: skip
+MAX_LISTED_ERRORS = 20
+# message_key() in SQL, over queue-shaped rows.
+MESSAGE_KEY_SQL = "md5(lead_id || '|' || nurture_track || '|' || next_step)"
+SUPPRESSION_EVENT_TYPES = ("unsubscribe", "bounce", "spam_report")
+# The stages a lead is nurtured in (the others belong to sales): as fct_nurture_queue has it.
+SALES_STAGES = ("mql", "sql", "opportunity", "customer")
+# A claimed step whose email was certainly not sent: the run stopped before (or the provider
+# refused the whole request). It is failed, not deleted, so the next run sends it at once.
+INTERRUPTED = "not sent: the run that claimed it stopped before the email went out"
 
 
 @dataclass(frozen=True)
@@ -38,17 +70,43 @@ class Sender:
 
 
 @dataclass(frozen=True)
+class SendLimits:
+    max_attempts: int = 3  # a step that failed this many times is no longer claimed
+    daily_limit: int | None = None  # ledger rows created per UTC day of the run clock
+
+
+@dataclass(frozen=True)
 class DispatchReport:
     due: int
     sent: int
     failed: int
     not_rendered: int
+    suppressed: int = 0  # due, but suppressed since the queue was built
+    gave_up: int = 0  # due, but failed max_attempts times already
+    deferred: int = 0  # due, but over the daily limit: sent on a later day
+    errors: tuple[str, ...] = ()  # the distinct reasons of failed, unrendered and given-up sends
+
+    @property
+    def could_not_send(self) -> bool:
+        """A send failed or an email could not be rendered: the run must say so."""
+        return bool(self.failed or self.not_rendered)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreparedSend:
-    email: OutgoingEmail
+    """A due step rendered for its lead, waiting for its claim."""
+
+    group: tuple[Any, ...]  # (track, step, shape values, reply_to): one batch's worth
+    shape: RenderedShape
+    recipient: Recipient
     ledger_row: dict[str, Any]
+
+
+@dataclass
+class _Tally:
+    sent: int = 0
+    failed: int = 0
+    errors: set[str] = field(default_factory=set)
 
 
 def message_key(lead_id: str, track: str, step: int) -> str:
@@ -58,25 +116,35 @@ def message_key(lead_id: str, track: str, step: int) -> str:
 def settle_earlier_sends(connection: duckdb.DuckDBPyConnection, sender: EmailSender) -> int:
     """Resolve ledger rows a crashed run left ``pending``; returns how many were settled.
 
-    Delivered → ``sent``. Certainly not delivered → the row is removed so the step is sent on a
-    later run. Unknown (the provider cannot say) → left pending: never risk a second email.
+    Delivered → ``sent``, at the clock of the run that claimed it. Certainly not delivered →
+    ``failed`` as ``INTERRUPTED``, so this run sends it again. Unknown (the provider cannot say)
+    → left pending: never risk a second email.
     """
     pending = connection.execute(
         "select message_key from ops.email_sends where status = 'pending'"
     ).fetchall()
-    settled = 0
-    for (key,) in pending:
-        delivered = sender.was_delivered(key)
-        if delivered is True:
-            connection.execute(
-                "update ops.email_sends set status = 'sent', sent_at = coalesce(sent_at, "
-                "now()::timestamp) where message_key = ?",
-                [key],
-            )
-        elif delivered is False:
-            connection.execute("delete from ops.email_sends where message_key = ?", [key])
-        settled += delivered is not None
-    return settled
+    outcomes = [(key, sender.was_delivered(key)) for (key,) in pending]
+    known = [(key, delivered) for key, delivered in outcomes if delivered is not None]
+    if not known:
+        return 0
+    settled = pa.table(
+        {"message_key": [key for key, _ in known], "delivered": [d for _, d in known]},
+        schema=pa.schema([("message_key", pa.string()), ("delivered", pa.bool_())]),
+    )
+    connection.register("settled_earlier", settled)
+    connection.execute(
+        """
+        update ops.email_sends as ledger
+        set status = case when settled_earlier.delivered then 'sent' else 'failed' end,
+            sent_at = case when settled_earlier.delivered then ledger.created_at end,
+            error = case when settled_earlier.delivered then null else ? end
+        from settled_earlier
+        where ledger.message_key = settled_earlier.message_key
+        """,
+        [INTERRUPTED],
+    )
+    connection.unregister("settled_earlier")
+    return len(known)
 
 
 def why_now(row: Mapping[str, Any], subject: str) -> str:
@@ -87,99 +155,477 @@ def why_now(row: Mapping[str, Any], subject: str) -> str:
     )
 
 
-def prepare(
-    row: Mapping[str, Any],
-    step: NurtureStep,
-    track: Track,
+def split_into_batches(
+    recipients: Iterable[Recipient], size: int = BATCH_SIZE
+) -> list[tuple[Recipient, ...]]:
+    """Batches of at most ``size``, in order, never one address twice in a batch.
+
+    SendGrid refuses a request that names an address twice; a second lead with the same
+    address goes to the next batch instead.
+    """
+    batches: list[list[Recipient]] = []
+    addresses: list[set[str]] = []
+    first_open = 0
+    for recipient in recipients:
+        address = recipient.to_email.lower()
+        index = first_open
+        while index < len(batches) and (len(batches[index]) >= size or address in addresses[index]):
+            index += 1
+        if index == len(batches):
+            batches.append([])
+            addresses.append(set())
+        batches[index].append(recipient)
+        addresses[index].add(address)
+        while first_open < len(batches) and len(batches[first_open]) >= size:
+            first_open += 1
+    return [tuple(batch) for batch in batches]
+
+
+def _events_seen_by_models(connection: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The newest event load the models were built from (None before the first build)."""
+    try:
+        row = connection.execute(
+            "select max(loaded_at) from main.int_lead_events_scored"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None
+
+
+def _select_due(
+    connection: duckdb.DuckDBPyConnection, as_of: datetime, limits: SendLimits
+) -> dict[str, Any]:
+    """Put the due steps into the temporary table ``due_steps``; return the counts.
+
+    Due: the queue's due rows, plus steps interrupted after the queue was built (it saw them
+    pending). Each is marked suppressed-now, given-up, or claimable.
+    """
+    connection.execute(
+        f"""
+        create or replace temporary table due_steps as
+        with
+        queue as (
+            select
+                lead_id, email, first_name, last_name, company, title, owner_rep_id,
+                owner_name, owner_email, stage, stage_reason, nurture_track, next_step, due_at
+            from main.fct_nurture_queue
+            where is_due
+        ),
+        interrupted as (
+            select
+                leads.lead_id, leads.email, leads.first_name, leads.last_name, leads.company,
+                leads.title, leads.owner_rep_id, leads.owner_name, leads.owner_email,
+                leads.stage, leads.stage_reason, ledger.track as nurture_track,
+                ledger.step as next_step, ledger.created_at as due_at
+            from ops.email_sends as ledger
+            inner join main.dim_leads as leads on ledger.lead_id = leads.lead_id
+            where
+                ledger.status = 'failed'
+                and ledger.error = $interrupted
+                and leads.nurture_track = ledger.track
+                and leads.email is not null
+                and not list_contains($sales_stages, leads.stage)
+                and not exists (
+                    select 1 from main.fct_nurture_queue as listed
+                    where
+                        listed.lead_id = ledger.lead_id
+                        and listed.nurture_track = ledger.track
+                        and listed.next_step = ledger.step
+                )
+        ),
+        candidates as (
+            select *, {MESSAGE_KEY_SQL} as message_key
+            from (select * from queue union all by name select * from interrupted)
+        ),
+        suppressed_emails as (
+            select lower(trim(email)) as email
+            from raw.events
+            where
+                list_contains($suppression_event_types, lower(trim(event_type)))
+                and loaded_at > coalesce($seen::timestamp, '-infinity'::timestamp)
+            union
+            select lower(trim(email)) from ops.email_suppressions where lifted_at is null
+        ),
+        marked as (
+            select
+                candidates.*,
+                ledger.status as ledger_status,
+                coalesce(ledger.attempts, 1) as attempts,
+                ledger.error as ledger_error,
+                coalesce(leads.is_suppressed, false)
+                or lower(trim(candidates.email)) in (select email from suppressed_emails)
+                    as is_suppressed_now
+            from candidates
+            left join ops.email_sends as ledger on candidates.message_key = ledger.message_key
+            left join main.dim_leads as leads on candidates.lead_id = leads.lead_id
+        )
+        select
+            *,
+            not is_suppressed_now and ledger_status = 'failed' and attempts >= $max_attempts
+                as has_given_up,
+            not is_suppressed_now
+            and (ledger_status is null or (ledger_status = 'failed' and attempts < $max_attempts))
+                as is_claimable
+        from marked
+        """,
+        {
+            "interrupted": INTERRUPTED,
+            "seen": _events_seen_by_models(connection),
+            "max_attempts": limits.max_attempts,
+            "sales_stages": list(SALES_STAGES),
+            "suppression_event_types": list(SUPPRESSION_EVENT_TYPES),
+        },
+    )
+    counts = connection.execute(
+        """
+        select
+            count(*),
+            count(*) filter (where is_suppressed_now),
+            count(*) filter (where has_given_up),
+            count(*) filter (where is_claimable),
+            coalesce(list(distinct ledger_error) filter (where has_given_up), [])
+        from due_steps
+        """
+    ).fetchone()
+    assert counts is not None
+    due, suppressed, gave_up, claimable, gave_up_errors = counts
+    allowed = claimable
+    if limits.daily_limit is not None:
+        day = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = connection.execute(
+            "select count(*) from ops.email_sends where created_at >= ? and created_at < ?",
+            [day, day + timedelta(days=1)],
+        ).fetchone()
+        allowed = min(claimable, max(limits.daily_limit - (today[0] if today else 0), 0))
+    return {
+        "due": due,
+        "suppressed": suppressed,
+        "gave_up": gave_up,
+        "gave_up_errors": [error for error in gave_up_errors if error],
+        "claimable": claimable,
+        "allowed": allowed,
+        "deferred": claimable - allowed,
+    }
+
+
+def dispatch_due_steps(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    tracks: Mapping[str, Track],
     renderer: TemplateRenderer,
+    email_sender: EmailSender,
     sender: Sender,
     run_id: str,
     as_of: datetime,
-) -> PreparedSend:
-    key = message_key(row["lead_id"], step.track, step.step)
-    unsubscribe_url = sender.unsubscribe_url.format(message_key=key)
-    context = build_context(
-        row,
-        unsubscribe_url=unsubscribe_url,
-        sender_name=sender.name,
-        sender_address=sender.address,
+    limits: SendLimits = SendLimits(),
+) -> DispatchReport:
+    """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
+    counts = _select_due(connection, as_of, limits)
+    # In group order, so batches come out full; under a daily limit, the oldest due first.
+    # Stored in that order and read back in chunks by rowid (one connection, so the temporary
+    # tables stay visible; no window over a million rows).
+    limited = counts["allowed"] < counts["claimable"]
+    connection.execute(
+        f"""
+        create or replace temporary table claimable_steps as
+        select {", ".join(DUE_ROW_COLUMNS)}
+        from (
+            select * from due_steps where is_claimable
+            {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
+        )
+        order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
+        """,
+        {"allowed": counts["allowed"]} if limited else {},
     )
-    rendered = renderer.render(step, context)
-    email = OutgoingEmail(
-        message_key=key,
-        to_email=str(row["email"]).strip(),
-        to_name=" ".join(p for p in (row.get("first_name"), row.get("last_name")) if p),
-        from_email=sender.from_email,
-        subject=rendered.subject,
-        html=rendered.html,
-        text=rendered.text,
-        preheader=rendered.preheader,
-        track=step.track,
-        step=step.step,
-        unsubscribe_group=track.unsubscribe_group,
-        custom_args={"message_key": key, "lead_id": str(row["lead_id"]), "track": step.track},
-        unsubscribe_url=unsubscribe_url,
+    # Its memory is better spent on the ledger rows the sends are about to write.
+    connection.execute("drop table due_steps")
+    preparer = SendPreparer(tracks, renderer, sender, run_id, as_of)
+    tally = _Tally()
+    for start in range(0, counts["allowed"], CHUNK_SIZE):
+        chunk = connection.execute(
+            "select * from claimable_steps where rowid >= ? and rowid < ? order by rowid",
+            [start, start + CHUNK_SIZE],
+        )
+        columns = [description[0] for description in chunk.description or []]
+        rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
+        prepared = preparer.prepare(rows)
+        _quarantine_unrendered(connection, prepared.unrendered, run_id)
+        claimed = _claim(connection, prepared.sends, email_sender.provider, limits)
+        _send(connection, claimed, preparer.steps, sender, email_sender, as_of, tally)
+    connection.execute("drop table claimable_steps")
+    return DispatchReport(
+        due=counts["due"],
+        sent=tally.sent,
+        failed=tally.failed,
+        not_rendered=preparer.not_rendered,
+        suppressed=counts["suppressed"],
+        gave_up=counts["gave_up"],
+        deferred=counts["deferred"],
+        errors=_listed(tally.errors | preparer.errors | set(counts["gave_up_errors"])),
     )
-    ledger_row = {
-        "message_key": key,
-        "lead_id": row["lead_id"],
-        "email": email.to_email,
-        "track": step.track,
-        "step": step.step,
-        "template": step.template,
-        "subject": rendered.subject,
-        "owner_rep_id": row.get("owner_rep_id"),
-        "owner_email": row.get("owner_email"),
-        "follow_up_title": rendered.follow_up_title,
-        "follow_up_due_days": step.follow_up_due_days,
-        "why_now": why_now(row, rendered.subject),
-        "created_at": as_of,
-        "run_id": run_id,
-    }
-    return PreparedSend(email, ledger_row)
+
+
+def _listed(errors: set[str]) -> tuple[str, ...]:
+    """The distinct reasons, a screenful at most (some name their lead or address)."""
+    ordered = sorted(errors)
+    if len(ordered) <= MAX_LISTED_ERRORS:
+        return tuple(ordered)
+    more = len(ordered) - MAX_LISTED_ERRORS + 1
+    return (
+        *ordered[: MAX_LISTED_ERRORS - 1],
+        f"... and {more:,} more in ops.email_sends and ops.quarantine",
+    )
+
+
+@dataclass
+class PreparedChunk:
+    sends: list[PreparedSend]
+    unrendered: list[tuple[Mapping[str, Any], str]]  # the queue row, and why
+
+
+class SendPreparer:
+    """Renders due rows into recipients and ledger rows: each step once per shape."""
+
+    def __init__(
+        self,
+        tracks: Mapping[str, Track],
+        renderer: TemplateRenderer,
+        sender: Sender,
+        run_id: str,
+        as_of: datetime,
+    ) -> None:
+        self.steps = {(s.track, s.step): (s, t) for t in tracks.values() for s in t.steps}
+        self.renderer = renderer
+        self.sender = sender
+        self.run_id = run_id
+        self.as_of = as_of
+        self.shapes: dict[tuple[Any, ...], RenderedShape | TemplateError] = {}
+        self.not_rendered = 0
+        self.errors: set[str] = set()
+
+    def prepare(self, rows: Sequence[Mapping[str, Any]]) -> PreparedChunk:
+        """Each row's recipient and ledger row; rows that cannot be rendered, with the reason."""
+        chunk = PreparedChunk([], [])
+        for row in rows:
+            found = self.steps.get((row["nurture_track"], row["next_step"]))
+            try:
+                if found is None:
+                    raise TemplateError(
+                        f"track {row['nurture_track']} has no step {row['next_step']} in "
+                        "templates/ (was it removed after the models were built?)"
+                    )
+                step = found[0]
+                key = row["message_key"]
+                unsubscribe_url = self.sender.unsubscribe_url.format(message_key=key)
+                values = personal_values(
+                    row, unsubscribe_url=unsubscribe_url, sender_name=self.sender.name
+                )
+                real = shape_values(self.renderer.shape_fields(step), values)
+                shape_key = (step.track, step.step, tuple(sorted(real.items())))
+                shape = self._shape(shape_key, step, real)
+                personal = shape.personalize(values)
+            except TemplateError as error:
+                self.not_rendered += 1
+                self.errors.add(str(error))
+                chunk.unrendered.append((row, str(error)))
+                continue
+            reply_to = values["rep.email"] or None  # the owning rep
+            lead_id = str(row["lead_id"])
+            recipient = Recipient(
+                message_key=key,
+                lead_id=lead_id,
+                to_email=values["lead.email"],
+                to_name=" ".join(
+                    name
+                    for name in (clean_text(row["first_name"]), clean_text(row["last_name"]))
+                    if name
+                ),
+                subject=personal.subject,
+                substitutions=personal.substitutions,
+                unsubscribe_url=unsubscribe_url,
+                custom_args={"message_key": key, "lead_id": lead_id},
+            )
+            ledger_row = {
+                "message_key": key,
+                "lead_id": lead_id,
+                "email": recipient.to_email,
+                "track": step.track,
+                "step": step.step,
+                "template": step.template,
+                "subject": personal.subject,
+                "owner_rep_id": row.get("owner_rep_id"),
+                "owner_email": row.get("owner_email"),
+                "follow_up_title": personal.follow_up_title,
+                "follow_up_due_days": step.follow_up_due_days,
+                "why_now": why_now(row, personal.subject),
+                "created_at": self.as_of,
+                "run_id": self.run_id,
+            }
+            chunk.sends.append(PreparedSend((*shape_key, reply_to), shape, recipient, ledger_row))
+        return chunk
+
+    def _shape(
+        self, shape_key: tuple[Any, ...], step: NurtureStep, real: Mapping[str, str]
+    ) -> RenderedShape:
+        """The step rendered for this shape: once per run (a failure, too, is kept)."""
+        shape = self.shapes.get(shape_key)
+        if shape is None:
+            shared = shared_context(
+                step.track,
+                step.step,
+                sender_name=self.sender.name,
+                sender_address=self.sender.address,
+            )
+            try:
+                shape = self.renderer.render_shape(step, shared, real)
+            except TemplateError as error:
+                shape = error
+            self.shapes[shape_key] = shape
+        if isinstance(shape, TemplateError):
+            raise shape
+        return shape
+
+
+LEDGER_ROW_SCHEMA = pa.schema(
+    [
+        ("message_key", pa.string()),
+        ("lead_id", pa.string()),
+        ("email", pa.string()),
+        ("track", pa.string()),
+        ("step", pa.int32()),
+        ("template", pa.string()),
+        ("subject", pa.string()),
+        ("owner_rep_id", pa.string()),
+        ("owner_email", pa.string()),
+        ("follow_up_title", pa.string()),
+        ("follow_up_due_days", pa.int32()),
+        ("why_now", pa.string()),
+        ("created_at", pa.timestamp("us")),
+        ("run_id", pa.string()),
+    ]
+)
 
 
 def _claim(
-    connection: duckdb.DuckDBPyConnection, prepared: list[PreparedSend], provider: str
+    connection: duckdb.DuckDBPyConnection,
+    prepared: list[PreparedSend],
+    provider: str,
+    limits: SendLimits,
 ) -> list[PreparedSend]:
     """Insert pending ledger rows; return only the sends this call claimed.
 
-    A claim succeeds for a step never tried or one whose earlier send failed.
+    A claim succeeds for a step never tried, or one whose earlier sends failed fewer than
+    ``max_attempts`` times. ``_select_due`` already left the others out: this is the guard.
     """
-    connection.register("claim_batch", pa.Table.from_pylist([p.ledger_row for p in prepared]))
+    if not prepared:
+        return []
+    claim = pa.Table.from_pylist([p.ledger_row for p in prepared], schema=LEDGER_ROW_SCHEMA)
+    connection.register("claim_chunk", claim)
     claimed = connection.execute(
         """
         insert into ops.email_sends (
             message_key, lead_id, email, track, step, template, subject, status, provider,
             owner_rep_id, owner_email, follow_up_title, follow_up_due_days, why_now,
-            created_at, run_id
+            created_at, run_id, attempts
         )
         select
             message_key, lead_id, email, track, step, template, subject, 'pending', ?,
             owner_rep_id, owner_email, follow_up_title, follow_up_due_days, why_now,
-            created_at, run_id
-        from claim_batch
+            created_at, run_id, 1
+        from claim_chunk
         on conflict (message_key) do update set
             status = 'pending',
             provider = excluded.provider,
             subject = excluded.subject,
             error = null,
             created_at = excluded.created_at,
-            run_id = excluded.run_id
-        -- A step the provider refused is tried again; a pending or sent one never is.
-        where ops.email_sends.status = 'failed'
+            run_id = excluded.run_id,
+            attempts = coalesce(ops.email_sends.attempts, 1) + 1
+        -- A step the provider refused is tried again, up to max_attempts; a pending or sent one
+        -- never is.
+        where ops.email_sends.status = 'failed' and coalesce(ops.email_sends.attempts, 1) < ?
         returning message_key
         """,
-        [provider],
+        [provider, limits.max_attempts],
     ).fetchall()
-    connection.unregister("claim_batch")
+    connection.unregister("claim_chunk")
     keys = {key for (key,) in claimed}
-    return [p for p in prepared if p.email.message_key in keys]
+    return [p for p in prepared if p.recipient.message_key in keys]
+
+
+def _send(
+    connection: duckdb.DuckDBPyConnection,
+    claimed: list[PreparedSend],
+    steps: Mapping[tuple[str, int], tuple[NurtureStep, Track]],
+    sender: Sender,
+    email_sender: EmailSender,
+    as_of: datetime,
+    tally: _Tally,
+) -> None:
+    """Send the claimed steps, a batch per group; settle what was sent or refused.
+
+    If the sender raises, whatever was never handed to it is released at once (failed as
+    ``INTERRUPTED``, so the next run sends it); a batch in flight stays pending unless the
+    sender raised ``EmailProviderError`` (the provider took nothing).
+    """
+    groups: dict[tuple[Any, ...], tuple[RenderedShape, list[Recipient]]] = {}
+    for p in claimed:
+        groups.setdefault(p.group, (p.shape, []))[1].append(p.recipient)
+    batches = [
+        _batch(group, shape, recipients, steps, sender)
+        for group, (shape, members) in groups.items()
+        for recipients in split_into_batches(members)
+    ]
+    results: list[SendResult] = []
+    handed: set[str] = set()
+    try:
+        for batch in batches:
+            keys = [recipient.message_key for recipient in batch.recipients]
+            try:
+                handed.update(keys)
+                results += email_sender.send(batch)
+            except EmailProviderError:
+                handed.difference_update(keys)
+                raise
+    finally:
+        _settle(connection, results, as_of)
+        unsent = [p.recipient.message_key for p in claimed if p.recipient.message_key not in handed]
+        _release(connection, unsent)
+    for result in results:
+        if result.status == "sent":
+            tally.sent += 1
+        else:
+            tally.failed += 1
+            tally.errors.add(result.error or "the provider gave no reason")
+
+
+def _batch(
+    group: tuple[Any, ...],
+    shape: RenderedShape,
+    recipients: tuple[Recipient, ...],
+    steps: Mapping[tuple[str, int], tuple[NurtureStep, Track]],
+    sender: Sender,
+) -> OutgoingBatch:
+    track_name, step_number, _, reply_to = group
+    track = steps[(track_name, step_number)][1]
+    return OutgoingBatch(
+        track=track_name,
+        step=step_number,
+        from_email=sender.from_email,
+        reply_to=reply_to,
+        html=shape.html,
+        text=shape.text,
+        unsubscribe_group=track.unsubscribe_group,
+        categories=("nurture", f"track:{track_name}", f"step:{step_number}"),
+        recipients=recipients,
+    )
 
 
 def _settle(
     connection: duckdb.DuckDBPyConnection, results: list[SendResult], as_of: datetime
 ) -> None:
+    if not results:
+        return
     settled = pa.Table.from_pylist(
         [
             {
@@ -215,59 +661,43 @@ def _settle(
     connection.unregister("settled")
 
 
-def dispatch_due_steps(
-    connection: duckdb.DuckDBPyConnection,
-    *,
-    tracks: Mapping[str, Track],
-    renderer: TemplateRenderer,
-    email_sender: EmailSender,
-    sender: Sender,
-    run_id: str,
-    as_of: datetime,
-) -> DispatchReport:
-    """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
-    # The queue is streamed through its own cursor, one batch at a time, so a million due
-    # steps never sit in memory at once; ledger writes go through ``connection``.
-    reader = connection.cursor()
-    reader.execute("select * from main.fct_nurture_queue where is_due order by due_at, lead_id")
-    columns = [description[0] for description in reader.description or []]
-    steps = {(s.track, s.step): (s, t) for t in tracks.values() for s in t.steps}
-    due = sent = failed = not_rendered = 0
-    while batch := reader.fetchmany(BATCH_SIZE):
-        due += len(batch)
-        prepared: list[PreparedSend] = []
-        for values in batch:
-            row = dict(zip(columns, values, strict=True))
-            found = steps.get((row["nurture_track"], row["next_step"]))
-            try:
-                if found is None:
-                    raise TemplateError(
-                        f"track {row['nurture_track']} has no step {row['next_step']} in "
-                        "templates/ (was it removed after the models were built?)"
-                    )
-                prepared.append(prepare(row, *found, renderer, sender, run_id, as_of))
-            except TemplateError as error:
-                not_rendered += 1
-                _quarantine_unrendered(connection, row, str(error), run_id)
-        claimed = _claim(connection, prepared, email_sender.provider) if prepared else []
-        if not claimed:
-            continue
-        results = email_sender.send([p.email for p in claimed])
-        _settle(connection, results, as_of)
-        sent += sum(r.status == "sent" for r in results)
-        failed += sum(r.status == "failed" for r in results)
-    reader.close()
-    return DispatchReport(due, sent, failed, not_rendered)
+def _release(connection: duckdb.DuckDBPyConnection, message_keys: list[str]) -> None:
+    """Give back claims whose email was never handed to the provider (not an attempt)."""
+    if not message_keys:
+        return
+    connection.execute(
+        """
+        update ops.email_sends
+        set status = 'failed', error = ?, attempts = coalesce(attempts, 1) - 1
+        where message_key in (select unnest(?::varchar[])) and status = 'pending'
+        """,
+        [INTERRUPTED, message_keys],
+    )
 
 
 def _quarantine_unrendered(
-    connection: duckdb.DuckDBPyConnection, row: Mapping[str, Any], reason: str, run_id: str
+    connection: duckdb.DuckDBPyConnection,
+    unrendered: list[tuple[Mapping[str, Any], str]],
+    run_id: str,
 ) -> None:
+    if not unrendered:
+        return
+    rows = pa.table(
+        {
+            "record_key": [str(row["lead_id"]) for row, _ in unrendered],
+            "reason": [reason for _, reason in unrendered],
+            "record": [json.dumps(row, default=str) for row, _ in unrendered],
+        }
+    )
+    connection.register("unrendered", rows)
     connection.execute(
         """
         insert into ops.quarantine (run_id, stage, entity, record_key, reason_code, reason,
                                     record, quarantined_at)
-        values (?, 'nurture', 'nurture_queue', ?, 'render_failed', ?, ?, now()::timestamp)
+        select ?, 'nurture', 'nurture_queue', record_key, 'render_failed', reason, record,
+               now()::timestamp
+        from unrendered
         """,
-        [run_id, row["lead_id"], reason, json.dumps(row, default=str)],
+        [run_id],
     )
+    connection.unregister("unrendered")

@@ -86,23 +86,3 @@ def substitute(content: str, substitutions: Mapping[str, str]) -> str:
     for tag, value in substitutions.items():
         content = content.replace(tag, value)
     return content
-
-
-# Kept until the outbox and dispatch move to batches (see OutgoingBatch).
-@dataclass(frozen=True)
-class OutgoingEmail:
-    message_key: str
-    to_email: str
-    to_name: str
-    from_email: str
-    subject: str
-    html: str
-    text: str
-    preheader: str
-    track: str
-    step: int
-    unsubscribe_group: int | None
-    custom_args: Mapping[str, str] = field(default_factory=dict)
-    unsubscribe_url: str | None = None
-
-

@@ -1,7 +1,9 @@
 """The local outbox: every email a run would send, as files anyone can open.
 
-The sender used when no ``SENDGRID_API_KEY`` is set. Each message becomes ``<message_key>.eml``
-(open it in any mail client) plus a line in ``index.jsonl`` listing who got what. The ``.eml``
+The sender used when no ``SENDGRID_API_KEY`` is set. Each recipient of a batch becomes
+``<message_key>.eml`` (open it in any mail client) plus a line in ``index.jsonl`` listing who
+got what. The batch's content is substituted per recipient exactly as SendGrid does it, so the
+outbox shows the bytes SendGrid would send. The ``.eml``
 files are the truth: a message whose file exists was delivered, so sending it again writes
 nothing, and ``was_delivered`` can settle a ledger row left pending by a crash.
 """
@@ -12,7 +14,6 @@ import binascii
 import json
 import os
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -20,7 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
 
-from flows.email.message import OutgoingEmail, SendResult
+from flows.email.message import (
+    EmailProviderError,
+    OutgoingBatch,
+    Recipient,
+    SendResult,
+    substitute,
+)
 
 INDEX_FILE = "index.jsonl"
 # Message keys become file names: nothing that could climb out of the outbox or hide a file.
@@ -30,16 +37,16 @@ _ADDRESS_PART = r"[^@\s<>()\[\]\\,;:\"]+"
 EMAIL_ADDRESS = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}")
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=1024)
 def _parse_sender(from_email: str) -> tuple[str, str]:
-    """Display name and address; cached, as every message of a run has the same sender."""
+    """Display name and address; cached, as a run has one sender and a few reps to reply to."""
     return parseaddr(from_email)
 
 
-def _message_id(message: OutgoingEmail) -> str:
+def _message_id(batch: OutgoingBatch, recipient: Recipient) -> str:
     """Derived from the key, so a repeated send reports the id of the file already written."""
-    domain = _parse_sender(message.from_email)[1].rpartition("@")[2] or "leadflow.invalid"
-    return f"<{message.message_key}@{domain}>"
+    domain = _parse_sender(batch.from_email)[1].rpartition("@")[2] or "leadflow.invalid"
+    return f"<{recipient.message_key}@{domain}>"
 
 
 def _header(name: str, value: str) -> str:
@@ -65,33 +72,40 @@ def _part(content_type: str, content: str) -> str:
     )
 
 
-def to_eml(message: OutgoingEmail, message_id: str, written_at: datetime) -> bytes:
-    """The message as RFC 5322 bytes: multipart/alternative with the text, then the HTML.
+def to_eml(
+    batch: OutgoingBatch, recipient: Recipient, message_id: str, written_at: datetime
+) -> bytes:
+    """One recipient's message as RFC 5322 bytes: multipart/alternative, text then HTML.
 
     Written directly rather than through ``email.message.EmailMessage``, which took about
     2-3 ms per message here (most of it parsing the headers we had just built) against ~0.1 ms:
     the outbox is meant to keep up with thousands of emails per second. The email package still
     encodes what is subtle (addresses, non-ASCII headers, dates); both parts are
     quoted-printable, in which ``==`` cannot occur, so the boundary can never appear in them.
+    The unsubscribe headers are the RFC 8058 one-click pair SendGrid requests carry too.
     """
-    from_name, from_address = _parse_sender(message.from_email)
-    unsubscribe = message.unsubscribe_url or f"mailto:{from_address}?subject=unsubscribe"
-    boundary = f"==leadflow-{message.message_key}=="
+    from_name, from_address = _parse_sender(batch.from_email)
+    boundary = f"==leadflow-{recipient.message_key}=="
+    reply_to = [_address("Reply-To", *_parse_sender(batch.reply_to))] if batch.reply_to else []
+    test = ["X-LeadFlow-Test: yes"] if batch.is_test else []
     lines = [
         _address("From", from_name, from_address),
-        _address("To", message.to_name, message.to_email),
-        _header("Subject", message.subject),
+        _address("To", recipient.to_name, recipient.to_email),
+        *reply_to,
+        _header("Subject", recipient.subject),
         f"Date: {format_datetime(written_at)}",
         f"Message-ID: {message_id}",
-        f"X-LeadFlow-Message-Key: {message.message_key}",
-        _header("List-Unsubscribe", f"<{unsubscribe}>"),
+        f"X-LeadFlow-Message-Key: {recipient.message_key}",
+        *test,
+        _header("List-Unsubscribe", f"<{recipient.unsubscribe_url}>"),
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
         "",
         f"--{boundary}",
-        _part("text/plain", message.text),
+        _part("text/plain", substitute(batch.text, recipient.substitutions)),
         f"--{boundary}",
-        _part("text/html", message.html),
+        _part("text/html", substitute(batch.html, recipient.substitutions)),
         f"--{boundary}--",
         "",
     ]
@@ -107,40 +121,52 @@ class OutboxSender:
         self._indexed: set[str] = set()
         self._index_bytes_read = 0
 
-    def send(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
+    def check(self) -> None:
+        """The outbox needs only a folder it can write in."""
+        try:
+            self.outbox_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise EmailProviderError(
+                f"cannot create the outbox {self.outbox_dir} ({error.strerror}): set "
+                "LEADFLOW_DATA_DIR to a folder you can write in, or set SENDGRID_API_KEY"
+            ) from None
+
+    def send(self, batch: OutgoingBatch) -> list[SendResult]:
         self.outbox_dir.mkdir(parents=True, exist_ok=True)
         has_torn_line = self._read_new_index_lines()
         # Line-buffered: each index line reaches the file as soon as its message is written.
         with self.index_path.open("a", encoding="utf-8", buffering=1) as index:
             if has_torn_line:
                 index.write("\n")
-            return [self._deliver(message, index) for message in messages]
+            return [self._deliver(batch, recipient, index) for recipient in batch.recipients]
 
     def was_delivered(self, message_key: str) -> bool:
         return self._eml_path(message_key).is_file()
 
-    def _deliver(self, message: OutgoingEmail, index: TextIO) -> SendResult:
-        message_id = _message_id(message)
+    def _deliver(self, batch: OutgoingBatch, recipient: Recipient, index: TextIO) -> SendResult:
+        key = recipient.message_key
+        message_id = _message_id(batch, recipient)
         written_at = datetime.now(UTC)
         try:
-            path = self._eml_path(message.message_key)
+            path = self._eml_path(key)
             if not path.is_file():
-                self._write_atomically(path, to_eml(message, message_id, written_at))
+                self._write_atomically(path, to_eml(batch, recipient, message_id, written_at))
         except ValueError as error:  # a key, address or header it cannot write
-            return SendResult(message.message_key, "failed", None, str(error))
-        if message.message_key not in self._indexed:
+            return SendResult(key, "failed", None, str(error))
+        if key not in self._indexed:
             entry = {
-                "message_key": message.message_key,
-                "to": message.to_email,
-                "subject": message.subject,
-                "track": message.track,
-                "step": message.step,
+                "message_key": key,
+                "to": recipient.to_email,
+                "subject": recipient.subject,
+                "track": batch.track,
+                "step": batch.step,
                 "file": path.name,
                 "written_at": written_at.isoformat(timespec="milliseconds"),
+                **({"test": True} if batch.is_test else {}),
             }
             index.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            self._indexed.add(message.message_key)
-        return SendResult(message.message_key, "sent", message_id, None)
+            self._indexed.add(key)
+        return SendResult(key, "sent", message_id, None)
 
     def _eml_path(self, message_key: str) -> Path:
         if not MESSAGE_KEY.fullmatch(message_key):

@@ -349,3 +349,19 @@ def test_a_second_demo_reuses_the_first_ones_clock(tmp_path):
     assert first == again == datetime(2026, 12, 7)
     other_seed = demo_clock(tmp_path, leads=300, seed=7, today=datetime(2026, 12, 9))
     assert other_seed == datetime(2026, 12, 9)
+
+
+def test_a_run_whose_emails_could_not_all_go_out_exits_5_and_says_why(monkeypatch, tmp_path):
+    import flows.pipeline
+    from flows.report import RunSummary
+
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
+    failed = RunSummary(
+        run_id="r1", as_of="2026-11-22 09:00:00", emails_due=3, emails_failed=2,
+        emails_not_rendered=1, email_errors=["400 Bad Request: invalid reply_to"],
+    )  # fmt: skip
+    monkeypatch.setattr(flows.pipeline, "lead_pipeline", lambda as_of=None: failed)
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 5
+    assert "2 failed, 1 could not be rendered" in result.output
+    assert "400 Bad Request: invalid reply_to" in result.output

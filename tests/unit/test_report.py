@@ -68,3 +68,26 @@ def test_runs_killed_earlier_are_reported_once_marked_crashed():
     console.print(summary(runs_marked_crashed=2).to_rich())
     assert "2 earlier runs never finished" in console.export_text()
     assert "marked crashed in ops.runs" in summary(runs_marked_crashed=1).to_markdown()
+
+
+def test_emails_that_could_not_go_out_are_counted_with_their_reasons():
+    clean = summary(emails_deferred=4, emails_suppressed=1)
+    assert not clean.could_not_send  # held back on purpose: nothing went wrong
+    failed = summary(
+        emails_failed=2,
+        emails_not_rendered=1,
+        emails_gave_up=3,
+        email_errors=["400 Bad Request: invalid reply_to"],
+    )
+    assert failed.could_not_send
+    assert failed.nurture_problems() == [
+        "2 failed",
+        "1 could not be rendered",
+        "3 given up after repeated failures",
+    ]
+    markdown = failed.to_markdown()
+    assert "2 failed, 1 could not be rendered" in markdown
+    assert "- 400 Bad Request: invalid reply_to" in markdown
+    console = Console(record=True, width=160)
+    console.print(failed.to_rich())
+    assert "Email: 400 Bad Request: invalid reply_to" in console.export_text()

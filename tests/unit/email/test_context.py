@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from flows.email.context import build_context, load_context_file
+from flows.email.context import (
+    PERSONAL_FIELDS,
+    build_context,
+    load_context_file,
+    personal_values,
+)
 from flows.email.templates import RENDERER_VARIABLES
 from flows.email.tracks import TemplateError
 
@@ -108,3 +113,14 @@ def test_a_context_file_that_is_not_a_mapping_is_refused(tmp_path):
         load_context_file(path)
     with pytest.raises(TemplateError, match="no such file"):
         load_context_file(tmp_path / "missing.yml")
+
+
+def test_personal_values_are_the_context_fields_that_differ_per_lead(queue_row):
+    values = personal_values(queue_row, unsubscribe_url="https://u.example/?key=k",
+                             sender_name="LeadFlow Demo")  # fmt: skip
+    assert tuple(values) == PERSONAL_FIELDS
+    flat = flatten(context_of(queue_row))
+    assert {field: flat[field] for field in PERSONAL_FIELDS} == values
+    # The rest is the same for every lead of a step.
+    assert set(flat) - set(PERSONAL_FIELDS) == {"track.name", "track.step", "sender.name",
+                                                "sender.address"}  # fmt: skip

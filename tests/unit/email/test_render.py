@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import markupsafe
 import pytest
 
-from flows.email.context import build_context
-from flows.email.render import TemplateRenderer
+from flows.email.context import build_context, personal_values, shared_context
+from flows.email.message import substitute
+from flows.email.render import TemplateRenderer, escape_html, shape_values
 from flows.email.templates import preview
 from flows.email.tracks import TemplateError, load_tracks
 
@@ -173,3 +175,113 @@ def test_preview_of_a_file_that_is_not_an_email_says_what_to_give(
             TemplateError, match=r"give a path like tracks/warm_up/01-welcome\.html"
         ):
             preview(shipped_templates, path, sample_context)
+
+
+# Rendering once per shape: every lead's email must equal what rendering it alone gives.
+
+SHARED_SENDER = {"sender_name": "LeadFlow Demo", "sender_address": "1 Main St, Springfield"}
+VARIED_LEADS = [
+    {},  # the fixture's lead, as it is
+    {"company": "AT&T <script>alert(1)</script>", "first_name": 'Zoë "Z" O\'Neil'},
+    {"first_name": None, "last_name": "", "company": None, "title": "", "owner_name": None},
+    {"owner_name": "LeadFlow Demo", "owner_email": None},  # signed by the company itself
+    {"first_name": "Ann\r\nBcc: x@y.z", "title": "  Head   of\tSales "},
+    {"first_name": "-lf_lead_company-", "company": "-lf_text_lead_first_name-"},  # tag lookalikes
+]
+
+
+def per_shape(renderer, step, row, unsubscribe_url=UNSUBSCRIBE):
+    """What the dispatch sends this lead: the shape's content with its substitutions."""
+    values = personal_values(
+        row, unsubscribe_url=unsubscribe_url, sender_name=SHARED_SENDER["sender_name"]
+    )
+    shared = shared_context(step.track, step.step, **SHARED_SENDER)
+    shape = renderer.render_shape(step, shared, shape_values(renderer.shape_fields(step), values))
+    personal = shape.personalize(values)
+    html = substitute(shape.html, personal.substitutions)
+    text = substitute(shape.text, personal.substitutions)
+    return shape, personal, html, text
+
+
+@pytest.mark.parametrize("changes", VARIED_LEADS, ids=range(len(VARIED_LEADS)))
+def test_every_shipped_step_rendered_per_shape_equals_a_render_per_lead(
+    shipped_templates, queue_row, changes
+):
+    renderer = TemplateRenderer(shipped_templates)
+    for track in load_tracks(shipped_templates).values():
+        for step in track.steps:
+            row = {**queue_row, **changes, "nurture_track": step.track, "next_step": step.step}
+            alone = renderer.render(
+                step, build_context(row, unsubscribe_url=UNSUBSCRIBE, **SHARED_SENDER)
+            )
+            _, personal, html, text = per_shape(renderer, step, row)
+            assert (personal.subject, html, text) == (alone.subject, alone.html, alone.text)
+            assert personal.follow_up_title == alone.follow_up_title
+
+
+def test_lead_text_arrives_escaped_in_html_and_raw_in_text(shipped_templates, queue_row):
+    renderer = TemplateRenderer(shipped_templates)
+    step = load_tracks(shipped_templates)["warm_up"].steps[0]
+    row = {**queue_row, "company": "AT&T <script>x</script>"}
+    shape, personal, html, text = per_shape(renderer, step, row)
+    assert "AT&T" not in shape.html and "-lf_lead_company-" in shape.html
+    assert personal.substitutions["-lf_lead_company-"] == "AT&amp;T &lt;script&gt;x&lt;/script&gt;"
+    assert personal.substitutions["-lf_text_lead_company-"] == "AT&T <script>x</script>"
+    assert "<script>" not in html and "AT&amp;T &lt;script&gt;" in html
+    assert "AT&T <script>x</script>" in text
+
+
+def test_the_shipped_signature_makes_the_rep_name_a_shape_field(shipped_templates):
+    renderer = TemplateRenderer(shipped_templates)
+    for track in load_tracks(shipped_templates).values():
+        for step in track.steps:
+            # partials/_signature.html compares rep.name with sender.name.
+            assert renderer.shape_fields(step) == {"rep.name"}
+
+
+def test_a_condition_on_a_lead_field_groups_leads_by_its_value(templates_copy, edit, queue_row):
+    path = templates_copy / "tracks/warm_up/01-welcome.html"
+    edit(path, "<p>Hi {{ lead.first_name }},</p>",
+         "<p>Hi {{ lead.first_name }},{% if lead.title %} as {{ lead.title|lower }}{% endif %}</p>")  # fmt: skip
+    renderer = TemplateRenderer(templates_copy)
+    step = load_tracks(templates_copy)["warm_up"].steps[0]
+    assert renderer.shape_fields(step) == {"lead.title", "rep.name"}
+    shapes = set()
+    for title in ("CTO", "", "CTO", "VP"):
+        row = {**queue_row, "title": title, "first_name": f"Lead{len(shapes)}"}
+        alone = renderer.render(
+            step, build_context(row, unsubscribe_url=UNSUBSCRIBE, **SHARED_SENDER)
+        )
+        shape, _, html, text = per_shape(renderer, step, row)
+        assert (html, text) == (alone.html, alone.text)
+        shapes.add(shape.html)
+    assert len(shapes) == 3  # CTO, none, VP: the two CTOs share one rendering
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ("{{ lead.first_name }} {{ lead['company'] }}", set()),
+        ("{{ lead.first_name|upper }}", {"lead.first_name"}),
+        ("{% for c in lead.company %}{{ c }}{% endfor %}", {"lead.company"}),
+        ("{{ lead.title if lead.title else 'friend' }}", {"lead.title"}),
+        ("{% filter upper %}{{ lead.first_name }}{% endfilter %}", {"lead.first_name"}),
+        ("{% set n = lead.first_name %}{{ n }}", {"lead.first_name"}),
+        ("{{ lead }}", {"lead.first_name", "lead.last_name", "lead.company", "lead.title",
+                        "lead.email"}),
+        ("{% if email.subject|length > 40 %}long{% endif %}", {"lead.first_name"}),
+    ],
+    ids=["plain", "filter", "loop", "conditional", "filter-block", "set", "whole", "subject"],
+)  # fmt: skip
+def test_fields_used_other_than_as_plain_output_are_shape_fields(
+    templates_copy, edit, body, fields
+):
+    path = templates_copy / "tracks/warm_up/01-welcome.html"
+    edit(path, "<p>Hi {{ lead.first_name }},</p>", f"<p>{body}</p>")
+    step = load_tracks(templates_copy)["warm_up"].steps[0]
+    assert TemplateRenderer(templates_copy).shape_fields(step) == fields | {"rep.name"}
+
+
+@pytest.mark.parametrize("value", ["AT&T", '<b>"Bob" O\'Neil</b>', "&amp; already", "plain", ""])
+def test_escape_html_writes_what_autoescape_writes(value):
+    assert escape_html(value) == str(markupsafe.escape(value))
