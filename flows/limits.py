@@ -4,7 +4,7 @@ Prefect silently skips a limit that does not exist, so whatever takes one (the p
 nurture send, ``leadflow serve``) ensures first that both exist with the configured size.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -72,3 +72,15 @@ def warehouse_writer(settings: Settings) -> Iterator[None]:
         ) from None
     with held:
         yield
+
+
+def email_provider_rate_limit(settings: Settings) -> Callable[[], None]:
+    """Wait for a slot of the email provider's rate limit, shared by every run (one per request).
+
+    The limit is created first: Prefect would silently skip a missing one and let concurrent
+    runs exceed the provider's rate.
+    """
+    from prefect.concurrency.sync import rate_limit
+
+    ensure_concurrency_limits(settings)
+    return lambda: rate_limit(EMAIL_PROVIDER, occupy=1, strict=True)

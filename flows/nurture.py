@@ -1,6 +1,7 @@
 """Nurture: send each lead the step of its track that is due, then a follow-up task for sales."""
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from prefect import flow, task
@@ -13,10 +14,13 @@ from flows.email.dispatch import (
     dispatch_due_steps,
     settle_earlier_sends,
 )
+from flows.email.events import settle_from_events, stale_pending
 from flows.email.preflight import require_sending_ready
 from flows.email.providers import email_sender
+from flows.email.queue import count_deferred_for_quiet_hours
 from flows.email.render import TemplateRenderer
 from flows.email.templates import load_tracks
+from flows.limits import email_provider_rate_limit
 from flows.sales.sinks import write_rep_task_files
 from flows.sales.tasks import create_follow_up_tasks
 from flows.settings import load_settings
@@ -30,11 +34,14 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     renderer = TemplateRenderer(settings.templates_dir)
     # A run that cannot send says so before it claims anything.
     require_sending_ready(settings, tracks, renderer)
-    sender = email_sender(settings)
+    sender = email_sender(settings, throttle=email_provider_rate_limit(settings))
     sender.check()  # a wrong key or host fails here, before any ledger row is claimed
     with open_warehouse(settings.warehouse_path) as connection:
+        # Sends a crash left pending: the provider's events say which went out, then the
+        # sender itself (the outbox knows); the rest stay pending, never re-sent blind.
+        settled = settle_from_events(connection)
         settle_earlier_sends(connection, sender)
-        return dispatch_due_steps(
+        report = dispatch_due_steps(
             connection,
             tracks=tracks,
             renderer=renderer,
@@ -48,6 +55,15 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
             run_id=run_id,
             as_of=as_of,
             limits=SendLimits(settings.send_max_attempts, settings.daily_send_limit),
+        )
+        unknown = stale_pending(
+            connection, as_of, timedelta(hours=settings.pending_unknown_after_hours)
+        )
+        return replace(
+            report,
+            deferred_quiet_hours=count_deferred_for_quiet_hours(connection),
+            settled_from_events=settled,
+            unknown_pending=len(unknown),
         )
 
 

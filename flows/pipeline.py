@@ -147,6 +147,8 @@ def run_stages(
             summary.emails_suppressed = dispatched.suppressed
             summary.emails_gave_up = dispatched.gave_up
             summary.emails_deferred = dispatched.deferred
+            summary.emails_deferred_quiet_hours = dispatched.deferred_quiet_hours
+            summary.emails_pending_unknown = dispatched.unknown_pending
             summary.email_errors = list(dispatched.errors)
             summary.tasks_created = summary.handed_off + follow_ups
         else:

@@ -51,6 +51,8 @@ class RunSummary:
     emails_suppressed: int = 0  # due, but suppressed since the queue was built
     emails_gave_up: int = 0  # due, but failed LEADFLOW_SEND_MAX_ATTEMPTS times already
     emails_deferred: int = 0  # due, but over LEADFLOW_DAILY_SEND_LIMIT
+    emails_deferred_quiet_hours: int = 0  # due, but outside the lead's send window
+    emails_pending_unknown: int = 0  # claimed long ago, no word from the provider since
     email_errors: list[str] = field(default_factory=list)  # distinct reasons, for the operator
     email_provider: str = "outbox"
     durations_s: dict[str, float] = field(default_factory=dict)
@@ -81,6 +83,12 @@ class RunSummary:
             (self.emails_gave_up, "given up after repeated failures"),
             (self.emails_suppressed, "suppressed since the queue was built"),
             (self.emails_deferred, "deferred by the daily send limit"),
+            (self.emails_deferred_quiet_hours, "deferred to the send window (quiet hours)"),
+            (
+                self.emails_pending_unknown,
+                "pending with no word from the provider (check its activity feed; "
+                "never re-sent blind)",
+            ),
         )
         return [f"{count:,} {what}" for count, what in counts if count]
 

@@ -107,6 +107,9 @@ def send_due_nurture(as_of: datetime | None = None) -> dict[str, object]:
             "emails_due": dispatched.due,
             "emails_sent": dispatched.sent,
             "emails_failed": dispatched.failed,
+            "emails_not_rendered": dispatched.not_rendered,
+            "emails_deferred_quiet_hours": dispatched.deferred_quiet_hours,
+            "emails_pending_unknown": dispatched.unknown_pending,
             "tasks_created": follow_ups,
         }
         record_end(settings.warehouse_path, run_id, "completed", result)

@@ -7,13 +7,17 @@ account and shows every email a run would send.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flows.email.message import EmailSender
 from flows.email.outbox import OutboxSender
 from flows.email.sendgrid import RetryPolicy, SendGridSender
 from flows.settings import Settings
 
 
-def email_sender(settings: Settings) -> EmailSender:
+def email_sender(settings: Settings, *, throttle: Callable[[], None] = lambda: None) -> EmailSender:
+    """The configured sender; ``throttle`` runs before every provider request (the nurture flow
+    passes the rate limit shared by all runs; the outbox needs none)."""
     if settings.sendgrid_api_key is None:
         return OutboxSender(settings.outbox_dir)
     return SendGridSender(
@@ -24,4 +28,5 @@ def email_sender(settings: Settings) -> EmailSender:
             max_wait_seconds=settings.sendgrid_max_wait_seconds,
             retry_seconds=settings.sendgrid_retry_seconds,
         ),
+        throttle=throttle,
     )

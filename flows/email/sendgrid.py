@@ -293,6 +293,7 @@ class SendGridSender:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        throttle: Callable[[], None] = lambda: None,
     ) -> None:
         self.provider = "sendgrid-sandbox" if sandbox else "sendgrid"
         self.host = host.rstrip("/")
@@ -304,6 +305,9 @@ class SendGridSender:
         self._clock = clock
         self._now = now
         self._rng = rng or random.Random()
+        # Called before every request, retries included: the rate limit shared by all runs
+        # (flows/limits.py) waits here.
+        self._throttle = throttle
 
     def check(self) -> None:
         key = self._api_key.get_secret_value()
@@ -358,6 +362,10 @@ class SendGridSender:
             for recipient in batch.recipients
         ]
 
+    def _post(self, body: dict[str, Any]) -> Any:
+        self._throttle()
+        return self._client.client.mail.send.post(request_body=body, timeout=SEND_TIMEOUT_SECONDS)
+
     def _deliver(self, batch: OutgoingBatch) -> str | None:
         """Send the batch in one request; its ``X-Message-Id``, or raise ``BatchNotSent``."""
         problem = batch_problem(batch)
@@ -372,9 +380,7 @@ class SendGridSender:
                 "out of the template"
             ) from None
         response = post_with_retries(
-            lambda: self._client.client.mail.send.post(
-                request_body=body, timeout=SEND_TIMEOUT_SECONDS
-            ),
+            lambda: self._post(body),
             self.policy,
             sleep=self._sleep,
             clock=self._clock,
