@@ -672,7 +672,12 @@ def docs() -> None:
 @templates_app.command("lint")
 def templates_lint() -> None:
     """Check every track and template: front matter, variables, links, unsubscribe, subject."""
-    from flows.email.templates import TemplateError, lint_templates, load_sample_context
+    from flows.email.templates import (
+        TemplateError,
+        lint_templates,
+        load_sample_context,
+        templates_rendered_per_shape,
+    )
 
     settings = settings_or_fail()
     try:
@@ -688,6 +693,13 @@ def templates_lint() -> None:
         err.print(f"[red]{where}[/red]: {problem.message}", highlight=False)
     if problems:
         raise typer.Exit(1)
+    # Not a problem, but worth knowing: these render once per value of the fields they test.
+    for template, fields in templates_rendered_per_shape(settings.templates_dir).items():
+        out.print(
+            f"{template}: output varies with {', '.join(sorted(fields))} (tested, not just "
+            "shown): rendered once per value, not once for all leads",
+            highlight=False,
+        )
     out.print(f"All templates in {settings.templates_dir} are fine.")
 
 

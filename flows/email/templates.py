@@ -323,3 +323,18 @@ def preview(
     if step is None:
         raise TemplateError.from_problems(*problems)
     return TemplateRenderer(root).render(step, context_for_step(context, step))
+
+
+def templates_rendered_per_shape(templates_dir: Path) -> dict[str, frozenset[str]]:
+    """Templates whose output varies beyond substitutable values, with the fields that make
+    it vary (tested, compared or filtered rather than shown): such a step is rendered once per
+    combination of those fields' values instead of once for all its leads (templates/README.md).
+    """
+    renderer = TemplateRenderer(templates_dir)
+    varying: dict[str, frozenset[str]] = {}
+    for track in load_tracks(templates_dir).values():
+        for step in track.steps:
+            fields = renderer.shape_fields(step)
+            if fields:
+                varying[step.template] = fields
+    return varying

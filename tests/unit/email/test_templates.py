@@ -225,3 +225,25 @@ def test_tracks_need_an_unsubscribe_group_only_with_sendgrid(templates_copy, sam
         "set) every track needs one, so an unsubscribe leaves this track's emails only; add "
         "`unsubscribe_group: <id>` (SendGrid > Suppressions > Unsubscribe Groups)"
     ]
+
+
+def test_lint_names_the_templates_whose_output_varies_beyond_substitution(tmp_path):
+    import shutil
+
+    from flows.email.templates import templates_rendered_per_shape
+    from flows.settings import PROJECT_ROOT
+
+    templates = tmp_path / "templates"
+    shutil.copytree(PROJECT_ROOT / "templates", templates)
+    shipped = templates_rendered_per_shape(templates)
+    # The shipped signature compares the rep's name with the sender's: every step varies by it.
+    assert set(shipped.values()) == {frozenset({"rep.name"})}
+    welcome = templates / "tracks/warm_up/01-welcome.html"
+    welcome.write_text(
+        welcome.read_text().replace(
+            "<p>Hi {{ lead.first_name }},</p>",
+            "<p>Hi {{ lead.first_name }},</p>{% if lead.title %}<p>As {{ lead.title }}</p>{% endif %}",
+        )
+    )
+    varying = templates_rendered_per_shape(templates)
+    assert varying["tracks/warm_up/01-welcome.html"] == frozenset({"rep.name", "lead.title"})
