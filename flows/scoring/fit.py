@@ -88,7 +88,7 @@ def cross_validate(
     fitted: list[float] = []
     max_points = int(np.abs(current_points).max()) if len(current_points) else 0
     for train, test in person_folds(created_at, is_converted, k):
-        if auc(is_converted[train], np.zeros(len(train))) is None:
+        if len(np.unique(is_converted[train])) < 2:
             continue  # a training side with one outcome teaches nothing
         held_out = auc(is_converted[test], matrix[test] @ current_points)
         if held_out is None:
@@ -99,7 +99,7 @@ def cross_validate(
             non_negative=non_negative,
         )
         current.append(held_out)
-        fitted.append(auc(is_converted[test], matrix[test] @ points) or 0.5)
+        fitted.append(float(roc_auc_score(is_converted[test], matrix[test] @ points)))
     if not current:
         raise ValueError(
             "no fold has both converted and unconverted leads: too few outcomes to fit on "

@@ -70,7 +70,7 @@ def propose_points(
         connection,
         rule_ids=tuple(rule_points),
         event_types=tuple(event_points),
-        half_life_days=float(variables["engagement_half_life_days"]),  # type: ignore[arg-type]
+        half_life_days=variables.engagement_half_life_days,
     )
     current_points = np.array([*rule_points.values(), *event_points.values()], dtype=np.int64)
     non_negative = np.array([False] * len(rule_points) + [True] * len(event_points))
@@ -87,7 +87,7 @@ def propose_points(
         max_points=int(np.abs(current_points).max()),
         non_negative=non_negative,
     )
-    current = (int(variables["mql_fit_threshold"]), int(variables["mql_engagement_threshold"]))  # type: ignore[call-overload]
+    current = (variables.mql_fit_threshold, variables.mql_engagement_threshold)
     scores = split_scores(features, current_points)
     fitted_scores = split_scores(features, points)
     current_thresholds = handed_off(*scores, features.is_converted, *current)

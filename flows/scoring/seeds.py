@@ -60,15 +60,28 @@ def read_seed(path: Path, key: str) -> Seed:
     return Seed(path, fieldnames, rows)
 
 
-def read_vars(dbt_project_file: Path) -> dict[str, object]:
+@dataclass(frozen=True)
+class ScoringVars:
+    """The dbt vars the fit reads from dbt_project.yml."""
+
+    mql_fit_threshold: int
+    mql_engagement_threshold: int
+    engagement_half_life_days: float
+
+
+def read_vars(dbt_project_file: Path) -> ScoringVars:
     try:
         variables = (yaml.safe_load(dbt_project_file.read_text()) or {}).get("vars") or {}
     except (OSError, yaml.YAMLError) as error:
         raise SeedError(f"{dbt_project_file}: cannot read its vars ({error})") from None
     for name in (*THRESHOLD_VARS, "engagement_half_life_days"):
         if not isinstance(variables.get(name), int | float):
-            raise SeedError(f"{dbt_project_file}: var {name} must be a number")
-    return dict(variables)
+            raise SeedError(f"{dbt_project_file}: var {name} must be a number under `vars:`")
+    return ScoringVars(
+        mql_fit_threshold=int(variables["mql_fit_threshold"]),
+        mql_engagement_threshold=int(variables["mql_engagement_threshold"]),
+        engagement_half_life_days=float(variables["engagement_half_life_days"]),
+    )
 
 
 def with_points(seed: Seed, key: str, points: Mapping[str, int], *, scale_cap: bool = False) -> str:

@@ -55,7 +55,7 @@ def test_rules_are_flags_and_events_count_decayed_before_the_outcome(
     assert features.is_converted.tolist() == [True, False, False]  # oldest lead first
     np.testing.assert_allclose(
         features.matrix,
-        [[1, 0, 0, 0.5, 0], [1, 1, 0, 0, 0.5], [0, 0, 0, 0, 0]],
+        np.array([[1, 0, 0, 0.5, 0], [1, 1, 0, 0, 0.5], [0, 0, 0, 0, 0]]),
     )
     assert features.created_at[0] == np.datetime64("2026-01-01")
 

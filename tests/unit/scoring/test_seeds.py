@@ -87,8 +87,8 @@ def test_apply_copies_the_seeds_and_sets_the_thresholds(tmp_path: Path) -> None:
     assert (project / "seeds" / "fit_rules.csv").read_text() == "rule_id,points\ntitle_vp,44\n"
     applied = (project / "dbt_project.yml").read_text()
     assert "# A lead is an MQL when" in applied and "# agreed with sales" in applied
-    assert read_vars(project / "dbt_project.yml")["mql_fit_threshold"] == 70
-    assert read_vars(project / "dbt_project.yml")["mql_engagement_threshold"] == 22
+    variables = read_vars(project / "dbt_project.yml")
+    assert (variables.mql_fit_threshold, variables.mql_engagement_threshold) == (70, 22)
 
 
 def test_apply_without_a_proposal_says_to_fit_first(tmp_path: Path) -> None:
