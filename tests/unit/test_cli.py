@@ -349,3 +349,10 @@ def test_a_second_demo_reuses_the_first_ones_clock(tmp_path):
     assert first == again == datetime(2026, 12, 7)
     other_seed = demo_clock(tmp_path, leads=300, seed=7, today=datetime(2026, 12, 9))
     assert other_seed == datetime(2026, 12, 9)
+
+
+def test_scoring_fit_on_an_unbuilt_warehouse_says_what_to_run_and_writes_nothing(data_dir):
+    result = runner.invoke(app, ["scoring", "fit"], terminal_width=200)
+    assert result.exit_code == 1
+    assert "leadflow run" in result.output and "Traceback" not in result.output
+    assert not (data_dir / "scoring").exists()
