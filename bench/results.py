@@ -20,6 +20,7 @@ of its samples, and "samples": [...].
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 JsonDict = dict[str, Any]
@@ -215,3 +216,17 @@ def render_markdown(document: Mapping[str, Any], preamble: str) -> str:
     """docs/benchmarks.md: the method (``preamble``), then one section per size, smallest first."""
     sections = [line for result in document["sizes"].values() for line in size_section(result)]
     return "\n".join([preamble.rstrip(), "", *sections]).rstrip() + "\n"
+
+
+def record_section(report: Path, title: str, section: str) -> None:
+    """Write a section a benchmark of its own records (``title`` is its ``## `` heading) into
+    docs/benchmarks.md, in place of an earlier one, else at the end. ``make bench`` rewrites
+    the file from docs/benchmarks.json and drops such sections: each says to record it again."""
+    text = report.read_text()
+    start = text.find(title)
+    if start == -1:
+        text = text.rstrip() + "\n\n"
+        start = len(text)
+    following = text.find("\n## ", start + len(title))
+    rest = text[following + 1 :] if following != -1 else ""
+    report.write_text(text[:start] + section + ("\n" + rest if rest else ""))

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.machine import describe_machine
+from bench.results import record_section
 from flows.email.events import load_landed_events
 from flows.email.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from flows.warehouse import ensure_schema, open_warehouse
@@ -226,14 +227,7 @@ def section(result: dict[str, Any]) -> str:
 
 def record(result: dict[str, Any]) -> None:
     """Write the section into docs/benchmarks.md, in place of an earlier one."""
-    text = REPORT.read_text()
-    start = text.find(SECTION_TITLE)
-    if start == -1:
-        text = text.rstrip() + "\n\n"
-        start = len(text)
-    following = text.find("\n## ", start + len(SECTION_TITLE))
-    rest = text[following + 1 :] if following != -1 else ""
-    REPORT.write_text(text[:start] + section(result) + ("\n" + rest if rest else ""))
+    record_section(REPORT, SECTION_TITLE, section(result))
 
 
 def main() -> None:

@@ -896,3 +896,79 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+scoring_app = typer.Typer(
+    help="Learn the scoring points from outcomes and propose them for review.",
+    no_args_is_help=True,
+)
+app.add_typer(scoring_app, name="scoring")
+
+
+@scoring_app.command("fit")
+def scoring_fit(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder of the proposal (default: data/scoring/proposed)."),
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    precision: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Choose the MQL threshold for this precision instead of today's MQL volume.",
+        ),
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Copy the proposal over the seeds and the MQL thresholds."),
+    ] = False,
+) -> None:
+    """Fit fit-rule and event points to what converted; compare AUCs; write proposed seeds."""
+    from flows.scoring.features import FeaturesUnavailableError
+    from flows.scoring.propose import percent, propose_points
+    from flows.scoring.seeds import SeedError, apply_proposal
+
+    settings = settings_or_fail()
+    target = out_dir or settings.data_root / "scoring" / "proposed"
+    try:
+        with reading_warehouse(settings) as connection:
+            proposal = propose_points(
+                connection, settings.dbt_project_dir, target, folds=folds, precision=precision
+            )
+    except (FeaturesUnavailableError, SeedError, ValueError) as error:
+        fail(str(error))
+    table = Table(title="Proposed points (old → new)", title_justify="left")
+    for column, justify in (("kind", "left"), ("name", "left"), ("current", "right"),
+                            ("proposed", "right"), ("change", "right")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for change in proposal.changes:
+        table.add_row(
+            change.kind, change.name, str(change.old), str(change.new),
+            f"{change.new - change.old:+d}" if change.new != change.old else "",
+        )  # fmt: skip
+    out.print(table)
+    validation, now, new = proposal.validation, proposal.current_thresholds, proposal.thresholds
+    out.print(
+        f"{proposal.lead_count:,} leads, {proposal.converted_count:,} converted. Cross-validated "
+        f"AUC ({validation.folds} folds): current {validation.current_auc:.4f}, fitted "
+        f"{validation.fitted_auc:.4f}.\nMQLs: {now.mql_count:,} today (precision "
+        f"{percent(now.precision)}, recall {percent(now.recall)}) → {new.mql_count:,} "
+        f"(precision {percent(new.precision)}, recall {percent(new.recall)}).",
+        highlight=False,
+    )
+    out.print(f"Proposal and diff: {target}", highlight=False)
+    if apply:
+        try:
+            changed = apply_proposal(target, settings.dbt_project_dir)
+        except SeedError as error:
+            fail(str(error))
+        out.print(
+            "Applied to "
+            + ", ".join(str(path) for path in changed)
+            + "; the next `leadflow run` scores with them.",
+            highlight=False,
+        )
+    else:
+        out.print("Nothing changed the scoring: review the diff, then --apply.", highlight=False)

@@ -365,3 +365,10 @@ def test_a_run_whose_emails_could_not_all_go_out_exits_5_and_says_why(monkeypatc
     assert result.exit_code == 5
     assert "2 failed, 1 could not be rendered" in result.output
     assert "400 Bad Request: invalid reply_to" in result.output
+
+
+def test_scoring_fit_on_an_unbuilt_warehouse_says_what_to_run_and_writes_nothing(data_dir):
+    result = runner.invoke(app, ["scoring", "fit"], terminal_width=200)
+    assert result.exit_code == 1
+    assert "leadflow run" in result.output and "Traceback" not in result.output
+    assert not (data_dir / "scoring").exists()

@@ -102,6 +102,41 @@ score_aucs as (
 
 ),
 
+-- Precision and recall of each MQL threshold: of the leads at or above it, how many
+-- converted; of the converted leads, how many it reached. Only scores with a threshold.
+threshold_reach as (
+
+    select
+        score_name,
+        is_converted,
+        case score_name
+            {%- for score_name, threshold in thresholds.items() if threshold is not none %}
+                when '{{ score_name }}' then score >= {{ threshold }}
+            {%- endfor %}
+        end as is_at_or_above_threshold
+
+    from lead_scores
+    where score_name in {{ in_list(
+        thresholds | dictsort | rejectattr('1', 'none') | map(attribute='0') | list
+    ) }}
+
+),
+
+threshold_quality as (
+
+    select
+        score_name,
+        sum(case when is_at_or_above_threshold and is_converted then 1 else 0 end) * 1.0
+        / nullif(sum(case when is_at_or_above_threshold then 1 else 0 end), 0)
+            as mql_threshold_precision,
+        sum(case when is_at_or_above_threshold and is_converted then 1 else 0 end) * 1.0
+        / nullif(sum(case when is_converted then 1 else 0 end), 0) as mql_threshold_recall
+
+    from threshold_reach
+    group by score_name
+
+),
+
 summarised as (
 
     select
@@ -130,11 +165,19 @@ final as (
                 when '{{ score_name }}' then summarised.score_band_lower >= {{ threshold }}
             {%- endfor %}
         end as is_at_or_above_mql_threshold,
-        round(cast(score_aucs.score_auc as {{ dbt.type_numeric() }}), 4) as score_auc
+        round(cast(score_aucs.score_auc as {{ dbt.type_numeric() }}), 4) as score_auc,
+        round(
+            cast(threshold_quality.mql_threshold_precision as {{ dbt.type_numeric() }}), 4
+        ) as mql_threshold_precision,
+        round(
+            cast(threshold_quality.mql_threshold_recall as {{ dbt.type_numeric() }}), 4
+        ) as mql_threshold_recall
 
     from summarised
     left join score_aucs
         on summarised.score_name = score_aucs.score_name
+    left join threshold_quality
+        on summarised.score_name = threshold_quality.score_name
 
 )
 

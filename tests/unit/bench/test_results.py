@@ -1,7 +1,10 @@
+from pathlib import Path
+
 from bench.results import (
     format_ratio,
     merge_size,
     ratio,
+    record_section,
     render_markdown,
     rows_per_second,
     samples_line,
@@ -179,3 +182,19 @@ def test_the_report_carries_the_samples_line_and_a_single_measurement_has_none()
     assert "| transform | 1,000 | 120 |" in text
 
     assert samples_line(a_result(1_000)) is None
+
+
+def test_a_recorded_section_replaces_its_earlier_self_and_keeps_the_others(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\n## Event webhook\n\nold\n")
+    record_section(report, "## Scoring fit", "## Scoring fit\n\nfirst\n")
+    record_section(report, "## Scoring fit", "## Scoring fit\n\nsecond\n")
+    assert report.read_text() == (
+        "# Benchmarks\n\n## Event webhook\n\nold\n\n## Scoring fit\n\nsecond\n"
+    )
+    record_section(report, "## Event webhook", "## Event webhook\n\nnew\n")
+    assert report.read_text() == (
+        "# Benchmarks\n\n## Event webhook\n\nnew\n\n## Scoring fit\n\nsecond\n"
+    )

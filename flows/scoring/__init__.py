@@ -1,0 +1,1 @@
+"""Points that learn from outcomes: the feature matrix, the fit, and the proposed seeds."""

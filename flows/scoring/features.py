@@ -1,0 +1,158 @@
+"""The learning data of `leadflow scoring fit`, built by one set-based query over the warehouse.
+
+One row per lead (lead_id is the person): whether it converted (became an opportunity or a
+customer), when it was created (for time-ordered folds), a 1/0 column per fit rule it matched
+and, per engagement event type, its events before the outcome, each decayed by the project's
+half-life to the lead's cut-off. The cut-off is the conversion for a converted lead and the
+warehouse's clock for the rest: nothing that happened after the outcome is a feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import duckdb
+    from numpy.typing import NDArray
+
+# The models the query reads, in the schema dbt builds into.
+MATCHED_RULES = "main.int_lead_fit_rules_matched"
+PROGRESS = "main.int_leads_progressed"
+SCORED_EVENTS = "main.int_lead_events_scored"
+ACCRUED = "main.int_leads_engagement_accrued"
+
+
+class FeaturesUnavailableError(Exception):
+    """The warehouse has not been built (or has no leads) yet."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """The feature matrix, its column names, and each lead's outcome and creation order."""
+
+    created_at: NDArray[np.datetime64]
+    is_converted: NDArray[np.bool_]
+    matrix: NDArray[np.float64]
+    rule_ids: tuple[str, ...]
+    event_types: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.rule_ids + self.event_types
+
+
+def feature_query(rule_count: int, event_type_count: int) -> str:
+    """The one query; rule ids, then event types, then the half-life are its parameters.
+
+    It reads int_lead_fit_rules_matched by rule id only, so rules with any operator count.
+    """
+    rule_columns = "".join(
+        f",\n            count(*) filter (where rule_id = ?) > 0 as rule_{index}"
+        for index in range(rule_count)
+    )
+    event_columns = "".join(
+        f",\n            sum(decay) filter (where event_type = ?) as event_{index}"
+        for index in range(event_type_count)
+    )
+    outputs = "".join(
+        f",\n            coalesce(rules.rule_{index}, false)::double as feature_rule_{index}"
+        for index in range(rule_count)
+    ) + "".join(
+        f",\n            coalesce(events.event_{index}, 0)::double as feature_event_{index}"
+        for index in range(event_type_count)
+    )
+    return f"""
+        with
+        clock as (
+            select coalesce(
+                (select max(accrued_as_of) from {ACCRUED}),
+                (select max(occurred_at) from {SCORED_EVENTS})
+            ) as as_of
+        ),
+        outcomes as (
+            select
+                progress.lead_id,
+                progress.created_at,
+                progress.has_reached_opportunity as is_converted,
+                case
+                    when progress.has_reached_opportunity then progress.opportunity_at
+                    else clock.as_of
+                end as cut_off_at
+            from {PROGRESS} as progress
+            cross join clock
+        ),
+        rules as (
+            select lead_id{rule_columns}
+            from {MATCHED_RULES}
+            group by lead_id
+        ),
+        decayed_events as (
+            select
+                scored_events.lead_id,
+                scored_events.event_type,
+                pow(
+                    0.5,
+                    epoch(outcomes.cut_off_at - scored_events.occurred_at) / 86400.0 / ?
+                ) as decay
+            from {SCORED_EVENTS} as scored_events
+            inner join outcomes
+                on scored_events.lead_id = outcomes.lead_id
+            where scored_events.occurred_at < outcomes.cut_off_at
+        ),
+        events as (
+            select lead_id{event_columns}
+            from decayed_events
+            group by lead_id
+        )
+        select
+            outcomes.created_at,
+            outcomes.is_converted{outputs}
+        from outcomes
+        left join rules on outcomes.lead_id = rules.lead_id
+        left join events on outcomes.lead_id = events.lead_id
+        order by outcomes.created_at nulls first, outcomes.lead_id
+    """
+
+
+def load_features(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    rule_ids: tuple[str, ...],
+    event_types: tuple[str, ...],
+    half_life_days: float,
+) -> Features:
+    """Run the feature query; the rows come back ordered by creation (oldest first)."""
+    import duckdb
+
+    # In the order the query text holds its placeholders: the half-life sits between.
+    parameters: list[object] = [*rule_ids, half_life_days, *event_types]
+    try:
+        columns = connection.execute(
+            feature_query(len(rule_ids), len(event_types)), parameters
+        ).fetchnumpy()
+    except duckdb.CatalogException as error:
+        raise FeaturesUnavailableError(
+            "the warehouse has no scored leads yet: run `leadflow run` (or `leadflow demo`) "
+            f"first ({error})"
+        ) from None
+    lead_count = len(columns["is_converted"])
+    if lead_count == 0:
+        raise FeaturesUnavailableError("the warehouse has no leads: load and run some first")
+    names = [f"feature_rule_{index}" for index in range(len(rule_ids))]
+    names += [f"feature_event_{index}" for index in range(len(event_types))]
+    matrix = np.empty((lead_count, len(names)), dtype=np.float64)
+    for position, name in enumerate(names):
+        matrix[:, position] = columns.pop(name)
+    created_at = columns["created_at"]
+    if np.ma.isMaskedArray(created_at):  # leads without a creation time: NaT, oldest first
+        created_at = np.ma.filled(created_at.astype("datetime64[us]"), np.datetime64("NaT"))
+    return Features(
+        created_at=np.asarray(created_at, dtype="datetime64[us]"),
+        is_converted=np.asarray(columns["is_converted"], dtype=bool),
+        matrix=matrix,
+        rule_ids=rule_ids,
+        event_types=event_types,
+    )

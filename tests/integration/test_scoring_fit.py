@@ -1,0 +1,80 @@
+"""`leadflow scoring fit` on the generated demo data: the fitted points rank the leads that
+converted better than the shipped ones (cross-validated), and once applied to a copy of the
+project they build and pass every dbt test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from dbt.cli.main import dbtRunner
+
+from flows.dbt_runner import dbt_session, run_dbt_build
+from flows.demo.generate import generate_dataset
+from flows.extract import load_inbox
+from flows.scoring.propose import propose_points
+from flows.scoring.seeds import ENGAGEMENT_POINTS, FIT_RULES, apply_proposal
+from flows.settings import PROJECT_ROOT, load_settings
+from tests.integration.dbt_invocation import build_failures
+
+# Generation, load and two dbt builds: about 15 minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+
+AS_OF = datetime(2026, 3, 2)
+LEADS = 5000
+
+
+def test_fitted_points_beat_the_shipped_ones_and_build_when_applied(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    settings = load_settings()
+    settings.ensure_dirs()
+    generate_dataset(settings.inbox_dir, leads=LEADS, seed=42, as_of=AS_OF)
+    load_inbox.fn("scoring-fit-test", AS_OF)
+    run_dbt_build(settings, AS_OF)
+
+    proposed_dir = tmp_path / "proposed"
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+        proposal = propose_points(connection, settings.dbt_project_dir, proposed_dir)
+
+    assert proposal.lead_count == LEADS
+    assert proposal.converted_count > 50
+    assert proposal.validation.folds == 5
+    assert proposal.validation.fitted_auc > proposal.validation.current_auc
+    assert "current points" in (proposed_dir / "diff.md").read_text()
+    # Nothing changed the project's scoring.
+    shipped = PROJECT_ROOT / "dbt_project"
+    assert (shipped / "seeds" / FIT_RULES).read_text() != (proposed_dir / FIT_RULES).read_text()
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(shipped, project, ignore=shutil.ignore_patterns("target", "logs"))
+    apply_proposal(proposed_dir, project)
+    variables = yaml.safe_load((project / "dbt_project.yml").read_text())["vars"]
+    assert variables["mql_fit_threshold"] == proposal.thresholds.fit
+    assert variables["mql_engagement_threshold"] == proposal.thresholds.engagement
+    assert (project / "seeds" / ENGAGEMENT_POINTS).read_text() == (
+        proposed_dir / ENGAGEMENT_POINTS
+    ).read_text()
+
+    with dbt_session():
+        result = dbtRunner().invoke(
+            [
+                "build",
+                "--project-dir", str(project),
+                "--profiles-dir", str(project),
+                "--target-path", str(tmp_path / "target"),
+                "--log-path", str(tmp_path / "logs"),
+                "--vars", json.dumps({"as_of": AS_OF.isoformat(sep=" ")}),
+            ]
+        )  # fmt: skip
+    assert build_failures(result) == []
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+        fit_points = dict(connection.sql("select rule_id, points from main.fit_rules").fetchall())
+    assert fit_points == {
+        change.name: change.new for change in proposal.changes if change.kind == "fit rule"
+    }
