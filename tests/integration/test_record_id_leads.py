@@ -10,6 +10,7 @@ with ``reach_by = crm``; nobody who asked not to be emailed emailed.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import random
 import shutil
@@ -165,10 +166,13 @@ def project_with_occupation_rule(root: Path) -> Path:
         ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
     )
     rules = project / "dbt_project" / "seeds" / "fit_rules.csv"
-    with rules.open(newline="", encoding="utf-8") as handle:
-        columns = next(csv.reader(handle))
-    with rules.open("a", newline="", encoding="utf-8") as handle:
-        csv.DictWriter(handle, fieldnames=columns, restval="").writerow(OCCUPATION_RULE)
+    text = rules.read_text(encoding="utf-8")
+    row = io.StringIO()
+    columns = next(csv.reader(io.StringIO(text)))
+    csv.DictWriter(row, fieldnames=columns, restval="", lineterminator="\n").writerow(
+        OCCUPATION_RULE
+    )
+    rules.write_text(text.rstrip("\n") + "\n" + row.getvalue(), encoding="utf-8")
     return project
 
 
