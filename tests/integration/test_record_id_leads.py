@@ -276,6 +276,6 @@ def test_nobody_who_asked_not_to_be_emailed_and_nobody_without_an_email_is_email
         ).fetchone() == (0,)
         assert connection.execute(
             "select count(*) from fct_nurture_queue as queue inner join dim_leads as leads "
-            "using (lead_id) where leads.is_do_not_email or leads.email is null"
+            "using (lead_id) where queue.is_due and (leads.is_do_not_email or leads.email is null)"
         ).fetchone() == (0,)
     assert summary.emails_sent == len(list((warehouse.parent / "outbox").glob("*.eml")))
