@@ -15,7 +15,7 @@ from flows.warehouse import open_warehouse
 def create_tasks_for_sales_ready_leads(run_id: str, as_of: datetime) -> int:
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
-        return create_handoff_tasks(connection, run_id, as_of)
+        return create_handoff_tasks(connection, run_id, as_of, settings.crm_url_template)
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         description="How long a run waits for another run writing the DuckDB warehouse "
         "before it fails.",
     )
+    crm_url_template: str | None = Field(
+        default=None,
+        description="A link to a lead in your CRM, for tasks of leads known only by their "
+        "source record id: https://crm.example/leads/{source_lead_id} ({source} also works).",
+    )
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -178,6 +183,24 @@ class Settings(BaseSettings):
                 "at a LeadFlow checkout"
             )
         return value.resolve()
+
+    @field_validator("crm_url_template")
+    @classmethod
+    def _crm_link_names_the_record(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        placeholders = set(re.findall(r"{([^{}]*)}", value))
+        if (
+            not re.fullmatch(r"https?://\S+", value)
+            or "source_lead_id" not in placeholders
+            or not placeholders <= {"source", "source_lead_id"}
+        ):
+            raise ValueError(
+                f"{value!r} is not a CRM link template: an http(s) address with "
+                "{source_lead_id} where the record id goes (and optionally {source}), such as "
+                "https://crm.example/leads/{source_lead_id}"
+            )
+        return value
 
     @field_validator("sendgrid_host")
     @classmethod

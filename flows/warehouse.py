@@ -37,21 +37,23 @@ RAW_TABLES: dict[str, str] = {
         updated_at timestamp not null""",
     "events": """
         event_id varchar not null,
-        email varchar not null,
+        email varchar,
         event_type varchar not null,
         occurred_at timestamp not null,
         campaign varchar,
         url varchar,
-        message_key varchar""",
+        message_key varchar,
+        source_lead_id varchar""",
     "outcomes": """
         outcome_id varchar not null,
-        email varchar not null,
+        email varchar,
         outcome varchar not null,
         reason varchar,
         rep_id varchar,
         task_id varchar,
         amount decimal(14, 2),
-        occurred_at timestamp not null""",
+        occurred_at timestamp not null,
+        source_lead_id varchar""",
     "reps": """
         rep_id varchar not null,
         name varchar not null,
@@ -200,12 +202,18 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
     "ops.sales_tasks": ("phone varchar",),  # 0.1.0
     "ops.email_sends": ("attempts integer default 1",),  # unreleased
+    # Events and outcomes that name their lead by its source record id (unreleased).
+    "raw.events": ("source_lead_id varchar",),
+    "raw.outcomes": ("source_lead_id varchar",),
 }
 
-# Columns that became optional: a lead known only by phone has no email (0.1.0).
+# Columns that became optional: a lead known only by phone has no email (0.1.0); an event or
+# outcome may name its lead by source record id instead (unreleased).
 RELAXED_COLUMNS: dict[str, tuple[str, ...]] = {
     "raw.leads": ("email",),
     "ops.sales_tasks": ("email",),
+    "raw.events": ("email",),
+    "raw.outcomes": ("email",),
 }
 
 

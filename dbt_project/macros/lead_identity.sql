@@ -55,3 +55,16 @@
 {% macro postgres__first_non_null(column, order_by) -%}
     (array_agg({{ column }} order by {{ order_by }}) filter (where {{ column }} is not null))[1]
 {%- endmacro %}
+
+{#-
+    The id of the person an event or outcome names when no lead record has its (source, record
+    id) or its email (yet): the id a lead first known by that email, else by that source record,
+    will get (int_lead_identity_crosswalk), so the row joins the lead once it arrives. `email`
+    is already normalised.
+-#}
+{% macro unmatched_lead_id(email, source, source_lead_id) -%}
+    case
+        when {{ email }} is not null then {{ dbt.hash(email) }}
+        else {{ dbt.hash(dbt.concat(["'source:'", source, "':'", source_lead_id])) }}
+    end
+{%- endmacro %}

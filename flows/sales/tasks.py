@@ -30,6 +30,21 @@ def task_id_sql(lead_id: str, reason: str, track: str, step: str) -> str:
     return TASK_ID_SQL.format(lead_id=lead_id, reason=reason, track=track, step=step)
 
 
+# A lead with neither email nor phone (reach_by = crm) is found by its source and record id;
+# the link replaces {source} and {source_lead_id} in the template (settings.crm_url_template),
+# URL-encoded, and is left out when no template is set (the parameter is null).
+HANDOFF_TITLE_SQL = """
+    case
+        when reach_by = 'crm' then concat_ws(' ',
+            'Follow up on', source, 'record', source_lead_id,
+            case when company is not null then 'at ' || company end,
+            replace(replace(?, '{source}', url_encode(source)),
+                    '{source_lead_id}', url_encode(source_lead_id)))
+        else concat_ws(' ', 'Follow up with', first_name, last_name,
+                       case when company is not null then 'at ' || company end)
+    end"""
+
+
 def _count_new(connection: duckdb.DuckDBPyConnection, run_id: str, reason: str) -> int:
     row = connection.execute(
         "select count(*) from ops.sales_tasks where run_id = ? and reason = ?", [run_id, reason]
@@ -38,13 +53,18 @@ def _count_new(connection: duckdb.DuckDBPyConnection, run_id: str, reason: str) 
 
 
 def create_handoff_tasks(
-    connection: duckdb.DuckDBPyConnection, run_id: str, as_of: datetime
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    as_of: datetime,
+    crm_url_template: str | None = None,
 ) -> int:
     """One task per lead in ``fct_handoff_queue``; returns how many were new.
 
     A hand-off is identified by the lead and sales' latest feedback on it
     (``dim_leads.latest_outcome_at``): re-running adds nothing, while a lead that sales
     recycled and that qualifies again is handed off anew. ``step`` numbers those rounds.
+    A lead known only by its source record id gets a task naming the source and the record
+    id, with a link into the CRM when ``crm_url_template`` is given.
     """
     connection.execute(
         f"""
@@ -78,8 +98,7 @@ def create_handoff_tasks(
             '{HANDOFF_REASON}',
             null,
             handoff_round,
-            concat_ws(' ', 'Follow up with', first_name, last_name,
-                      case when company is not null then 'at ' || company end),
+            {HANDOFF_TITLE_SQL},
             why_now,
             due_at,
             'open',
@@ -88,7 +107,7 @@ def create_handoff_tasks(
         from queue
         on conflict (task_id) do nothing
         """,
-        [as_of, run_id],
+        [crm_url_template, as_of, run_id],
     )
     return _count_new(connection, run_id, HANDOFF_REASON)
 

@@ -49,8 +49,8 @@ class Entity:
     decimals: tuple[str, ...] = ()
     booleans: dict[str, bool] = field(default_factory=dict)  # column -> default when empty
     emails: tuple[str, ...] = ()
-    # Ways to reach the person: each may be empty, but not all of them (a required column in
-    # the header all the same, so that a mapping cannot forget the email).
+    # Ways to find the row's person: each may be empty, but not all of them. A lead needs none:
+    # its source record id (the key) finds it, and a lead known only by it is worked in the CRM.
     contact_keys: tuple[str, ...] = ()
     accepted_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ordered_timestamps: tuple[str, str] | None = None  # (earlier, later)
@@ -66,8 +66,9 @@ ENTITIES: dict[str, Entity] = {
         Entity(
             name="leads",
             key="source_lead_id",
-            required=("source_lead_id", "email", "created_at", "updated_at"),
+            required=("source_lead_id", "created_at", "updated_at"),
             optional=(
+                "email",
                 "first_name",
                 "last_name",
                 "company",
@@ -84,26 +85,27 @@ ENTITIES: dict[str, Entity] = {
             integers=("employee_count",),
             booleans={"is_do_not_email": False},
             emails=("email",),
-            contact_keys=("email", "phone"),
             ordered_timestamps=("created_at", "updated_at"),
         ),
         Entity(
             name="events",
             key="event_id",
-            required=("event_id", "email", "event_type", "occurred_at"),
-            optional=("campaign", "url", "message_key"),
+            required=("event_id", "event_type", "occurred_at"),
+            optional=("email", "source_lead_id", "campaign", "url", "message_key"),
             timestamps=("occurred_at",),
             emails=("email",),
+            contact_keys=("email", "source_lead_id"),
             accepted_values={"event_type": EVENT_TYPES},
         ),
         Entity(
             name="outcomes",
             key="outcome_id",
-            required=("outcome_id", "email", "outcome", "occurred_at"),
-            optional=("reason", "rep_id", "task_id", "amount"),
+            required=("outcome_id", "outcome", "occurred_at"),
+            optional=("email", "source_lead_id", "reason", "rep_id", "task_id", "amount"),
             timestamps=("occurred_at",),
             decimals=("amount",),
             emails=("email",),
+            contact_keys=("email", "source_lead_id"),
             accepted_values={"outcome": OUTCOMES, "reason": OUTCOME_REASONS},
         ),
         Entity(

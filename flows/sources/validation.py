@@ -66,7 +66,7 @@ def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
             RowRule(
                 "missing_contact_key",
                 " and ".join(f"{value(c)} is null" for c in keys),
-                f"'no {' and no '.join(keys)}: nothing to reach the person by'",
+                f"'no {' and no '.join(keys)}: nothing to find the person by'",
             )
         )
     rules += [

@@ -166,7 +166,7 @@ def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
         header = next(csv.reader(handle))
     new_email = "changed." + email
     # A re-export of the CRM: the lead under a new address and title, a lead logged from a
-    # call (a phone, no email), and a row nobody could reach.
+    # call (a phone, no email), and a lead known only by its record id.
     rows = [
         {"source_lead_id": source_lead_id, "email": new_email.upper(),
          "title": "Chief Revenue Officer", "created_at": created_at.isoformat(),
@@ -185,8 +185,8 @@ def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
 
     summary = lead_pipeline(as_of=RUN_AT.replace(hour=11))
 
-    assert (summary.files_loaded, summary.leads_loaded) == (1, 2)
-    assert summary.quarantine_reasons == {"missing_contact_key": 1}
+    assert (summary.files_loaded, summary.leads_loaded) == (1, 3)
+    assert summary.quarantine_reasons == {}
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         assert connection.execute(
             "select email, title, record_count from dim_leads where lead_id = ?", [lead_id]
@@ -200,9 +200,12 @@ def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
             inner join int_lead_identity_crosswalk as crosswalk using (lead_id)
             where crosswalk.source_lead_id = 'CRM-CALL-1'
         """).fetchall() == [(None, "+1 555 0100", "no_email", "source_key")]
-        assert connection.execute(
-            "select reason_code from ops.quarantine where record_key = 'CRM-CALL-2'"
-        ).fetchall() == [("missing_contact_key",)]
+        assert connection.execute("""
+            select leads.email, leads.phone, leads.source, leads.source_lead_id
+            from dim_leads as leads
+            inner join int_lead_identity_crosswalk as crosswalk using (lead_id)
+            where crosswalk.source_lead_id = 'CRM-CALL-2'
+        """).fetchall() == [(None, None, "crm", "CRM-CALL-2")]
 
 
 def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, monkeypatch):

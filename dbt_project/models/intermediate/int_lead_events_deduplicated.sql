@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='event_id',
+    on_schema_change='append_new_columns',
 ) }}
 
 {#-
@@ -51,6 +52,7 @@ final as (
     select
         event_id,
         email,
+        source_lead_id,
         event_type,
         occurred_at,
         campaign,

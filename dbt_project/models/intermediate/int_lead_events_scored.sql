@@ -13,8 +13,8 @@
     to.
 -#}
 {%- set event_columns = [
-    'event_id', 'email', 'event_type', 'occurred_at', 'campaign', 'url', 'message_key', 'source',
-    'loaded_at',
+    'event_id', 'email', 'source_lead_id', 'event_type', 'occurred_at', 'campaign', 'url',
+    'message_key', 'source', 'loaded_at',
 ] -%}
 
 {{ config(
@@ -41,6 +41,12 @@ lead_emails as (
 
 ),
 
+lead_record_ids as (
+
+    select * from {{ ref('int_lead_record_ids') }}
+
+),
+
 engagement_points as (
 
     select * from {{ ref('engagement_points') }}
@@ -58,15 +64,27 @@ delivered_events as (
 
 ),
 
--- An event names its person by email; an email no lead record has (yet) keeps the id a lead
--- first known by it will get (md5 of the email, already normalised: lead_id_of).
+-- An event names its person by source record id (in its own source system) or by email; the
+-- record id is the more precise where both are given. A key no lead record has (yet) keeps the
+-- id a lead first known by it will get (unmatched_lead_id).
 attributed_events as (
 
     select
         delivered_events.*,
-        coalesce(lead_emails.lead_id, {{ dbt.hash('delivered_events.email') }}) as lead_id
+        coalesce(
+            lead_record_ids.lead_id,
+            lead_emails.lead_id,
+            {{ unmatched_lead_id(
+                'delivered_events.email', 'delivered_events.source',
+                'delivered_events.source_lead_id'
+            ) }}
+        ) as lead_id
 
     from delivered_events
+    left join lead_record_ids
+        on
+            delivered_events.source = lead_record_ids.source
+            and delivered_events.source_lead_id = lead_record_ids.source_lead_id
     left join lead_emails
         on delivered_events.email = lead_emails.email
 
@@ -75,9 +93,12 @@ attributed_events as (
 {% if is_incremental() %}
 
 -- Stored rows scored for a person, or with points, that no longer hold. A person can have
--- changed only if int_lead_emails was built since the last scoring.
+-- changed only if int_lead_emails or int_lead_record_ids was built since the last scoring.
 {%- set person_now = (
-    'coalesce(lead_emails.lead_id, ' ~ dbt.hash('stored_events.email') ~ ')'
+    'coalesce(lead_record_ids.lead_id, lead_emails.lead_id, '
+    ~ unmatched_lead_id(
+        'stored_events.email', 'stored_events.source', 'stored_events.source_lead_id'
+    ) ~ ')'
     if people_may_have_moved else 'stored_events.lead_id'
 ) %}
 outdated_events as (
@@ -93,6 +114,10 @@ outdated_events as (
     -- the database would copy whole (ten million rows) before the joins.
     from {{ this }} as stored_events
     {%- if people_may_have_moved %}
+        left join lead_record_ids
+            on
+                stored_events.source = lead_record_ids.source
+                and stored_events.source_lead_id = lead_record_ids.source_lead_id
         left join lead_emails
             on stored_events.email = lead_emails.email
     {%- endif %}
@@ -199,6 +224,7 @@ pointed as (
         events_to_score.event_id,
         events_to_score.lead_id,
         events_to_score.email,
+        events_to_score.source_lead_id,
         events_to_score.event_type,
         events_to_score.occurred_at,
         {{ dbt.date_trunc('day', 'events_to_score.occurred_at') }} as event_day,
@@ -239,6 +265,7 @@ final as (
         event_id,
         lead_id,
         email,
+        source_lead_id,
         event_type,
         occurred_at,
         event_day,

@@ -12,6 +12,12 @@ lead_emails as (
 
 ),
 
+lead_record_ids as (
+
+    select * from {{ ref('int_lead_record_ids') }}
+
+),
+
 sales_tasks as (
 
     select * from {{ ref('stg_ops__sales_tasks') }}
@@ -23,12 +29,17 @@ final as (
     select
         outcomes.outcome_record_id,
         outcomes.outcome_id,
-        -- The person whose email the outcome names; else the person of the task it answers (a
-        -- rep may type an address the lead never used); else the id the email will key.
+        -- The person whose source record id (in the outcome's source system) the outcome names;
+        -- else whose email; else the person of the task it answers (a rep may type an address
+        -- the lead never used); else the id those keys will key (unmatched_lead_id).
         coalesce(
-            lead_emails.lead_id, sales_tasks.lead_id, {{ dbt.hash('outcomes.email') }}
+            lead_record_ids.lead_id,
+            lead_emails.lead_id,
+            sales_tasks.lead_id,
+            {{ unmatched_lead_id('outcomes.email', 'outcomes.source', 'outcomes.source_lead_id') }}
         ) as lead_id,
         outcomes.email,
+        outcomes.source_lead_id,
         outcomes.outcome,
         outcomes.reason,
         outcomes.rep_id,
@@ -42,6 +53,10 @@ final as (
         outcomes.loaded_at
 
     from outcomes
+    left join lead_record_ids
+        on
+            outcomes.source = lead_record_ids.source
+            and outcomes.source_lead_id = lead_record_ids.source_lead_id
     left join lead_emails
         on outcomes.email = lead_emails.email
     left join sales_tasks

@@ -57,6 +57,10 @@ merged as (
         {%- for column in first_wins %}
             {{ first_non_null(column, oldest_first) }} as {{ column }},
         {%- endfor %}
+        -- The record sales works the lead by in its source system: the most trusted one (both
+        -- columns are never null, so the two aggregates pick the same record).
+        {{ first_non_null('source', trusted_first) }} as source,  -- noqa: RF04
+        {{ first_non_null('source_lead_id', trusted_first) }} as source_lead_id,
         -- An opt-out from any source is honoured: consent is never undone by another system.
         {{ dbt.bool_or('is_do_not_email') }} as is_do_not_email,
         min(created_at) as created_at,
@@ -77,6 +81,8 @@ final as (
             {{ column }},
         {%- endfor %}
         {{ dbt.split_part('email', "'@'", 2) }} as email_domain,
+        source,
+        source_lead_id,
         is_do_not_email,
         created_at,
         updated_at,

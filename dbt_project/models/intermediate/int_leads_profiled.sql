@@ -113,6 +113,8 @@ final as (
         engaged_leads.phone,
         engaged_leads.lead_source,
         engaged_leads.first_campaign,
+        engaged_leads.source,
+        engaged_leads.source_lead_id,
         engaged_leads.created_at,
         engaged_leads.updated_at,
         engaged_leads.record_count,

@@ -44,6 +44,8 @@ final as (
         phone,
         lead_source,
         first_campaign,
+        source,
+        source_lead_id,
         created_at,
         updated_at,
         record_count,

@@ -32,11 +32,15 @@ final as (
         sales_ready.company,
         sales_ready.title,
         sales_ready.phone,
-        -- A lead known only by phone is called; the rest are emailed first.
+        -- A lead known only by phone is called; one known only by its source record id is
+        -- worked in that source's CRM; the rest are emailed first.
         case
             when sales_ready.email is not null then 'email'
             when sales_ready.phone is not null then 'phone'
+            else 'crm'
         end as reach_by,
+        sales_ready.source,
+        sales_ready.source_lead_id,
         sales_ready.country,
         sales_ready.region,
         sales_ready.segment,

@@ -12,6 +12,7 @@ renamed as (
         {{ raw_record_id() }} as event_record_id,
         event_id,
         {{ normalised_email('email') }} as email,
+        {{ clean_text('source_lead_id') }} as source_lead_id,
         lower(trim(event_type)) as event_type,
         occurred_at,
         {{ clean_text('campaign') }} as campaign,

@@ -12,6 +12,7 @@ renamed as (
         {{ raw_record_id() }} as outcome_record_id,
         outcome_id,
         {{ normalised_email('email') }} as email,
+        {{ clean_text('source_lead_id') }} as source_lead_id,
         lower(trim(outcome)) as outcome,
         lower({{ clean_text('reason') }}) as reason,
         {{ clean_text('rep_id') }} as rep_id,

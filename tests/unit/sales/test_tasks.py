@@ -10,20 +10,29 @@ AS_OF = datetime(2026, 11, 22, 9)
 
 
 def add_handoff_queue(warehouse, rows):
+    """Queue rows (lead_id, email, phone, first_name, last_name, company, owner_rep_id,
+    owner_email, why_now, due_at), optionally followed by (source, source_lead_id)."""
     warehouse.execute(
         """
         create or replace table main.fct_handoff_queue (
             lead_id varchar, email varchar, phone varchar, first_name varchar,
             last_name varchar, company varchar, owner_rep_id varchar, owner_email varchar,
-            why_now varchar, due_at timestamp)
+            why_now varchar, due_at timestamp, source varchar, source_lead_id varchar,
+            reach_by varchar as (
+                case when email is not null then 'email'
+                     when phone is not null then 'phone' else 'crm' end))
         """
     )
     warehouse.execute(
         "create or replace table main.dim_leads (lead_id varchar, latest_outcome_at timestamp)"
     )
     for row in rows:
+        record = (*row, "crm", "C-" + row[0])[:12]
         warehouse.execute(
-            "insert into main.fct_handoff_queue values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            "insert into main.fct_handoff_queue (lead_id, email, phone, first_name, last_name, "
+            "company, owner_rep_id, owner_email, why_now, due_at, source, source_lead_id) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            record,
         )
         warehouse.execute("insert into main.dim_leads values (?, null)", [row[0]])
 
@@ -70,6 +79,33 @@ def test_a_lead_known_only_by_phone_is_handed_off_with_its_phone(warehouse, tmp_
         "+1 555 0100",
         "Follow up with Cy Doe",
     )
+
+
+CRM_ONLY = (
+    "L7", None, None, None, None, "Acme", "R1", "r1@x.com", "Demo request", AS_OF,
+    "crm_export", "7f3c9a2e-1b4d/x",
+)  # fmt: skip
+
+
+def test_a_lead_known_only_by_its_record_id_gets_a_task_naming_source_and_record(warehouse):
+    add_handoff_queue(warehouse, [CRM_ONLY])
+    assert create_handoff_tasks(warehouse, "run-1", AS_OF) == 1
+    assert warehouse.execute("select email, phone, title from ops.sales_tasks").fetchall() == [
+        (None, None, "Follow up on crm_export record 7f3c9a2e-1b4d/x at Acme")
+    ]
+
+
+def test_a_crm_url_template_links_the_task_to_the_record(warehouse):
+    add_handoff_queue(warehouse, [CRM_ONLY, QUEUE[0]])
+    template = "https://crm.example/{source}/leads/{source_lead_id}?view=full"
+    assert create_handoff_tasks(warehouse, "run-1", AS_OF, template) == 2
+    assert warehouse.execute("select title from ops.sales_tasks order by lead_id").fetchall() == [
+        ("Follow up with Ann Lee at Acme",),  # reached by email: no CRM link
+        (
+            "Follow up on crm_export record 7f3c9a2e-1b4d/x at Acme "
+            "https://crm.example/crm_export/leads/7f3c9a2e-1b4d%2Fx?view=full",
+        ),
+    ]
 
 
 def test_one_handoff_task_per_lead_however_often_it_runs(warehouse):

@@ -61,7 +61,7 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(warehouse, tmp_path)
     )
     (staged,) = load(warehouse, tmp_path)
     assert staged.rows_read == 11
-    assert staged.rows_loaded == 2
+    assert staged.rows_loaded == 3
     quarantined = dict(
         warehouse.execute(
             "select record_key, reason_code from ops.quarantine where stage = 'extract'"
@@ -73,7 +73,6 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(warehouse, tmp_path)
         "4": "out_of_order",
         "5": "invalid_number",
         "1": "duplicate_key",
-        "6": "missing_contact_key",
         "7": "impossible_date",
         "8": "impossible_date",
         "9": "invalid_boolean",
@@ -84,12 +83,13 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(warehouse, tmp_path)
     ).fetchall()
     assert loaded == [
         ("1", " Jane@Acme.com ", "Jane", 50, False, "crm", 2),
+        ("6", None, "E", None, False, "crm", 9),  # no email: known by its record id
         ("10", "i@y.com", "<script>alert(1)</script>", None, False, "crm", 13),
     ]
     ledger = warehouse.execute(
         "select entity, source, rows_read, rows_loaded, rows_quarantined from ops.loads"
     ).fetchall()
-    assert ledger == [("leads", "crm", 11, 2, 9)]
+    assert ledger == [("leads", "crm", 11, 3, 8)]
 
 
 def test_quarantine_keeps_the_original_record_and_a_readable_reason(warehouse, tmp_path):
@@ -134,7 +134,11 @@ def test_changed_file_loads_as_a_new_version(warehouse, tmp_path):
             "expected 7 columns",
         ),
         (f'{LEADS_HEADER}\n1,a@b.com,"A,2026-01-01,2026-01-02,,\n', 2, "unterminated quote"),
-        ("id,mail\n1,a@b.com\n", 1, "lacks required column(s) source_lead_id, email, created_at"),
+        (
+            "id,mail\n1,a@b.com\n",
+            1,
+            "lacks required column(s) source_lead_id, created_at, updated_at",
+        ),
         ("", 1, "the file is empty"),
         (f"{LEADS_HEADER},email\n", 1, "repeats column(s) email"),
     ],
@@ -208,7 +212,11 @@ def test_json_lines_load_with_extra_and_nested_fields(warehouse, tmp_path):
         '{"event_id": "e3", "email": "c@d.com", "event_type": "bounce", "occurred_at": "2026-11-21T10:06:00", "message_key": "k1"}\n',
     )
     (staged,) = load(warehouse, tmp_path)
-    assert (staged.rows_read, staged.rows_loaded, staged.reasons) == (3, 2, {"missing_required": 1})
+    assert (staged.rows_read, staged.rows_loaded, staged.reasons) == (
+        3,
+        2,
+        {"missing_contact_key": 1},
+    )
     assert warehouse.execute(
         "select event_id, event_type, occurred_at, message_key, source from raw.events order by 1"
     ).fetchall() == [

@@ -104,12 +104,15 @@ values: {"*": {"k.A.": ~}}
             "Badge;Mail;Vorname;Scanned\nB1;jurgen@example.de;J\xfcrgen;30.09.2026\nB2;k.A.;Eva;30.09.2026\n"
         )
     (staged,) = load(warehouse, inbox, load_mappings([profiles]))
-    assert staged.reasons == {"missing_contact_key": 1}
+    assert staged.reasons == {}  # B2's "k.A." is no email: the badge id still finds Eva
     assert warehouse.execute(
-        "select first_name, created_at, updated_at, lead_source, source from raw.leads"
+        "select first_name, email, created_at, updated_at, lead_source, source from raw.leads"
+        " order by source_line"
     ).fetchall() == [
-        ("Jürgen", datetime(2026, 9, 30), datetime(2026, 10, 1), "event", "trade_show")
-    ]
+        ("Jürgen", "jurgen@example.de", datetime(2026, 9, 30), datetime(2026, 10, 1), "event",
+         "trade_show"),
+        ("Eva", None, datetime(2026, 9, 30), datetime(2026, 10, 1), "event", "trade_show"),
+    ]  # fmt: skip
 
 
 def test_a_profile_column_missing_from_the_export_names_the_profile(warehouse, tmp_path):
@@ -218,13 +221,14 @@ def test_a_hubspot_export_of_picked_columns_loads_through_the_shipped_profile(wa
     exported_at = datetime(2026, 11, 22, 8, 15)
     os.utime(export, (exported_at.replace(tzinfo=UTC).timestamp(),) * 2)
     (staged,) = load(warehouse, tmp_path, load_mappings([SHIPPED_PROFILES]))
-    assert staged.reasons == {"missing_contact_key": 1}  # 202: no email, no phone
+    assert staged.reasons == {}  # 202, with no email nor phone, is known by its record id
     assert "Create Date" in staged.absent_columns and "Job Title" in staged.absent_columns
     assert warehouse.execute(
         "select source_lead_id, company, title, is_do_not_email, created_at, updated_at "
         "from raw.leads order by 1"
     ).fetchall() == [
         ("201", "Delta GmbH", None, False, exported_at, exported_at),
+        ("202", "Epsilon", None, True, exported_at, exported_at),
         ("203", None, None, False, exported_at, exported_at),
     ]
 

@@ -40,6 +40,12 @@ EVENT = {
     "event_type": "page_view",
     "occurred_at": "2026-11-01",
 }
+OUTCOME = {
+    "outcome_id": "o1",
+    "email": "a@b.com",
+    "outcome": "won",
+    "occurred_at": "2026-11-01",
+}
 
 
 @pytest.mark.parametrize(
@@ -51,7 +57,9 @@ EVENT = {
         ({"occurred_at": "2026-11-22T23:00:00"}, None),  # within a day of the clock: clock skew
         ({"occurred_at": "2026-11-24"}, "impossible_date"),
         ({"occurred_at": "yesterday"}, "invalid_timestamp"),
-        ({"email": "   "}, "missing_required"),
+        ({"email": "   "}, "missing_contact_key"),
+        # An event may name its lead by source record id instead of email.
+        ({"email": None, "source_lead_id": "7f3c9a2e-crm"}, None),
     ],
 )
 def test_event_rules(change, code):
@@ -74,16 +82,24 @@ LEAD = {
         ({}, None),
         # A lead the CRM knows only by phone loads: sales can call, identity is its source key.
         ({"email": None, "phone": "+44 20 7946 0000"}, None),
-        ({"email": " ", "phone": ""}, "missing_contact_key"),
+        # Known only by its source record id: it loads and is worked in the CRM.
+        ({"email": " ", "phone": ""}, None),
         ({"email": None, "phone": "+1 555 0100", "source_lead_id": None}, "missing_required"),
         ({"email": "ann-at-acme.com", "phone": "+1 555 0100"}, "malformed_email"),
     ],
 )
-def test_lead_needs_an_email_or_a_phone(change, code):
+def test_lead_needs_only_its_source_record_id(change, code):
     [(reason_code, reason)] = classify("leads", [LEAD | change])
     assert reason_code == code
-    if code == "missing_contact_key":
-        assert reason == "no email and no phone: nothing to reach the person by"
+    assert (reason is None) == (code is None)
+
+
+@pytest.mark.parametrize("entity", ["events", "outcomes"])
+def test_an_event_or_outcome_needs_an_email_or_a_source_record_id(entity):
+    row = {"events": EVENT, "outcomes": OUTCOME}[entity] | {"email": "", "source_lead_id": " "}
+    [(reason_code, reason)] = classify(entity, [row])
+    assert reason_code == "missing_contact_key"
+    assert reason == "no email and no source_lead_id: nothing to find the person by"
 
 
 def test_unknown_value_message_lists_the_accepted_values():

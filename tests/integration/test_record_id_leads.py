@@ -1,0 +1,281 @@
+"""A CRM export that knows its leads only by record id, end to end (issue 20).
+
+A generated export shaped like a real public CRM lead export (UUID ids, a lead number, no
+phone, name or timestamp, Yes/No flags, "Select" placeholders), its activity and sales'
+feedback naming the leads by record id, through the real pipeline: every row loaded or
+quarantined with a reason; the leads known only by record id scored, staged and handed off
+with ``reach_by = crm``; nobody who asked not to be emailed emailed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.pipeline import lead_pipeline
+from flows.report import RunSummary
+from flows.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+RUN_AT = datetime(2026, 11, 1, 8, 30)
+EXPORTED_AT = RUN_AT - timedelta(days=1)
+PROFILES = PROJECT_ROOT / "tests" / "fixtures" / "profiles"
+CRM_URL_TEMPLATE = "https://crm.example/leads/{source_lead_id}"
+HEADER = (
+    "Prospect ID", "Lead Number", "Lead Origin", "Lead Source", "Do Not Email", "Do Not Call",
+    "TotalVisits", "Total Time Spent on Website", "Page Views Per Visit", "Last Activity",
+    "Country", "Specialization", "What is your current occupation", "Tags", "Email",
+)  # fmt: skip
+# Marketing ops scores the export's occupation (the seed is the agreement both teams edit).
+OCCUPATION_RULE = {
+    "rule_id": "occupation_professional",
+    "attribute": "title",
+    "operator": "contains_any",
+    "value": "working professional|businessman",
+    "points": "20",
+    "description": "Working professional or business owner",
+}
+HOT_EVENTS = (("demo_request", 2), ("pricing_page_view", 3), ("webinar_attended", 5))
+
+
+@dataclass(frozen=True)
+class Export:
+    rows: int
+    hot_record_ids: frozenset[str]  # key-only leads that fit and engage: handed off
+    rejected_record_id: str  # a hot key-only lead sales already rejected, by record id
+    do_not_email_with_email: frozenset[str]
+    bad_rows: dict[str, int]  # reason code -> rows
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def generate_export(inbox: Path, leads: int = 1200, seed: int = 20) -> Export:
+    """The export, the activity and the feedback that name its leads by record id, and reps."""
+    draw = random.Random(seed)
+    inbox.mkdir(parents=True)
+    rows: list[tuple[object, ...]] = []
+    hot: set[str] = set()
+    do_not_email: set[str] = set()
+    for number in range(leads):
+        record_id = str(uuid.UUID(int=draw.getrandbits(128), version=4))
+        is_hot = number % 25 == 0
+        email = f"person{number}@company{number % 97}.com" if number % 10 == 3 else ""
+        flag = "Yes" if number % 20 == 3 else draw.choice(("No", "No", "Yes"))
+        if is_hot:
+            email, flag = "", "No"
+            hot.add(record_id)
+        elif email and flag == "Yes":
+            do_not_email.add(record_id)
+        rows.append(
+            (
+                record_id,
+                660000 + number,
+                draw.choice(("Landing Page Submission", "API", "Lead Add Form")),
+                "Reference" if is_hot else draw.choice(("Google", "Direct Traffic", "Olark Chat")),
+                flag,
+                draw.choice(("No", "Yes")),
+                draw.randint(0, 30),
+                draw.randint(0, 2400),
+                round(draw.uniform(0, 8), 2),
+                draw.choice(("Email Opened", "SMS Sent", "Page Visited on Website", "Select")),
+                "India" if is_hot else draw.choice(("India", "United States", "unknown", "")),
+                "IT Projects Management"
+                if is_hot
+                else draw.choice(("Select", "Finance Management", "Marketing Management")),
+                "Working Professional"
+                if is_hot
+                else draw.choice(("Unemployed", "Student", "Select", "")),
+                draw.choice(("Interested in other courses", "Ringing", "Will revert", "")),
+                email,
+            )
+        )
+    # Rows no lead can come from: no record id at all, and a broken email.
+    rows.append(("", 669998, "API", "Google", "No", "No", 1, 10, 1, "Select", "", "", "", "", ""))
+    rows.append(
+        (
+            str(uuid.UUID(int=draw.getrandbits(128), version=4)),
+            669999, "API", "Google", "No", "No", 1, 10, 1, "Select", "", "", "", "", "a@b",
+        )
+    )  # fmt: skip
+    export = inbox / "crm-prospects-2026-10-31.csv"
+    _write_csv(export, HEADER, rows)
+    exported = EXPORTED_AT.replace(tzinfo=UTC).timestamp()
+    os.utime(export, (exported, exported))
+
+    # The activity and the feedback name their lead by record id only (no email column).
+    hot_ids = sorted(hot)
+    events = [
+        (f"{record_id}-{event_type}", record_id, event_type, str(RUN_AT - timedelta(days=days)))
+        for record_id in hot_ids
+        for event_type, days in HOT_EVENTS
+    ]
+    _write_csv(
+        inbox / "events__crm_export.csv",
+        ("event_id", "source_lead_id", "event_type", "occurred_at"),
+        events,
+    )
+    rejected = hot_ids[0]
+    _write_csv(
+        inbox / "outcomes__crm_export.csv",
+        ("outcome_id", "source_lead_id", "outcome", "reason", "occurred_at"),
+        [("o-1", rejected, "rejected", "bad_timing", str(RUN_AT - timedelta(hours=12)))],
+    )
+    _write_csv(
+        inbox / "reps__crm_export.csv",
+        ("rep_id", "name", "email", "region", "segment", "is_active"),
+        [
+            (f"R-{region}", f"Rep {region}", f"rep.{region.lower()}@leadflow.example", region,
+             "", "true")
+            for region in ("NA", "EMEA", "APAC", "LATAM")
+        ],
+    )  # fmt: skip
+    return Export(
+        rows=len(rows),
+        hot_record_ids=frozenset(hot),
+        rejected_record_id=rejected,
+        do_not_email_with_email=frozenset(do_not_email),
+        bad_rows={"missing_required": 1, "malformed_email": 1},
+    )
+
+
+def project_with_occupation_rule(root: Path) -> Path:
+    """The LeadFlow project with one more fit rule in seed fit_rules."""
+    project = root / "project"
+    project.mkdir()
+    for name in ("expectations", "templates"):
+        (project / name).symlink_to(PROJECT_ROOT / name)
+    shutil.copytree(
+        PROJECT_ROOT / "dbt_project",
+        project / "dbt_project",
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+    )
+    rules = project / "dbt_project" / "seeds" / "fit_rules.csv"
+    text = rules.read_text(encoding="utf-8")
+    row = io.StringIO()
+    columns = next(csv.reader(io.StringIO(text)))
+    csv.DictWriter(row, fieldnames=columns, restval="", lineterminator="\n").writerow(
+        OCCUPATION_RULE
+    )
+    rules.write_text(text.rstrip("\n") + "\n" + row.getvalue(), encoding="utf-8")
+    return project
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunSummary, Export]:
+    root = tmp_path_factory.mktemp("record-ids")
+    data = root / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADFLOW_DATA_DIR", str(data))
+        patch.setenv("LEADFLOW_PROJECT_DIR", str(project_with_occupation_rule(root)))
+        patch.setenv("LEADFLOW_MAPPINGS_DIR", str(PROFILES))
+        patch.setenv("LEADFLOW_CRM_URL_TEMPLATE", CRM_URL_TEMPLATE)
+        export = generate_export(data / "inbox")
+        summary = lead_pipeline(as_of=RUN_AT)
+    return data / "warehouse.duckdb", summary, export
+
+
+def test_every_row_of_the_export_is_loaded_or_quarantined_with_a_reason(run):
+    warehouse, summary, export = run
+    assert summary.file_errors == []
+    assert summary.quarantine_reasons == export.bad_rows
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        (read, loaded, quarantined), *_ = connection.execute(
+            "select rows_read, rows_loaded, rows_quarantined from ops.loads "
+            "where entity = 'leads' and source = 'crm_export'"
+        ).fetchall()
+        assert (read, loaded + quarantined) == (export.rows, export.rows)
+        assert quarantined == sum(export.bad_rows.values())
+        # Record-id-only rows load: no email, no phone, a placeholder mapped to null.
+        assert (
+            connection.execute(
+                "select count(*) from raw.leads where source = 'crm_export' and email is null "
+                "and phone is null and created_at = ?",
+                [EXPORTED_AT],
+            ).fetchone()[0]
+            > export.rows / 2
+        )
+        assert connection.execute(
+            "select count(*) from raw.leads where industry = 'Select' or title = 'Select'"
+        ).fetchone() == (0,)
+        assert connection.execute(
+            "select rows_loaded, rows_quarantined from ops.loads where entity <> 'leads' "
+            "order by entity"
+        ).fetchall() == [(len(export.hot_record_ids) * len(HOT_EVENTS), 0), (1, 0), (4, 0)]
+
+
+def test_leads_known_only_by_record_id_are_scored_staged_and_handed_off_in_the_crm(run):
+    warehouse, summary, export = run
+    handed_off = export.hot_record_ids - {export.rejected_record_id}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        staged = dict(
+            connection.execute(
+                "select stage, count(*) from dim_leads where source = 'crm_export' "
+                "and email is null and fit_score is not null group by all"
+            ).fetchall()
+        )
+        assert sum(staged.values()) > export.rows / 2 and staged.get("mql", 0) >= len(handed_off)
+        # Their activity found them by (source, record id): every event counts.
+        events = dict(
+            connection.execute(
+                "select leads.source_lead_id, count(*) from fct_lead_events as events "
+                "inner join dim_leads as leads using (lead_id) "
+                "where leads.source = 'crm_export' group by all"
+            ).fetchall()
+        )
+        assert events == {record_id: len(HOT_EVENTS) for record_id in export.hot_record_ids}
+        tasks = connection.execute(
+            "select leads.source_lead_id, tasks.email, tasks.phone, tasks.title "
+            "from ops.sales_tasks as tasks inner join dim_leads as leads using (lead_id) "
+            "where tasks.reason = 'mql_handoff' and leads.email is null"
+        ).fetchall()
+        assert sorted(tasks) == sorted(
+            (
+                record_id,
+                None,
+                None,
+                f"Follow up on crm_export record {record_id} "
+                + CRM_URL_TEMPLATE.format(source_lead_id=record_id),
+            )
+            for record_id in handed_off
+        )
+        # Sales' feedback named its lead by record id: rejected, so not handed off.
+        assert connection.execute(
+            "select latest_outcome from dim_leads where source_lead_id = ?",
+            [export.rejected_record_id],
+        ).fetchone() == ("rejected",)
+    assert summary.handed_off >= len(handed_off)
+
+
+def test_nobody_who_asked_not_to_be_emailed_and_nobody_without_an_email_is_emailed(run):
+    warehouse, summary, export = run
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        flagged = connection.execute(
+            "select count(*) from dim_leads where is_do_not_email and email is not null "
+            "and source = 'crm_export'"
+        ).fetchone()[0]
+        assert flagged == len(export.do_not_email_with_email) > 0
+        assert connection.execute(
+            "select count(*) from ops.email_sends as sends inner join dim_leads as leads "
+            "using (lead_id) where leads.is_do_not_email or leads.email is null"
+        ).fetchone() == (0,)
+        assert connection.execute(
+            "select count(*) from fct_nurture_queue as queue inner join dim_leads as leads "
+            "using (lead_id) where queue.is_due and (leads.is_do_not_email or leads.email is null)"
+        ).fetchone() == (0,)
+    assert summary.emails_sent == len(list((warehouse.parent / "outbox").glob("*.eml")))
