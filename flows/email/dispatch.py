@@ -351,7 +351,9 @@ def dispatch_due_steps(
         rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
         prepared = preparer.prepare(rows)
         _quarantine_unrendered(connection, prepared.unrendered, run_id)
-        _send(connection, prepared.sends, preparer.steps, sender, email_sender, limits, as_of, tally)
+        _send(
+            connection, prepared.sends, preparer.steps, sender, email_sender, limits, as_of, tally
+        )
     connection.execute("drop table claimable_steps")
     return DispatchReport(
         due=counts["due"],
