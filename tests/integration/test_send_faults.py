@@ -233,9 +233,9 @@ class Pass:
         if timer is not None:
             timer.cancel()
         assert process.exitcode in (0, -signal.SIGKILL), f"run {self.runs}: {process.exitcode}"
-        if process.exitcode == -signal.SIGKILL:
+        if process.exitcode == -signal.SIGKILL and kill is not None:
             self.kills += 1
-            self.kill_points[f"run-{self.runs}"] = kill  # type: ignore[assignment]
+            self.kill_points[f"run-{self.runs}"] = kill
 
     def settle_from_the_providers_events(self) -> None:
         """What SendGrid reports for each accepted message, landed, loaded and settled as in
@@ -372,8 +372,8 @@ def test_killed_at_twenty_points_every_due_email_goes_exactly_once(
     assert missing == set(killed.unknown)
     stranded: dict[str, set[tuple[str, int, str | None]]] = {}
     for key in missing:
-        run, *batch = killed.claims[key]
-        stranded.setdefault(run, set()).add(tuple(batch))  # type: ignore[arg-type]
+        run, track, step, rep = killed.claims[key]
+        stranded.setdefault(run, set()).add((track, step, rep))
     assert all(len(batches) == 1 for batches in stranded.values()), stranded
     # ...and only a kill that could land there: not one the moment SendGrid accepted a request.
     assert all(one.kill_points[run].delay > 0 for run in stranded), stranded
