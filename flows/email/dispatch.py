@@ -10,9 +10,10 @@ Which steps are sent is decided in SQL over the whole queue (``_select_due``): l
 suppressed *now* are left out (suppression events loaded after the models were built, the
 provider's suppression list, ``dim_leads``), steps that failed ``max_attempts`` times are given
 up, and a daily limit defers the rest to the next day. Due rows are then read in chunks; each
-lead's step is rendered once per shape (``render.py``), the chunk is claimed in one insert, and
-its recipients go out in batches of one (track, step, shape, reply-to) of at most 1,000
-distinct addresses.
+lead's step is rendered once per shape (``render.py``), and the chunk's recipients go out in
+batches of one (track, step, shape, reply-to) of at most 1,000 distinct addresses, each batch
+claimed in one insert just before its request: a process killed anywhere leaves at most the
+batch in flight pending, and the next run sends the batches never claimed.
 """
 
 from __future__ import annotations
@@ -353,8 +354,9 @@ def dispatch_due_steps(
         rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
         prepared = preparer.prepare(rows)
         _quarantine_unrendered(connection, prepared.unrendered, run_id)
-        claimed = _claim(connection, prepared.sends, email_sender.provider, limits)
-        _send(connection, claimed, preparer.steps, sender, email_sender, as_of, tally)
+        _send(
+            connection, prepared.sends, preparer.steps, sender, email_sender, limits, as_of, tally
+        )
     connection.execute("drop table claimable_steps")
     return DispatchReport(
         due=counts["due"],
@@ -558,42 +560,43 @@ def _claim(
 
 def _send(
     connection: duckdb.DuckDBPyConnection,
-    claimed: list[PreparedSend],
+    prepared: list[PreparedSend],
     steps: Mapping[tuple[str, int], tuple[NurtureStep, Track]],
     sender: Sender,
     email_sender: EmailSender,
+    limits: SendLimits,
     as_of: datetime,
     tally: _Tally,
 ) -> None:
-    """Send the claimed steps, a batch per group; settle what was sent or refused.
+    """Claim and send the prepared steps a batch per group at a time; settle what was sent or
+    refused.
 
-    If the sender raises, whatever was never handed to it is released at once (failed as
-    ``INTERRUPTED``, so the next run sends it); a batch in flight stays pending unless the
-    sender raised ``EmailProviderError`` (the provider took nothing).
+    A batch is claimed right before its request, not with the chunk: a process killed (SIGKILL
+    runs no ``finally``) leaves pending only the batches handed to the provider, whose events
+    settle them, never claims of batches that were not sent and that no event would settle. If
+    the sender raises ``EmailProviderError`` (the provider took nothing), the batch's claims
+    are released at once.
     """
-    groups: dict[tuple[Any, ...], tuple[RenderedShape, list[Recipient]]] = {}
-    for p in claimed:
-        groups.setdefault(p.group, (p.shape, []))[1].append(p.recipient)
-    batches = [
-        _batch(group, shape, recipients, steps, sender)
-        for group, (shape, members) in groups.items()
-        for recipients in split_into_batches(members)
-    ]
+    groups: dict[tuple[Any, ...], tuple[RenderedShape, list[PreparedSend]]] = {}
+    for p in prepared:
+        groups.setdefault(p.group, (p.shape, []))[1].append(p)
     results: list[SendResult] = []
-    handed: set[str] = set()
     try:
-        for batch in batches:
-            keys = [recipient.message_key for recipient in batch.recipients]
-            try:
-                handed.update(keys)
-                results += email_sender.send(batch)
-            except EmailProviderError:
-                handed.difference_update(keys)
-                raise
+        for group, (shape, members) in groups.items():
+            by_key = {p.recipient.message_key: p for p in members}
+            for recipients in split_into_batches(p.recipient for p in members):
+                batch_sends = [by_key[recipient.message_key] for recipient in recipients]
+                claimed = _claim(connection, batch_sends, email_sender.provider, limits)
+                if not claimed:
+                    continue
+                batch = _batch(group, shape, tuple(p.recipient for p in claimed), steps, sender)
+                try:
+                    results += email_sender.send(batch)
+                except EmailProviderError:
+                    _release(connection, [p.recipient.message_key for p in claimed])
+                    raise
     finally:
         _settle(connection, results, as_of)
-        unsent = [p.recipient.message_key for p in claimed if p.recipient.message_key not in handed]
-        _release(connection, unsent)
     for result in results:
         if result.status == "sent":
             tally.sent += 1

@@ -211,6 +211,28 @@ def test_an_interrupted_step_the_rebuilt_queue_no_longer_lists_is_sent_in_the_sa
     assert ledger(warehouse) == {"sent": 3}
 
 
+class LedgerWatchingSender(OutboxSender):
+    """Notes, as each request goes out, the ledger a SIGKILL at that moment would leave."""
+
+    def __init__(self, outbox_dir: Path, warehouse) -> None:
+        super().__init__(outbox_dir)
+        self.warehouse = warehouse
+        self.claimed_at_each_request: list[dict[str, int]] = []
+
+    def send(self, batch: OutgoingBatch) -> list[SendResult]:
+        self.claimed_at_each_request.append(ledger(self.warehouse))
+        return super().send(batch)
+
+
+def test_each_batch_is_claimed_just_before_its_request(warehouse, tmp_path):
+    # A kill runs no `finally`: claims made ahead of their request would stay pending for good
+    # with a provider that cannot say what it has (SendGrid), and those emails never go out.
+    add_queue(warehouse, 6, reps=3)
+    watcher = LedgerWatchingSender(tmp_path, warehouse)
+    assert dispatch(warehouse, watcher).sent == 6
+    assert watcher.claimed_at_each_request == [{"pending": 2}, {"pending": 4}, {"pending": 6}]
+
+
 class UnsureSender(OutboxSender):
     """A provider that cannot say whether a message went out."""
 
