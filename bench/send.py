@@ -2,15 +2,18 @@
 
 For each size, a DuckDB warehouse is filled with that many due rows of a
 ``fct_nurture_queue``-shaped table (one set-based statement: five tracks of three steps, fifty
-reps, varied names, some titles empty), and three probes run on it, one after the other, each in
+reps, varied names, some titles empty), and the probes run on it, one after the other, each in
 a fresh process (peak memory is a per-process high-water mark) on a fresh copy of the warehouse:
 
 - ``render``: the due rows read and rendered (``SendPreparer``: each step once per shape, each
   lead personalized), nothing claimed or sent: the floor the others stand on;
-- ``request``: the whole dispatch (claim, batches, settle), each batch turned into the body of
-  a SendGrid v3 mail/send request and serialised to JSON, as the SendGrid sender posts it; the
-  body is checked against the ``sendgrid`` library's own ``Mail(...).get()`` once. Until the
-  SendGrid sender and its local double land, this stands for "accepted by the provider";
+- ``request``: the whole dispatch (claim, batches, settle), each batch turned into its
+  SendGrid v3 mail/send body by the sender's ``mail_request`` and serialised to JSON, and taken
+  as accepted: the sender's own work without HTTP;
+- ``sendgrid``: the whole dispatch through the real ``SendGridSender`` (the ``sendgrid``
+  client, HTTP on 127.0.0.1) to the SendGrid double running in a process of its own with
+  ``--count-only``; the personalizations it accepted must equal the due emails, and its CPU
+  time and peak memory are reported beside the probe's;
 - ``outbox``: the whole dispatch into the local outbox (an ``.eml`` file per email).
 
 Results go to stdout as JSON; ``--record`` merges them into docs/benchmarks-send.json and
@@ -304,15 +307,20 @@ METHOD = """## Sending
 `python -m bench.send --due 100000 [--due 1000000] [--probes render,request,outbox] --record`
 fills a warehouse with that many due rows of a `fct_nurture_queue`-shaped table (one set-based
 statement: five tracks of three steps, fifty reps, varied names, a third of the titles empty)
-and runs three probes on it, each in a fresh process on a fresh copy (code: `bench/send.py`):
+and runs these probes on it, each in a fresh process on a fresh copy (code: `bench/send.py`):
 
 - **render**: the due rows read and rendered as the nurture stage does (each step once per
   shape, each lead personalized: subject, follow-up task, substitutions), nothing claimed or
   sent: the floor the others stand on;
 - **request**: the whole dispatch (the due selection, one ledger claim per 10,000 rows,
-  batches, settlement), each batch serialised as the JSON body of a SendGrid v3 mail/send
-  request (checked once against the `sendgrid` library's `Mail(...).get()`), standing for
-  "accepted by SendGrid" until the SendGrid sender and its local double can be plugged in;
+  batches, settlement), each batch turned into the JSON body of a SendGrid v3 mail/send request
+  by the sender's `mail_request` (a dict built directly; a unit test holds it equal to the
+  `sendgrid` library's `Mail(...).get()`), and taken as accepted: the sender without HTTP;
+- **sendgrid**: the same dispatch through the real `SendGridSender` (the `sendgrid` client,
+  HTTP on 127.0.0.1) to the SendGrid double (`tests/sendgrid_double.py --count-only`) in a
+  process of its own, which validates each request as SendGrid does; the personalizations it
+  accepted must equal the due emails. The notes give its requests, its CPU seconds and its
+  peak memory, which are not in the probe's columns;
 - **outbox**: the whole dispatch into the local outbox (an `.eml` file and an index line per
   email).
 
@@ -324,7 +332,8 @@ the ratios are taken on CPU time. **peak RSS** is the probe process's high-water
 that path took 298 s of the nurture stage's 679 s at 809,346 due emails (1,000,000 leads,
 above), and measured beside the per-shape render on 20,000 due rows of this data set it cost
 6.5 times the CPU (433 against 66 µs per email, on 2026-12-07, loaded as below). The goal for
-the request probe: a million due emails in under 2 minutes, peak memory under 2 GiB."""
+the sendgrid probe: a million due emails rendered and accepted by the double in under 2
+minutes, peak memory under 2 GiB."""
 
 
 def section(document: Mapping[str, Any]) -> str:
@@ -358,11 +367,13 @@ def section(document: Mapping[str, Any]) -> str:
 
 
 def with_section(markdown: str) -> str:
-    """docs/benchmarks.md with its Sending section (re)written from the recorded results."""
-    before = markdown.split(f"\n{SECTION_HEADING}\n", 1)[0].rstrip() + "\n"
+    """docs/benchmarks.md with its Sending section (re)written from the recorded results, the
+    sections before and after it as they were."""
+    before, _, rest = markdown.partition(f"\n{SECTION_HEADING}\n")
+    after = rest[rest.index("\n## ") :] if "\n## " in rest else ""
     if not RESULTS_FILE.is_file():
-        return before
-    return before + "\n" + section(json.loads(RESULTS_FILE.read_text()))
+        return before.rstrip() + "\n" + after
+    return before.rstrip() + "\n\n" + section(json.loads(RESULTS_FILE.read_text())) + after
 
 
 def record(due: int, run: dict[str, Any]) -> None:
