@@ -304,7 +304,7 @@ def measure(due: int, work_dir: Path, probes: list[str]) -> list[dict[str, Any]]
 SECTION_HEADING = "## Sending"
 METHOD = """## Sending
 
-`python -m bench.send --due 100000 [--due 1000000] [--probes render,request,outbox] --record`
+`python -m bench.send --due 100000 [--due 1000000] [--probes render,request,sendgrid] --record`
 fills a warehouse with that many due rows of a `fct_nurture_queue`-shaped table (one set-based
 statement: five tracks of three steps, fifty reps, varied names, a third of the titles empty)
 and runs these probes on it, each in a fresh process on a fresh copy (code: `bench/send.py`):
