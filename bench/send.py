@@ -340,7 +340,7 @@ emails (2026-12-07): reading and rendering (the render probe) is half of it; bui
 request bodies and their JSON about 13 µs per email (`mail_request` 6.5 µs per
 personalization, down from 27 µs with the `sendgrid` helper objects, and `json.dumps` 7 µs);
 HTTP to the double about 2 µs; the rest of the dispatch (the due selection, the ledger claim
-and settlement, batching) about 45 µs. The double spends about 14 µs per email in its own
+and settlement, batching) about 50 µs. The double spends about 14 µs per email in its own
 process (JSON parsing and validation)."""
 
 
