@@ -35,21 +35,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import (
-    Asm,
-    Category,
-    Content,
-    CustomArg,
-    From,
-    Header,
-    Mail,
-    MailSettings,
-    Personalization,
-    ReplyTo,
-    SandBoxMode,
-    Substitution,
-    To,
-)
+from sendgrid.helpers.mail import ValidateApiKey
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from flows.email.message import EmailProviderError, OutgoingBatch, SendResult
@@ -64,6 +50,8 @@ CHECK_TIMEOUT_SECONDS = 10.0
 # What a connection that broke or never answered raises from urllib (URLError, timeouts and
 # resets are OSErrors; a reply cut short is an HTTPException).
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+# The library's own refusal of content that looks like an API key (its Content helper runs it).
+_API_KEY_CHECK = ValidateApiKey()
 
 logger = logging.getLogger(__name__)
 
@@ -235,46 +223,58 @@ def batch_problem(batch: OutgoingBatch) -> str | None:
     return None
 
 
+def _address(value: str) -> dict[str, str]:
+    """``Name <address>`` or a bare address as SendGrid's email object (no name when none)."""
+    name, address = parseaddr(value)
+    return {"name": name, "email": address} if name else {"email": address}
+
+
 def mail_request(batch: OutgoingBatch, *, sandbox: bool = False) -> dict[str, Any]:
-    """The v3 mail/send request body for a batch (built with the library's helpers)."""
-    name, address = parseaddr(batch.from_email)
-    mail = Mail(from_email=From(address, name or None))
-    if batch.reply_to:
-        reply_name, reply_address = parseaddr(batch.reply_to)
-        mail.reply_to = ReplyTo(reply_address, reply_name or None)
-    # The library puts text/plain first, as SendGrid requires.
-    mail.add_content(Content("text/plain", batch.text))
-    mail.add_content(Content("text/html", batch.html))
-    # add_category inserts at the front: add them last to first to keep the batch's order.
-    for category in reversed(batch.categories):
-        mail.add_category(Category(category))
-    if batch.unsubscribe_group is not None:
-        mail.asm = Asm(batch.unsubscribe_group)
-    # Request-level custom args reach every personalization's events.
-    mail.add_custom_arg(CustomArg("track", batch.track))
-    mail.add_custom_arg(CustomArg("step", str(batch.step)))
-    if batch.is_test:
-        mail.add_custom_arg(CustomArg("is_test", "true"))
-    if sandbox:
-        mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
-    for index, recipient in enumerate(batch.recipients):
-        personalization = Personalization()
-        personalization.add_to(To(recipient.to_email, recipient.to_name or None))
-        personalization.subject = recipient.subject
-        for tag, value in recipient.substitutions.items():
-            personalization.add_substitution(Substitution(tag, value))
-        custom_args = {
-            **recipient.custom_args,
-            "message_key": recipient.message_key,
-            "lead_id": recipient.lead_id,
+    """The v3 mail/send request body for a batch, as the ``sendgrid`` helpers' ``Mail.get()``
+    writes it (a unit test holds the two equal), built as a dict: the helper objects cost some
+    185 µs per personalization, three minutes for a million emails.
+
+    Raises ``ApiKeyIncludedException`` when the content begins with what looks like an API key,
+    the check the library's ``Content`` makes."""
+    body: dict[str, Any] = {"from": _address(batch.from_email)}
+    body["personalizations"] = [
+        {
+            "to": [
+                {"name": r.to_name, "email": r.to_email} if r.to_name else {"email": r.to_email}
+            ],
+            **({"subject": r.subject} if r.subject else {}),
+            "headers": {
+                "List-Unsubscribe": f"<{r.unsubscribe_url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+            **({"substitutions": dict(r.substitutions)} if r.substitutions else {}),
+            # The ledger's key wins over a custom arg of the same name.
+            "custom_args": {
+                **{key: str(value) for key, value in r.custom_args.items()},
+                "message_key": r.message_key,
+                "lead_id": r.lead_id,
+            },
         }
-        for key, value in custom_args.items():
-            personalization.add_custom_arg(CustomArg(key, str(value)))
-        personalization.add_header(Header("List-Unsubscribe", f"<{recipient.unsubscribe_url}>"))
-        personalization.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-        # The helper inserts at the front by default; keep the batch's order.
-        mail.add_personalization(personalization, index=index)
-    body: dict[str, Any] = mail.get()
+        for r in batch.recipients
+    ]
+    # text/plain first, as SendGrid requires.
+    body["content"] = [
+        {"type": "text/plain", "value": batch.text},
+        {"type": "text/html", "value": batch.html},
+    ]
+    _API_KEY_CHECK.validate_message_dict(body)
+    if batch.categories:
+        body["categories"] = list(batch.categories)
+    # Request-level custom args reach every personalization's events.
+    body["custom_args"] = {"track": batch.track, "step": str(batch.step)}
+    if batch.is_test:
+        body["custom_args"]["is_test"] = "true"
+    if batch.unsubscribe_group is not None:
+        body["asm"] = {"group_id": batch.unsubscribe_group}
+    if sandbox:
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    if batch.reply_to:
+        body["reply_to"] = _address(batch.reply_to)
     return body
 
 

@@ -8,11 +8,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 
 import pytest
 from pydantic import SecretStr
 from python_http_client.exceptions import HTTPError
+from sendgrid.helpers.mail import (
+    Asm,
+    Category,
+    Content,
+    CustomArg,
+    From,
+    Header,
+    Mail,
+    MailSettings,
+    Personalization,
+    ReplyTo,
+    SandBoxMode,
+    Substitution,
+    To,
+)
+from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from flows.email.message import EmailProviderError, OutgoingBatch, Recipient
 from flows.email.sendgrid import (
@@ -61,7 +77,81 @@ def batch(*recipients: Recipient, **changes: object) -> OutgoingBatch:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+def library_mail_request(batch: OutgoingBatch, *, sandbox: bool = False) -> dict[str, object]:
+    """The request as the ``sendgrid`` helper classes build it: what ``mail_request`` must equal."""
+    name, address = parseaddr(batch.from_email)
+    mail = Mail(from_email=From(address, name or None))
+    if batch.reply_to:
+        reply_name, reply_address = parseaddr(batch.reply_to)
+        mail.reply_to = ReplyTo(reply_address, reply_name or None)
+    mail.add_content(Content("text/plain", batch.text))
+    mail.add_content(Content("text/html", batch.html))
+    # add_category and add_personalization insert at the front by default.
+    for category in reversed(batch.categories):
+        mail.add_category(Category(category))
+    if batch.unsubscribe_group is not None:
+        mail.asm = Asm(batch.unsubscribe_group)
+    mail.add_custom_arg(CustomArg("track", batch.track))
+    mail.add_custom_arg(CustomArg("step", str(batch.step)))
+    if batch.is_test:
+        mail.add_custom_arg(CustomArg("is_test", "true"))
+    if sandbox:
+        mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
+    for index, r in enumerate(batch.recipients):
+        personalization = Personalization()
+        personalization.add_to(To(r.to_email, r.to_name or None))
+        personalization.subject = r.subject
+        for tag, value in r.substitutions.items():
+            personalization.add_substitution(Substitution(tag, value))
+        custom_args = {**r.custom_args, "message_key": r.message_key, "lead_id": r.lead_id}
+        for key, value in custom_args.items():
+            personalization.add_custom_arg(CustomArg(key, str(value)))
+        personalization.add_header(Header("List-Unsubscribe", f"<{r.unsubscribe_url}>"))
+        personalization.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        mail.add_personalization(personalization, index=index)
+    body: dict[str, object] = mail.get()
+    return body
+
+
 class TestMailRequest:
+    @pytest.mark.parametrize(
+        ("changes", "sandbox"),
+        [
+            ({}, False),
+            ({"is_test": True}, True),
+            ({"from_email": "hello@leadflow.example", "reply_to": None, "categories": ()}, False),
+            ({"unsubscribe_group": None}, False),
+        ],
+    )
+    def test_the_body_is_what_the_sendgrid_helpers_build(
+        self, changes: dict[str, object], sandbox: bool
+    ) -> None:
+        recipients = (
+            recipient(1),
+            recipient(2, to_name="", substitutions={}),
+            recipient(3, custom_args={"message_key": "forged", "source": "crm"}),
+            recipient(4, to_name="Zoë O'Brien, PhD", subject="Ça va, Zoë? <b>&amp;</b>"),
+        )
+        built = batch(*recipients, **changes)
+        body = mail_request(built, sandbox=sandbox)
+        expected = library_mail_request(built, sandbox=sandbox)
+        # Lists compare in order: personalizations and categories keep the batch's.
+        assert body == expected
+
+    @pytest.mark.parametrize("field", ["text", "html"])
+    def test_content_beginning_with_an_api_key_is_refused_as_the_library_does(
+        self, field: str
+    ) -> None:
+        leaked = batch(**{field: "SG.abc123.def456 is the key"})
+        with pytest.raises(ApiKeyIncludedException):
+            library_mail_request(leaked)
+        with pytest.raises(ApiKeyIncludedException):
+            mail_request(leaked)
+
+    def test_an_api_key_further_in_passes_as_with_the_library(self) -> None:
+        quoted = batch(text="Our promo code is SG.abc123.def456")
+        assert mail_request(quoted) == library_mail_request(quoted)
+
     def test_request_level_fields(self) -> None:
         body = mail_request(batch())
         assert body["from"] == {"name": "LeadFlow Demo", "email": "hello@leadflow.example"}
