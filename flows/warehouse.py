@@ -190,6 +190,8 @@ OPS_TABLES: dict[str, str] = {
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
     "ops.sales_tasks": ("phone varchar",),  # 0.1.0
+    # Export columns without a canonical target, kept for fit rules (flows/sources/mapping.py).
+    "raw.leads": ("attributes json",),  # 0.2.0
 }
 
 # Columns that became optional: a lead known only by phone has no email (0.1.0).

@@ -26,6 +26,7 @@ from flows.sources.api import advance_watermark
 from flows.sources.catalog import ENTITIES, Entity
 from flows.sources.lines import record_lines
 from flows.sources.mapping import (
+    ATTRIBUTES_COLUMN,
     ParsedColumn,
     SourceMapping,
     json_path,
@@ -584,6 +585,10 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
     inbox_file, entity = staged.file, staged.file.entity
     lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
     column_list = ", ".join(entity.columns)
+    typed_columns = typed_columns_sql(entity)
+    if inbox_file.mapping.keeps_attributes:
+        column_list += f", {ATTRIBUTES_COLUMN}"
+        typed_columns += f", cast({ATTRIBUTES_COLUMN} as json)"
     # The original record, as the source wrote it, is kept with each rejected row.
     fields = ", ".join(
         f"{sql_text(name)}, parsed.{column.sql}" for name, column in staged.columns.items()
@@ -594,7 +599,7 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         f"""
         insert into raw.{entity.name}
             ({column_list}, load_id, source, source_file, source_line, loaded_at)
-        select {typed_columns_sql(entity)}, ?, ?, ?,
+        select {typed_columns}, ?, ?, ?,
             {staged.source_line_sql("mapped.record_number")}, now()::timestamp
         from {staged.mapped_sql()} as mapped
         anti join {staged.verdicts_table} as verdicts using (record_number)
