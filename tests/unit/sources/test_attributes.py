@@ -122,3 +122,18 @@ def test_attributes_are_kept_for_leads_only(tmp_path):
     )
     with pytest.raises(MappingError, match="apply to leads only, not events"):
         load_mapping(path)
+
+
+def test_the_documented_profile_loads(tmp_path):
+    """docs/sources.md's worked example of custom attributes is a valid profile."""
+    doc = (Path(__file__).parents[3] / "docs" / "sources.md").read_text()
+    example = doc.split("# my-profiles/crm_export.yml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "crm_export.yml"
+    path.write_text(example)
+    mapping = load_mapping(path)
+    assert dict(mapping.attributes) == {
+        "total_visits": "Total Visits",
+        "time_on_site": "Total Time Spent on Website",
+        "occupation": "What is your current occupation",
+    }
+    assert mapping.outcome_only == ("Tags",)
