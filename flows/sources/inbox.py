@@ -137,7 +137,7 @@ class StagedFile(RowFates):
 @dataclass(frozen=True)
 class InboxScan:
     new: list[InboxFile]
-    already_loaded: list[Path]
+    already_loaded: list[Path]  # a file once per mapping it was loaded under
     ignored: list[Path]
     unidentified: list[SourceFileError] = field(default_factory=list)  # no mapping fits
 
@@ -150,12 +150,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceMapping:
-    """The mapping of a file: the first profile whose ``files`` match its name, else the
-    naming convention ``<entity>__<source>.csv``."""
+def identify_all(path: Path, mappings: list[SourceMapping] | None = None) -> list[SourceMapping]:
+    """The mappings of a file: per entity, the first profile whose ``files`` match its name
+    (one export may feed leads, events and outcomes through a profile each), else the naming
+    convention ``<entity>__<source>.csv``."""
+    firsts: dict[str, SourceMapping] = {}
     for mapping in mappings or []:
         if mapping.matches(path):
-            return mapping
+            firsts.setdefault(mapping.entity.name, mapping)
+    if firsts:
+        return list(firsts.values())
     match = FILE_NAME_PATTERN.match(path.name)
     if not match or match["entity"] not in ENTITIES:
         raise SourceFileError(
@@ -165,7 +169,12 @@ def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceM
             "(e.g. leads__crm.csv), or write a mapping profile whose `files` match it "
             "(docs/sources.md)",
         )
-    return SourceMapping.by_convention(ENTITIES[match["entity"]], match["source"])
+    return [SourceMapping.by_convention(ENTITIES[match["entity"]], match["source"])]
+
+
+def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceMapping:
+    """The first mapping of a file (see ``identify_all``)."""
+    return identify_all(path, mappings)[0]
 
 
 def scan_inbox(
@@ -197,16 +206,17 @@ def scan_inbox(
             ignored.append(path)
             continue
         try:
-            mapping = identify(path, mappings)
+            file_mappings = identify_all(path, mappings)
         except SourceFileError as error:
             unidentified.append(error)
             continue
         sha256 = file_sha256(path)
-        legacy_key = f"{mapping.entity.name}:{mapping.source}"
-        if (sha256, mapping.name) in loaded or (sha256, legacy_key) in loaded:
-            already_loaded.append(path)
-        else:
-            new.append(InboxFile(path, mapping, sha256))
+        for mapping in file_mappings:  # one load per (content, mapping)
+            legacy_key = f"{mapping.entity.name}:{mapping.source}"
+            if (sha256, mapping.name) in loaded or (sha256, legacy_key) in loaded:
+                already_loaded.append(path)
+            else:
+                new.append(InboxFile(path, mapping, sha256))
     return InboxScan(new, already_loaded, ignored, unidentified)
 
 
