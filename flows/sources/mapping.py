@@ -550,7 +550,8 @@ def _attributes(path: Path, model: _ProfileModel, entity: Entity) -> dict[str, s
 
 
 def load_mappings(folders: Iterable[Path]) -> list[SourceMapping]:
-    """Every profile in the folders, in name order (the first whose files match wins)."""
+    """Every profile in the folders, in name order (per entity, the first whose files match
+    wins)."""
     return [
         load_mapping(path)
         for folder in folders
