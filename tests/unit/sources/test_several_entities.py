@@ -104,3 +104,15 @@ def test_sources_check_predicts_each_entity_of_the_file(tmp_path):
         ("events", 3, 1),
         ("outcomes", 3, 1),
     ]
+
+
+def test_the_documented_profiles_load(tmp_path):
+    """docs/sources.md's activity and tags profiles are valid and feed events and outcomes."""
+    doc = (Path(__file__).parents[3] / "docs" / "sources.md").read_text()
+    entities = []
+    for name in ("crm_activity", "crm_tags"):
+        example = doc.split(f"# my-profiles/{name}.yml", 1)[1].split("```", 1)[0]
+        path = tmp_path / f"{name}.yml"
+        path.write_text(example.split("\n", 1)[1])
+        entities += [m.entity.name for m in load_mappings([tmp_path]) if m.name == name]
+    assert entities == ["events", "outcomes"]
