@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -87,7 +86,7 @@ def test_other_entities_leave_unrecognised_columns_out(tmp_path):
 def test_mistakes_name_the_file_and_the_fix(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(InitError, match="empty.csv: the file is empty"):
+    with pytest.raises(InitError, match=r"empty\.csv: the file is empty"):
         draft_profile(empty)
     with pytest.raises(InitError, match="--entity contacts: must be one of leads"):
         draft_profile(empty, "contacts")
@@ -95,7 +94,7 @@ def test_mistakes_name_the_file_and_the_fix(tmp_path):
     export.write_text(EXPORT)
     existing = tmp_path / "x.yml"
     existing.write_text("mine")
-    with pytest.raises(InitError, match="x.yml exists; give another --output or add --force"):
+    with pytest.raises(InitError, match=r"x\.yml exists; give another --output or add --force"):
         write_profile(draft_profile(export), export, existing)
     assert existing.read_text() == "mine"
 
