@@ -34,7 +34,8 @@ RAW_TABLES: dict[str, str] = {
         first_campaign varchar,
         is_do_not_email boolean not null,
         created_at timestamp not null,
-        updated_at timestamp not null""",
+        updated_at timestamp not null,
+        attributes json""",
     "events": """
         event_id varchar not null,
         email varchar not null,
