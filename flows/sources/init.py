@@ -247,10 +247,11 @@ def draft_profile(
                 attributes[name] = column
     kept = {*targets.values(), *attributes.values(), *outcome_only}
     stem = path.name.split(".")[0]
+    dated = re.compile(r"\d+(?:[-_.]\d+)*")  # export dates and counters vary per file
     return ProfileDraft(
-        source=source or (attribute_name(stem) or "export"),
+        source=source or attribute_name(dated.sub("", stem)) or "export",
         entity=entity,
-        files=re.sub(r"\d+(?:[-_.]\d+)*", "*", stem) + path.name[len(stem) :],
+        files=dated.sub("*", stem) + path.name[len(stem) :],
         file_type=type_by_suffix(path) or "csv",
         delimiter=delimiter,
         encoding=encoding,

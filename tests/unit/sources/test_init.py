@@ -56,7 +56,7 @@ def test_a_crm_export_gets_targets_attributes_and_outcome_only_columns(tmp_path)
         "what_is_your_current_occupation",
     ]
     assert [column.name for column in draft.outcome_only] == ["Tags", "Lead Quality"]
-    assert draft.files == "Leads_*.csv"
+    assert (draft.source, draft.files) == ("leads", "Leads_*.csv")
 
 
 def test_the_written_profile_loads_and_the_export_checks(tmp_path):
