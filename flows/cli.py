@@ -95,7 +95,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-sources_app = typer.Typer(help="Check source files before they are loaded.", no_args_is_help=True)
+sources_app = typer.Typer(
+    help="Start mapping profiles and check source files before they are loaded.",
+    no_args_is_help=True,
+)
 app.add_typer(sources_app, name="sources")
 templates_app = typer.Typer(
     help="Lint and preview the nurture email templates.", no_args_is_help=True
@@ -648,6 +651,45 @@ def sources_check(
                 out.print(f"  {sample}", highlight=False)
     if any(report.error for report in reports):
         raise typer.Exit(1)
+
+
+@sources_app.command("init")
+def sources_init(
+    file: Annotated[Path, typer.Argument(help="The export to start a profile from.")],
+    entity: Annotated[
+        str, typer.Option(help="What the export holds: leads, events, outcomes or reps.")
+    ] = "leads",
+    source: Annotated[
+        str | None,
+        typer.Option(help="The source system's name (default: from the file name)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the profile (default: <source>.yml here)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
+) -> None:
+    """Write a starting mapping profile from an export's header and a sample of its values.
+
+    Detects the format and each column's type, suggests canonical targets by name, maps Yes/No
+    flags and placeholders such as "Select", and keeps the other columns of a leads export as
+    custom attributes. Review it, then check the export with `leadflow sources check`.
+    """
+    from flows.sources.init import InitError, draft_profile, write_profile
+
+    if not file.is_file():
+        fail(f"{file} is not a file; give the export to start a profile from")
+    try:
+        draft = draft_profile(file, entity, source)
+        written = write_profile(draft, file, output or Path(f"{draft.source}.yml"), force=force)
+    except InitError as error:
+        fail(str(error))
+    mapped = ", ".join(f"{target} <- {column.name}" for target, column in draft.columns.items())
+    out.print(f"Wrote {written} ({draft.entity.name}, {draft.rows_sampled} rows sampled).")
+    out.print(f"Suggested: {mapped or 'no canonical column recognised'}.", highlight=False)
+    if draft.attributes:
+        out.print(f"Custom attributes: {', '.join(draft.attributes)}.", highlight=False)
+    out.print(f"Review it, then: leadflow sources check {file} --mapping {written}")
 
 
 @app.command()

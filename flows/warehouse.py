@@ -34,7 +34,8 @@ RAW_TABLES: dict[str, str] = {
         first_campaign varchar,
         is_do_not_email boolean not null,
         created_at timestamp not null,
-        updated_at timestamp not null""",
+        updated_at timestamp not null,
+        attributes json""",
     "events": """
         event_id varchar not null,
         email varchar,
@@ -205,6 +206,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     # Events and outcomes that name their lead by its source record id (unreleased).
     "raw.events": ("source_lead_id varchar",),
     "raw.outcomes": ("source_lead_id varchar",),
+    # Export columns without a canonical target, kept for fit rules (flows/sources/mapping.py).
+    "raw.leads": ("attributes json",),  # unreleased
 }
 
 # Columns that became optional: a lead known only by phone has no email (0.1.0); an event or

@@ -18,7 +18,7 @@ from flows.sources.inbox import (
     RowFates,
     SourceFileError,
     file_sha256,
-    identify,
+    identify_all,
     load_file,
 )
 from flows.sources.mapping import SourceMapping, type_by_suffix
@@ -72,40 +72,45 @@ def check_files(
     first_of: dict[tuple[str, str], Path] = {}  # (content, mapping) -> the first file with it
     checks = []
     try:
-        for index, file in enumerate(source_files(path, mappings)):
-            entity_name = "?"
+        index = 0
+        for file in source_files(path, mappings):
             try:
-                mapping = identify(file, mappings)
-                entity_name = mapping.entity.name
-                inbox_file = InboxFile(file, mapping, file_sha256(file))
-                key = (inbox_file.sha256, mapping.name)
-                if key in first_of:
-                    checks.append(FileCheck(file, entity_name, same_as=first_of[key]))
-                    continue
-                load = load_file(
-                    connection,
-                    inbox_file,
-                    clock,
-                    "check",
-                    index=index,
-                    dry_run=True,
-                    samples=samples,
-                )
+                file_mappings = identify_all(file, mappings)
             except SourceFileError as error:
-                where = f" (line {error.line})" if error.line else ""
-                checks.append(FileCheck(file, entity_name, error=error.problem + where))
+                checks.append(FileCheck(file, "?", error=error.problem))
                 continue
-            first_of[key] = file  # loaded: a run skips later copies (a failed one, it retries)
-            checks.append(
-                FileCheck(
-                    file,
-                    entity_name,
-                    load.rows_read,
-                    load.reasons,
-                    load.samples,
-                    load.absent_columns,
+            for mapping in file_mappings:  # a run loads the file once per mapping
+                index += 1
+                try:
+                    inbox_file = InboxFile(file, mapping, file_sha256(file))
+                    key = (inbox_file.sha256, mapping.name)
+                    if key in first_of:
+                        checks.append(FileCheck(file, mapping.entity.name, same_as=first_of[key]))
+                        continue
+                    load = load_file(
+                        connection,
+                        inbox_file,
+                        clock,
+                        "check",
+                        index=index,
+                        dry_run=True,
+                        samples=samples,
+                    )
+                except SourceFileError as error:
+                    where = f" (line {error.line})" if error.line else ""
+                    checks.append(FileCheck(file, mapping.entity.name, error=error.problem + where))
+                    continue
+                first_of[key] = file  # loaded: a run skips later copies (a failed one retries)
+                checks.append(
+                    FileCheck(
+                        file,
+                        mapping.entity.name,
+                        load.rows_read,
+                        load.reasons,
+                        load.samples,
+                        load.absent_columns,
+                    )
                 )
-            )
     finally:
         connection.close()
     return checks

@@ -26,6 +26,7 @@ from flows.sources.api import advance_watermark
 from flows.sources.catalog import ENTITIES, Entity
 from flows.sources.lines import record_lines
 from flows.sources.mapping import (
+    ATTRIBUTES_COLUMN,
     ParsedColumn,
     SourceMapping,
     json_path,
@@ -136,7 +137,7 @@ class StagedFile(RowFates):
 @dataclass(frozen=True)
 class InboxScan:
     new: list[InboxFile]
-    already_loaded: list[Path]
+    already_loaded: list[Path]  # a file once per mapping it was loaded under
     ignored: list[Path]
     unidentified: list[SourceFileError] = field(default_factory=list)  # no mapping fits
 
@@ -149,12 +150,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceMapping:
-    """The mapping of a file: the first profile whose ``files`` match its name, else the
-    naming convention ``<entity>__<source>.csv``."""
+def identify_all(path: Path, mappings: list[SourceMapping] | None = None) -> list[SourceMapping]:
+    """The mappings of a file: per entity, the first profile whose ``files`` match its name
+    (one export may feed leads, events and outcomes through a profile each), else the naming
+    convention ``<entity>__<source>.csv``."""
+    firsts: dict[str, SourceMapping] = {}
     for mapping in mappings or []:
         if mapping.matches(path):
-            return mapping
+            firsts.setdefault(mapping.entity.name, mapping)
+    if firsts:
+        return list(firsts.values())
     match = FILE_NAME_PATTERN.match(path.name)
     if not match or match["entity"] not in ENTITIES:
         raise SourceFileError(
@@ -164,7 +169,12 @@ def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceM
             "(e.g. leads__crm.csv), or write a mapping profile whose `files` match it "
             "(docs/sources.md)",
         )
-    return SourceMapping.by_convention(ENTITIES[match["entity"]], match["source"])
+    return [SourceMapping.by_convention(ENTITIES[match["entity"]], match["source"])]
+
+
+def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceMapping:
+    """The first mapping of a file (see ``identify_all``)."""
+    return identify_all(path, mappings)[0]
 
 
 def scan_inbox(
@@ -196,16 +206,17 @@ def scan_inbox(
             ignored.append(path)
             continue
         try:
-            mapping = identify(path, mappings)
+            file_mappings = identify_all(path, mappings)
         except SourceFileError as error:
             unidentified.append(error)
             continue
         sha256 = file_sha256(path)
-        legacy_key = f"{mapping.entity.name}:{mapping.source}"
-        if (sha256, mapping.name) in loaded or (sha256, legacy_key) in loaded:
-            already_loaded.append(path)
-        else:
-            new.append(InboxFile(path, mapping, sha256))
+        for mapping in file_mappings:  # one load per (content, mapping)
+            legacy_key = f"{mapping.entity.name}:{mapping.source}"
+            if (sha256, mapping.name) in loaded or (sha256, legacy_key) in loaded:
+                already_loaded.append(path)
+            else:
+                new.append(InboxFile(path, mapping, sha256))
     return InboxScan(new, already_loaded, ignored, unidentified)
 
 
@@ -584,6 +595,10 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
     inbox_file, entity = staged.file, staged.file.entity
     lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
     column_list = ", ".join(entity.columns)
+    typed_columns = typed_columns_sql(entity)
+    if inbox_file.mapping.keeps_attributes:
+        column_list += f", {ATTRIBUTES_COLUMN}"
+        typed_columns += f", cast({ATTRIBUTES_COLUMN} as json)"
     # The original record, as the source wrote it, is kept with each rejected row.
     fields = ", ".join(
         f"{sql_text(name)}, parsed.{column.sql}" for name, column in staged.columns.items()
@@ -594,7 +609,7 @@ def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_i
         f"""
         insert into raw.{entity.name}
             ({column_list}, load_id, source, source_file, source_line, loaded_at)
-        select {typed_columns_sql(entity)}, ?, ?, ?,
+        select {typed_columns}, ?, ?, ?,
             {staged.source_line_sql("mapped.record_number")}, now()::timestamp
         from {staged.mapped_sql()} as mapped
         anti join {staged.verdicts_table} as verdicts using (record_number)

@@ -13,6 +13,7 @@ A profile turns into one SQL projection over the parsed file, so mapping stays s
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,10 @@ SHIPPED_PROFILES = Path(__file__).parent / "profiles"
 ENCODINGS = ("utf-8", "latin-1", "utf-16")
 ALL_COLUMNS = "*"
 FILE_MTIME = "file_mtime"  # default_timestamp: the file's modification time, i.e. its export
+# Export columns without a canonical target are kept per lead, as a JSON object in this column
+# of raw.leads, for fit rules to read (docs/sources.md, "Custom attributes").
+ATTRIBUTES_COLUMN = "attributes"
+ATTRIBUTE_ENTITIES = ("leads",)
 
 
 class MappingError(Exception):
@@ -71,6 +76,12 @@ class ParsedColumn:
 
     sql: str
     kind: str = "text"  # text | json (a JSON value per row) | nested (a Parquet struct, list, map)
+
+
+def attribute_name(column: str) -> str:
+    """The attribute an export column is kept as: its name in lower snake case
+    (``Total Time Spent on Website`` -> ``total_time_spent_on_website``)."""
+    return re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
 
 
 def json_path(keys: Iterable[str]) -> str:
@@ -138,8 +149,37 @@ class SourceMapping:
     constants: Mapping[str, str] = field(default_factory=dict)
     required: tuple[str, ...] = ()  # canonical columns whose export column must be present
     default_timestamp: str | None = None  # FILE_MTIME or a timestamp, for absent timestamps
+    attributes: Mapping[str, str] = field(default_factory=dict)  # attribute -> export column
+    all_attributes: bool = False  # every export column no canonical column takes, too
+    outcome_only: tuple[str, ...] = ()  # export columns never kept as scoring input
     api: ApiSource | None = None
     path: Path | None = None
+
+    @property
+    def keeps_attributes(self) -> bool:
+        """Whether rows of this mapping carry the ``attributes`` column (leads do)."""
+        return self.entity.name in ATTRIBUTE_ENTITIES
+
+    def attribute_columns(self, parsed: Mapping[str, ParsedColumn]) -> dict[str, str]:
+        """Attribute -> the export column that feeds it, for the columns this file has.
+
+        With ``attributes: "*"`` every header column that feeds no canonical column and is
+        not outcome-only is kept under its snake-case name (the first of two columns with one
+        name wins; a name that is a canonical column is skipped: the rule syntax would not
+        tell them apart)."""
+        kept = {
+            name: column
+            for name, column in self.attributes.items()
+            if reference(column, parsed) is not None
+        }
+        if self.all_attributes:
+            taken = {*self.source_columns(parsed).values(), *self.outcome_only, *kept.values()}
+            for column in parsed:
+                name = attribute_name(column)
+                if column in taken or not name or name in self.entity.columns:
+                    continue
+                kept.setdefault(name, column)
+        return kept
 
     @classmethod
     def by_convention(cls, entity: Entity, source: str) -> SourceMapping:
@@ -232,7 +272,19 @@ class SourceMapping:
             expressions.append(f"{expression} as {column}")
         nesting = f"case {' '.join(nested)} end" if nested else "null::varchar"
         expressions.append(f"{nesting} as {NESTED_COLUMN}")
+        if self.keeps_attributes:
+            expressions.append(f"{self.attributes_sql(parsed)} as {ATTRIBUTES_COLUMN}")
         return ", ".join(expressions)
+
+    def attributes_sql(self, parsed: Mapping[str, ParsedColumn]) -> str:
+        """A JSON object of the row's attributes as text (blank or an object/list: null),
+        after the ``"*"`` value map and the attribute's own; null when none are kept."""
+        pairs = []
+        for name, column in self.attribute_columns(parsed).items():
+            # attribute_columns keeps only the columns this file has: never the "null" here.
+            text, _ = text_and_nesting(reference(column, parsed) or ParsedColumn("null"))
+            pairs.append(f"{sql_text(name)}, nullif(trim({self._mapped(name, text)}), '')")
+        return f"json_object({', '.join(pairs)})" if pairs else "null::json"
 
     def _mapped(self, column: str, expression: str) -> str:
         value_map = {**self.values.get(ALL_COLUMNS, {}), **self.values.get(column, {})}
@@ -303,6 +355,8 @@ class _ProfileModel(BaseModel):
     constants: dict[str, str] = {}
     required: list[str] = []
     default_timestamp: str | None = None
+    attributes: str | list[str] | dict[str, str] = []
+    outcome_only: list[str] = []
     api: _ApiModel | None = None
 
     @model_validator(mode="after")
@@ -325,6 +379,18 @@ class _ProfileModel(BaseModel):
                     f"must be {FILE_MTIME} (the file's export time) or a timestamp such as "
                     "2026-10-01 00:00:00"
                 ) from None
+        return value
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attribute_columns(cls, value: Any) -> Any:
+        listed = isinstance(value, list) and all(isinstance(c, str) for c in value)
+        named = isinstance(value, dict) and all(isinstance(c, str) for c in value.values())
+        if value != ALL_COLUMNS and not listed and not named:
+            raise ValueError(
+                '"*" (every export column no canonical column takes), a list of export '
+                "columns, or a map of attribute name to export column"
+            )
         return value
 
     @field_validator("entity")
@@ -375,11 +441,17 @@ def load_mapping(path: Path) -> SourceMapping:
         )
         raise MappingError(f"{path}: {problems} (reference: docs/sources.md)") from None
     entity = ENTITIES[model.entity]
+    attributes = _attributes(path, model, entity)
     named = {
         *model.columns,
         *model.constants,
         *model.timestamp_formats,
-        *model.values,
+        # Under `attributes: "*"` the attribute names are known from a file's header only.
+        *(
+            name
+            for name in model.values
+            if name not in attributes and model.attributes != ALL_COLUMNS
+        ),
         *model.required,
     }
     unknown = sorted(named - {ALL_COLUMNS} - set(entity.columns))
@@ -438,13 +510,48 @@ def load_mapping(path: Path) -> SourceMapping:
         constants=model.constants,
         required=tuple(model.required),
         default_timestamp=model.default_timestamp,
+        attributes=attributes,
+        all_attributes=model.attributes == ALL_COLUMNS,
+        outcome_only=tuple(model.outcome_only),
         api=api,
         path=path,
     )
 
 
+def _attributes(path: Path, model: _ProfileModel, entity: Entity) -> dict[str, str]:
+    """The profile's named attributes (attribute -> export column), checked: kept for leads
+    only, named apart from the canonical columns, never an outcome-only column."""
+    if isinstance(model.attributes, list):
+        named = {attribute_name(column): column for column in model.attributes}
+    elif isinstance(model.attributes, dict):
+        named = dict(model.attributes)
+    else:  # "*": named from each file's header
+        named = {}
+    if (model.attributes or model.outcome_only) and entity.name not in ATTRIBUTE_ENTITIES:
+        raise MappingError(
+            f"{path}: keys `attributes` and `outcome_only` apply to "
+            f"{', '.join(ATTRIBUTE_ENTITIES)} only, not {entity.name}; remove them"
+        )
+    clashing = sorted(name for name in named if name in entity.columns or not name)
+    if clashing:
+        raise MappingError(
+            f"{path}: key `attributes` names {', '.join(repr(n) for n in clashing)}, which "
+            f"is a canonical column of {entity.name} (or empty); map it under `columns`, or "
+            "name the attribute otherwise (`attributes: {my_name: Export Column}`)"
+        )
+    scored = sorted({*named.values(), *model.columns.values()} & set(model.outcome_only))
+    if scored:
+        raise MappingError(
+            f"{path}: {', '.join(scored)} is under `outcome_only` and also mapped under "
+            "`columns` or `attributes`; a column sales writes after the outcome must not feed "
+            "the score: remove it there"
+        )
+    return named
+
+
 def load_mappings(folders: Iterable[Path]) -> list[SourceMapping]:
-    """Every profile in the folders, in name order (the first whose files match wins)."""
+    """Every profile in the folders, in name order (per entity, the first whose files match
+    wins)."""
     return [
         load_mapping(path)
         for folder in folders

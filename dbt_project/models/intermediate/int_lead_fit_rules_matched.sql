@@ -1,9 +1,15 @@
-{#- The lead attributes fit rules can look at (seed fit_rules.attribute). -#}
+{#- The canonical lead attributes fit rules can look at (seed fit_rules.attribute); any other
+    name is a custom attribute (int_lead_attributes_unpivoted). -#}
 {%- set text_attributes = [
     'email_domain', 'title', 'industry', 'country', 'lead_source', 'region',
 ] -%}
+{%- set canonical_attributes = text_attributes + ['is_served_country', 'employee_count'] -%}
 {#- Longest pipe-separated value list a rule may hold (tested on the seed). -#}
 {%- set max_values_per_rule = 100 -%}
+{%- set number_operators = ['gte', 'lte', 'gt', 'lt', 'between'] -%}
+{%- set value_at_position = split_part_at(
+    'fit_rules.value', "'|'", 'value_positions.generated_number'
+) -%}
 
 with
 
@@ -16,6 +22,12 @@ leads as (
 assignments as (
 
     select * from {{ ref('int_leads_assigned') }}
+
+),
+
+custom_attributes as (
+
+    select * from {{ ref('int_lead_attributes_unpivoted') }}
 
 ),
 
@@ -78,6 +90,15 @@ lead_attributes as (
         cast(employee_count as {{ dbt.type_numeric() }}) as number_value
     from lead_profiles
     where employee_count is not null
+    union all
+    -- Custom attributes: text, and a number where the text is one (time on site, visits).
+    select
+        lead_id,
+        attribute,
+        lower(attribute_value) as text_value,
+        {{ number_or_null('attribute_value') }} as number_value
+    from custom_attributes
+    where attribute not in {{ in_list(canonical_attributes) }}
 
 ),
 
@@ -86,12 +107,11 @@ rule_values as (
 
     select
         fit_rules.rule_id,
-        lower(trim(
-            {{ split_part_at('fit_rules.value', "'|'", 'value_positions.generated_number') }}
-        )) as rule_value,
+        lower(trim({{ value_at_position }})) as rule_value,
+        value_positions.generated_number as value_position,
         case
-            when fit_rules.operator in ('gte', 'lte')
-                then cast(trim(fit_rules.value) as {{ dbt.type_numeric() }})
+            when fit_rules.operator in {{ in_list(number_operators) }}
+                then cast(trim({{ value_at_position }}) as {{ dbt.type_numeric() }})
         end as rule_number
 
     from fit_rules
@@ -124,6 +144,15 @@ value_comparisons as (
                 then lead_attributes.number_value >= rule_values.rule_number
             when fit_rules.operator = 'lte'
                 then lead_attributes.number_value <= rule_values.rule_number
+            when fit_rules.operator = 'gt'
+                then lead_attributes.number_value > rule_values.rule_number
+            when fit_rules.operator = 'lt'
+                then lead_attributes.number_value < rule_values.rule_number
+            -- Value 1 of a between rule is the lower bound, value 2 the upper one.
+            when fit_rules.operator = 'between' and rule_values.value_position = 1
+                then lead_attributes.number_value >= rule_values.rule_number
+            when fit_rules.operator = 'between'
+                then lead_attributes.number_value <= rule_values.rule_number
         end as is_value_hit
 
     from lead_attributes
@@ -141,31 +170,70 @@ rule_verdicts as (
         lead_id,
         rule_id,
         operator,
-        {{ dbt.bool_or('is_value_hit') }} as has_value_hit
+        {{ dbt.bool_or('is_value_hit') }} as has_value_hit,
+        min(case when is_value_hit then 1 else 0 end) = 1 as has_every_value_hit
 
     from value_comparisons
     group by lead_id, rule_id, operator
 
 ),
 
+-- is_missing rules match the leads with no value for the attribute (no unpivoted row).
+missing_verdicts as (
+
+    select
+        lead_profiles.lead_id,
+        fit_rules.rule_id
+
+    from lead_profiles
+    cross join fit_rules
+    left join lead_attributes
+        on
+            lead_profiles.lead_id = lead_attributes.lead_id
+            and fit_rules.attribute = lead_attributes.attribute
+    where
+        fit_rules.operator = 'is_missing'
+        and lead_attributes.lead_id is null
+
+),
+
+matched_rule_ids as (
+
+    select
+        lead_id,
+        rule_id
+
+    from rule_verdicts
+    where
+        case
+            when operator = 'not_in' then not has_value_hit
+            when operator = 'between' then has_every_value_hit
+            else has_value_hit
+        end
+
+    union all
+
+    select
+        lead_id,
+        rule_id
+
+    from missing_verdicts
+
+),
+
 final as (
 
     select
-        rule_verdicts.lead_id,
+        matched_rule_ids.lead_id,
         fit_rules.rule_id,
         fit_rules.attribute,
         fit_rules.points,
         fit_rules.signal,
         fit_rules.description
 
-    from rule_verdicts
+    from matched_rule_ids
     inner join fit_rules
-        on rule_verdicts.rule_id = fit_rules.rule_id
-    where
-        case
-            when rule_verdicts.operator = 'not_in' then not rule_verdicts.has_value_hit
-            else rule_verdicts.has_value_hit
-        end
+        on matched_rule_ids.rule_id = fit_rules.rule_id
 
 )
 

@@ -24,6 +24,7 @@ renamed as (
         lower({{ clean_text('lead_source') }}) as lead_source,
         {{ clean_text('first_campaign') }} as first_campaign,
         is_do_not_email,
+        attributes,
         created_at,
         updated_at,
         load_id,
