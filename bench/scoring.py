@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe_machine
-from bench.results import record_section
+from bench.results import machine_line, record_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
@@ -78,7 +78,6 @@ def timed_fit(data_dir: Path) -> dict[str, Any]:
 
 def section(result: dict[str, Any]) -> str:
     """The "Scoring fit" section of docs/benchmarks.md."""
-    machine = result["machine"]
     verdict = "within" if result["seconds"] < BUDGET_SECONDS else "OVER"
     return "\n".join(
         [
@@ -90,11 +89,7 @@ def section(result: dict[str, Any]) -> str:
             "its own, timed from start to exit; peak memory is its max RSS. The warehouse is "
             "the generated data set, loaded and built once before (not timed).",
             "",
-            f"Recorded {result['recorded_at']} on: {machine['cpu_model']}, {machine['cores']} "
-            f"cores, {machine['ram_gib']:.1f} GiB RAM; Python {machine['python']}. Load "
-            "average at start (1/5/15 min): "
-            + " / ".join(f"{value:.2f}" for value in result["load_average_at_start"])
-            + ".",
+            f"Recorded {result['recorded_at']} on: {machine_line(result)}",
             "",
             "| leads | time (s) | peak memory (MiB) | budget |",
             "|--:|--:|--:|--|",

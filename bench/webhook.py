@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.machine import describe_machine
-from bench.results import record_section
+from bench.results import machine_line, record_section
 from flows.email.events import load_landed_events
 from flows.email.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from flows.warehouse import ensure_schema, open_warehouse
@@ -200,11 +200,7 @@ def section(result: dict[str, Any]) -> str:
             f"{machine['cores']} cores (and other engineers' jobs ran beside them), so these "
             "figures are a floor for the receiver alone.",
             "",
-            f"Recorded {result['recorded_at']} on: {machine['cpu_model']}, {machine['cores']} "
-            f"cores, {machine['ram_gib']:.1f} GiB RAM; Python {machine['python']}. Load "
-            "average at start (1/5/15 min): "
-            + " / ".join(f"{value:.2f}" for value in result["load_average_at_start"])
-            + ".",
+            f"Recorded {result['recorded_at']} on: {machine_line(result)}",
             "",
             "| posts | events | time (s) | posts/s | events/s | p50 (ms) | p90 (ms) | p99 (ms) "
             "| max (ms) |",

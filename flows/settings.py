@@ -145,17 +145,6 @@ class Settings(BaseSettings):
         "source record id: https://crm.example/leads/{source_lead_id} ({source} also works).",
     )
 
-    @field_validator("schedule_timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{value!r} is not a time zone; use an IANA name such as UTC or Europe/Berlin"
-            ) from None
-        return value
-
     send_max_attempts: int = Field(
         default=3,
         ge=1,
@@ -168,6 +157,17 @@ class Settings(BaseSettings):
         description="At most this many nurture emails per UTC day (none: no limit); the rest "
         "stay due for the next day.",
     )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return value
 
     @field_validator("project_dir")
     @classmethod
