@@ -160,7 +160,7 @@ def build_due_queue(connection: Any) -> None:
             'engaged' as stage, 'not_ready_low_engagement' as stage_reason,
             $tracks[1 + i % 5] as nurture_track, 1 + (i // 5) % 3 as next_step,
             'unused.html' as template, $as_of - to_minutes(i) as due_at, true as is_due,
-            'Call' as follow_up_title, 2 as follow_up_due_days
+            false as is_deferred_quiet_hours, 'Call' as follow_up_title, 2 as follow_up_due_days
         from leads
         """,
         {"leads": LEADS, "tracks": list(TRACKS), "as_of": AS_OF},
