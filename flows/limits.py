@@ -81,6 +81,11 @@ def email_provider_rate_limit(settings: Settings) -> Callable[[], None]:
     runs exceed the provider's rate.
     """
     from prefect.concurrency.sync import rate_limit
+    from prefect.context import FlowRunContext
 
+    if FlowRunContext.get() is None:
+        # Called as a plain function (tests, a one-off script): no runs to share a limit with,
+        # and asking for one would start a temporary Prefect server per process.
+        return lambda: None
     ensure_concurrency_limits(settings)
     return lambda: rate_limit(EMAIL_PROVIDER, occupy=1, strict=True)
