@@ -15,14 +15,17 @@ DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 PASSED = {"success", "pass"}
 
 
-def invoke_dbt_build(work_dir: Path, as_of: datetime, *options: str) -> dbtRunnerResult:
-    """The build, with the warehouse closed afterwards as the pipeline closes it."""
+def invoke_dbt_build(
+    work_dir: Path, as_of: datetime, *options: str, project: Path = DBT_PROJECT
+) -> dbtRunnerResult:
+    """The build (of the repository's project, or a copy of it), with the warehouse closed
+    afterwards as the pipeline closes it."""
     with dbt_session():
         return dbtRunner().invoke(
             [
                 "build",
-                "--project-dir", str(DBT_PROJECT),
-                "--profiles-dir", str(DBT_PROJECT),
+                "--project-dir", str(project),
+                "--profiles-dir", str(project),
                 "--target-path", str(work_dir / "target"),
                 "--log-path", str(work_dir / "logs"),
                 "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),

@@ -4,7 +4,6 @@ project they build and pass every dbt test."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -12,15 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from dbt.cli.main import dbtRunner
 
-from flows.dbt_runner import dbt_session, run_dbt_build
+from flows.dbt_runner import run_dbt_build
 from flows.demo.generate import generate_dataset
 from flows.extract import load_inbox
 from flows.scoring.propose import propose_points
 from flows.scoring.seeds import ENGAGEMENT_POINTS, FIT_RULES, apply_proposal
 from flows.settings import PROJECT_ROOT, load_settings
-from tests.integration.dbt_invocation import build_failures
+from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
 
 # Generation, load and two dbt builds: about 15 minutes on a loaded 2-core machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -61,17 +59,7 @@ def test_fitted_points_beat_the_shipped_ones_and_build_when_applied(
         proposed_dir / ENGAGEMENT_POINTS
     ).read_text()
 
-    with dbt_session():
-        result = dbtRunner().invoke(
-            [
-                "build",
-                "--project-dir", str(project),
-                "--profiles-dir", str(project),
-                "--target-path", str(tmp_path / "target"),
-                "--log-path", str(tmp_path / "logs"),
-                "--vars", json.dumps({"as_of": AS_OF.isoformat(sep=" ")}),
-            ]
-        )  # fmt: skip
+    result = invoke_dbt_build(tmp_path, AS_OF, project=project)
     assert build_failures(result) == []
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
         fit_points = dict(connection.sql("select rule_id, points from main.fit_rules").fetchall())
