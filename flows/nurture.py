@@ -39,7 +39,7 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     with open_warehouse(settings.warehouse_path) as connection:
         # Sends a crash left pending: the provider's events say which went out, then the
         # sender itself (the outbox knows); the rest stay pending, never re-sent blind.
-        settled = settle_from_events(connection)
+        settle_from_events(connection)
         settle_earlier_sends(connection, sender)
         report = dispatch_due_steps(
             connection,
@@ -62,7 +62,6 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
         return replace(
             report,
             deferred_quiet_hours=count_deferred_for_quiet_hours(connection),
-            settled_from_events=settled,
             unknown_pending=len(unknown),
         )
 

@@ -86,7 +86,6 @@ class DispatchReport:
     gave_up: int = 0  # due, but failed max_attempts times already
     deferred: int = 0  # due, but over the daily limit: sent on a later day
     deferred_quiet_hours: int = 0  # due, but outside the send window in the lead's time zone
-    settled_from_events: int = 0  # pending sends the provider's events said went out
     unknown_pending: int = 0  # pending past LEADFLOW_PENDING_UNKNOWN_AFTER_HOURS, no event
     errors: tuple[str, ...] = ()  # the distinct reasons of failed, unrendered and given-up sends
 
