@@ -151,7 +151,11 @@ OPS_TABLES: dict[str, str] = {
         status varchar not null,
         created_at timestamp not null,
         run_id varchar not null,
-        phone varchar""",
+        phone varchar,
+        priority integer,
+        closed_at timestamp,
+        close_reason varchar,
+        assignment_rule varchar""",
     "email_sends": """
         message_key varchar primary key,
         lead_id varchar not null,
@@ -201,8 +205,16 @@ OPS_TABLES: dict[str, str] = {
 # warehouses gain them on the next run (new ones get them from the DDL above).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
-    "ops.sales_tasks": ("phone varchar",),  # 0.1.0
     "ops.email_sends": ("attempts integer default 1",),  # unreleased
+    # phone: 0.1.0; the task lifecycle (unreleased), status one of TASK_STATUSES in
+    # flows/sales/tasks.py.
+    "ops.sales_tasks": (
+        "phone varchar",
+        "priority integer",
+        "closed_at timestamp",
+        "close_reason varchar",
+        "assignment_rule varchar",
+    ),
     # Events and outcomes that name their lead by its source record id (unreleased).
     "raw.events": ("source_lead_id varchar",),
     "raw.outcomes": ("source_lead_id varchar",),

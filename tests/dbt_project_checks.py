@@ -1,6 +1,7 @@
 """The house rules of the dbt project that dbt does not check itself, read from the manifest
 and catalog of `dbt docs generate`: every model, seed and snapshot is described, with every
-column the warehouse has, and has a key tested unique and not null."""
+column the warehouse has, and has a key tested unique and not null; and no name is too long
+for a PostgreSQL relation."""
 
 from __future__ import annotations
 
@@ -64,3 +65,14 @@ def without_tested_key(manifest: Artifact) -> list[str]:
 
 def columns_tested(tests: list[Artifact], test_name: str) -> set[str]:
     return {test["column_name"] for test in tests if test["test_metadata"]["name"] == test_name}
+
+
+# PostgreSQL's NAMEDATALEN - 1: dbt makes a relation of each model, seed, snapshot and unit
+# test (the unit test's fixture table), and PostgreSQL refuses a longer name.
+POSTGRES_NAME_LIMIT = 63
+
+
+def names_too_long_for_postgres(manifest: Artifact) -> list[str]:
+    """The models, seeds, snapshots and unit tests whose relation name PostgreSQL refuses."""
+    nodes = [*documented_nodes(manifest).values(), *manifest.get("unit_tests", {}).values()]
+    return sorted(node["name"] for node in nodes if len(node["name"]) > POSTGRES_NAME_LIMIT)

@@ -13,6 +13,12 @@ from datetime import datetime
 import duckdb
 
 HANDOFF_REASON = "mql_handoff"
+# A task's life: `queued` waits for room in its rep's daily capacity, `open` is on the rep's
+# list, and it ends `done` (sales accepted or won the lead), `closed` (rejected or lost, the
+# reason in close_reason) or `superseded` (a newer task for the lead and rep replaced it).
+# closed_at is set when it ends; only queued and open tasks count as the rep's work.
+TASK_STATUSES = ("queued", "open", "done", "closed", "superseded")
+PENDING_TASK_STATUSES = ("queued", "open")
 NURTURE_FOLLOW_UP_REASON = "nurture_follow_up"
 # Named, not positional: warehouses created before ``phone`` existed have it as the last column.
 TASK_INSERT_COLUMNS = (

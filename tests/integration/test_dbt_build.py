@@ -22,7 +22,7 @@ from flows.dbt_runner import DbtBuildError, generate_docs, run_dbt_build
 from flows.dbt_selection import forget_build, last_build_finished_at
 from flows.settings import PROJECT_ROOT, Settings, load_settings
 from flows.warehouse import RAW_TABLES, ensure_schema
-from tests.dbt_project_checks import undescribed, without_tested_key
+from tests.dbt_project_checks import names_too_long_for_postgres, undescribed, without_tested_key
 from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
 
 pytestmark = pytest.mark.slow
@@ -752,3 +752,4 @@ def test_every_model_seed_and_snapshot_is_described_with_each_column_and_its_key
 ):
     assert undescribed(project_docs.manifest, project_docs.catalog) == []
     assert without_tested_key(project_docs.manifest) == []
+    assert names_too_long_for_postgres(project_docs.manifest) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.dbt_project_checks import undescribed, without_tested_key
+from tests.dbt_project_checks import names_too_long_for_postgres, undescribed, without_tested_key
 
 MODEL_ID = "model.leadflow.leads"
 
@@ -79,3 +79,14 @@ def test_a_combined_key_needs_each_of_its_columns_not_null():
         )
         == []
     )
+
+
+def test_a_unit_test_name_postgres_refuses_is_found():
+    manifest = manifest_of({"lead_id": "The lead."})
+    manifest["unit_tests"] = {
+        "unit_test.leadflow.leads.short": {"name": "short"},
+        "unit_test.leadflow.leads.long": {"name": "x" * 64},
+        "unit_test.leadflow.leads.limit": {"name": "y" * 63},
+    }
+
+    assert names_too_long_for_postgres(manifest) == ["x" * 64]
