@@ -176,7 +176,8 @@ OPS_TABLES: dict[str, str] = {
         created_at timestamp not null,
         sent_at timestamp,
         run_id varchar not null,
-        attempts integer not null default 1""",
+        attempts integer not null default 1,
+        claimed_at timestamp""",
     # Addresses the email provider will not deliver to (its bounce, spam and unsubscribe
     # lists, as its events report them); checked when a send is claimed.
     "email_suppressions": """
@@ -205,7 +206,8 @@ OPS_TABLES: dict[str, str] = {
 # warehouses gain them on the next run (new ones get them from the DDL above).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
-    "ops.email_sends": ("attempts integer default 1",),  # unreleased
+    # claimed_at: the wall clock of the claim, which orders claims (created_at is the run's).
+    "ops.email_sends": ("attempts integer default 1", "claimed_at timestamp"),  # unreleased
     # phone: 0.1.0; the task lifecycle (unreleased), status one of TASK_STATUSES in
     # flows/sales/tasks.py.
     "ops.sales_tasks": (

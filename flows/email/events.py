@@ -529,6 +529,54 @@ def settle_from_events(connection: duckdb.DuckDBPyConnection) -> int:
     )
 
 
+def release_never_sent(
+    connection: duckdb.DuckDBPyConnection, as_of: datetime, after: timedelta
+) -> int:
+    """Mark ``failed``, so the next claim sends them, the pending sends that never reached the
+    provider; returns how many.
+
+    SendGrid has no idempotency key and cannot be asked about a request it never got: a run
+    killed between a batch's claim and its request leaves that batch pending, with no event
+    ever to come. The evidence that it never went out: pending longer than ``after`` at the
+    run clock ``as_of`` with no event of any kind for it, while a send claimed after it (wall
+    clock, same provider) was processed, so events were reaching us all along. Without that
+    evidence the row stays pending and is reported (``stale_pending``), never re-sent blind.
+    """
+    settling = ", ".join(map(sql_text, SETTLING_EVENTS))
+    return len(
+        connection.execute(
+            f"""
+            update ops.email_sends as sends
+            set
+                status = 'failed',
+                error = 'never reached ' || sends.provider || ': no event for it, while sends '
+                    || 'claimed after it were processed',
+                -- Not an attempt: the provider never got it (as dispatch's own release).
+                attempts = coalesce(sends.attempts, 1) - 1
+            where
+                sends.status = 'pending'
+                and sends.created_at <= ?
+                and not exists (
+                    select 1 from raw.email_provider_events as provider_events
+                    where provider_events.message_key = sends.message_key
+                )
+                and exists (
+                    select 1
+                    from ops.email_sends as later
+                    inner join raw.email_provider_events as provider_events
+                        on provider_events.message_key = later.message_key
+                    where
+                        later.provider = sends.provider
+                        and later.claimed_at > sends.claimed_at
+                        and provider_events.event in ({settling})
+                )
+            returning sends.message_key
+            """,
+            [as_of - after],
+        ).fetchall()
+    )
+
+
 @dataclass(frozen=True)
 class StalePending:
     """A send claimed long ago that no provider event has settled: never re-sent blind."""
