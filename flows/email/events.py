@@ -43,8 +43,8 @@ SOURCE = "sendgrid"
 
 # SendGrid event -> LeadFlow event type in raw.events (seed engagement_points, macro
 # suppression_event_types). A dropped message was never delivered: for scoring and suppression
-# it is a bounce. A group unsubscribe counts as an unsubscribe in dbt; only the suppression
-# table knows its group (and lifts it on a group resubscribe).
+# it is a bounce. A group unsubscribe suppresses the lead in dbt until a later group
+# resubscribe; only the suppression table knows the group (and lifts that group's).
 EVENT_TYPES: dict[str, str] = {
     "open": "email_open",
     "click": "email_click",
@@ -52,7 +52,8 @@ EVENT_TYPES: dict[str, str] = {
     "dropped": "bounce",
     "spamreport": "spam_report",
     "unsubscribe": "unsubscribe",
-    "group_unsubscribe": "unsubscribe",
+    "group_unsubscribe": "group_unsubscribe",
+    "group_resubscribe": "group_resubscribe",
 }
 SUPPRESSING_EVENTS = ("bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe")
 SETTLING_EVENTS = ("processed", "delivered")
