@@ -1035,6 +1035,7 @@ def digest(
     from flows.sales.digest import DigestUnavailableError
 
     settings = settings_or_fail()
+    mistakes: tuple[type[Exception], ...] = (*user_errors(), DigestUnavailableError)
     with holding_warehouse(settings):
         prepare_prefect(settings, verbose)
         from flows.digest import reps_daily_digest
@@ -1043,7 +1044,7 @@ def digest(
             result = reps_daily_digest(as_of=as_of)
         except (EmailProviderError, ConfigError) as error:
             fail(str(error), code=2)
-        except (*user_errors(), DigestUnavailableError) as error:
+        except mistakes as error:
             fail(f"{error}\nNo digest was sent; fix the problem and run again.")
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -128,9 +128,7 @@ def test_sendgrid_gets_each_rep_one_digest_a_day_through_the_real_client(warehou
         assert sink.deliver(warehouse, MONDAY_7AM).delivered == 0
         requests = [request.body for request in double.accepted]
     assert len(requests) == 2
-    recipients = sorted(
-        body["personalizations"][0]["to"][0]["email"] for body in requests
-    )
+    recipients = sorted(body["personalizations"][0]["to"][0]["email"] for body in requests)
     assert recipients == ["rita@leadflow.example", "sam@leadflow.example"]
     assert all(body["asm"] == {"group_id": 42} for body in requests)
     assert all(body["categories"] == ["leadflow-digest"] for body in requests)

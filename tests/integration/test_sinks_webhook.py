@@ -127,8 +127,7 @@ def test_a_refused_event_is_logged_and_tried_again_while_the_rest_go(warehouse):
         assert (result.delivered, result.pending) == (2, 1)
         assert result.problem == "HTTP 422"
         [(key, http_status)] = warehouse.execute(
-            "select idempotency_key, http_status from ops.task_deliveries "
-            "where status = 'pending'"
+            "select idempotency_key, http_status from ops.task_deliveries where status = 'pending'"
         ).fetchall()
         assert http_status == 422
         assert sink(receiver.url).deliver(warehouse, AS_OF).delivered == 1
