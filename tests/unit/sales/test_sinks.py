@@ -195,6 +195,7 @@ def test_the_webhook_sink_is_on_only_with_a_url(tmp_path):
         task_webhook_secret="x" * 32,
         task_webhook_max_attempts=2,
     )
+    assert "crm.example" not in repr(configured) and "x" * 32 not in repr(configured)
     sinks = task_sinks(configured)
     assert [sink.name for sink in sinks] == ["warehouse", "rep_csv", "webhook"]
     assert isinstance(sinks[2], WebhookSink) and sinks[2].policy.max_attempts == 2
