@@ -37,6 +37,7 @@ from flows.email.tracks import LintProblem, TemplateError, split_front_matter
 from flows.sales.sinks import SinkResult, rep_queue_order
 
 DIGEST_TEMPLATE = "digest/daily.html"
+DIGEST_CONTEXT_DOC = "digest/CONTEXT.md"
 DIGEST_TRACK = "digest"  # the track name the provider's categories and custom args carry
 DIGEST_CATEGORY = "leadflow-digest"
 SINK_NAME = "digest"
@@ -90,6 +91,14 @@ class RenderedDigest:
     text: str
 
 
+def _template_problem(error: jinja2.TemplateError) -> LintProblem:
+    return LintProblem(
+        DIGEST_TEMPLATE,
+        getattr(error, "lineno", None),
+        f"{explain(error)} (the digest's: templates/{DIGEST_CONTEXT_DOC})",
+    )
+
+
 def load_digest_template(templates_dir: Path) -> DigestTemplate:
     """Raises ``TemplateError`` naming the file and the fix."""
     path = templates_dir / DIGEST_TEMPLATE
@@ -114,19 +123,15 @@ def load_digest_template(templates_dir: Path) -> DigestTemplate:
             environment.from_string(subject), environment.get_template(DIGEST_TEMPLATE)
         )
     except jinja2.TemplateError as error:
-        raise TemplateError.from_problems(
-            LintProblem(DIGEST_TEMPLATE, getattr(error, "lineno", None), explain(error))
-        ) from None
+        raise TemplateError.from_problems(_template_problem(error)) from None
 
 
 def render_digest(template: DigestTemplate, context: Mapping[str, Any]) -> RenderedDigest:
     try:
         subject = clean_text(template.subject.render(context))
         html = template.body.render({**context, "email": {"subject": subject}}).lstrip()
-    except (jinja2.TemplateError, jinja2.sandbox.SecurityError) as error:
-        raise TemplateError.from_problems(
-            LintProblem(DIGEST_TEMPLATE, getattr(error, "lineno", None), explain(error))
-        ) from None
+    except jinja2.TemplateError as error:  # the sandbox's SecurityError included
+        raise TemplateError.from_problems(_template_problem(error)) from None
     return RenderedDigest(subject, html, html_to_text(html))
 
 

@@ -13,8 +13,15 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
+from flows.email.tracks import TemplateError
 from flows.sales.delivery import task_sinks
-from flows.sales.digest import digest_day, digest_key
+from flows.sales.digest import (
+    digest_context,
+    digest_day,
+    digest_key,
+    load_digest_template,
+    render_digest,
+)
 from flows.sales.sinks import RepCsvSink, WarehouseSink, deliver_tasks, rep_file_name
 from flows.sales.webhook_sink import (
     WebhookPolicy,
@@ -25,7 +32,7 @@ from flows.sales.webhook_sink import (
     retry_after_seconds,
     sign,
 )
-from flows.settings import ConfigError, Settings, load_settings
+from flows.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
 
 AS_OF = datetime(2026, 12, 7, 9)
 
@@ -230,3 +237,52 @@ def test_a_webhook_without_a_proper_secret_or_address_is_a_config_error_naming_i
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         load_settings()
     assert "abc" not in str(error.value)  # the URL's token is never echoed
+
+
+def digest_template_with(tmp_path, body: str):
+    (tmp_path / "digest").mkdir()
+    (tmp_path / "digest" / "daily.html").write_text(f"---\nsubject: 'Tasks'\n---\n{body}\n")
+    return load_digest_template(tmp_path)
+
+
+SAMPLE_CONTEXT = {"rep": {"name": "Rita"}, "tasks": [], "digest": {}, "sender": {"name": "LF"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("Hello {{ rep.nmae }}", "unknown variable"),
+        ("{{ rep.__class__.__mro__ }}", "not allowed in a template"),
+    ],
+)
+def test_a_digest_template_mistake_names_the_file_and_the_context_doc(tmp_path, body, problem):
+    template = digest_template_with(tmp_path, body)
+    with pytest.raises(TemplateError, match=problem) as error:
+        render_digest(template, SAMPLE_CONTEXT)
+    assert "digest/daily.html" in str(error.value)
+    assert "templates/digest/CONTEXT.md" in str(error.value)
+
+
+def test_a_missing_digest_template_says_so(tmp_path):
+    with pytest.raises(TemplateError, match=r"digest/daily\.html: missing"):
+        load_digest_template(tmp_path)
+
+
+def test_the_shipped_digest_renders_escaped_with_the_documented_context():
+    template = load_digest_template(PROJECT_ROOT / "templates")
+    context = digest_context(
+        {"rep_id": "R1", "rep_name": "Rita <Ames>", "rep_email": "r@x.com"},
+        [
+            {"title": "Call <Bo>", "why_now": "Asked & waited", "reason": "mql_handoff",
+             "priority": 1, "due_at": AS_OF, "is_overdue": True, "email": None,
+             "phone": "+1 555", "crm_url": None},
+        ],
+        day=AS_OF.date(),
+        queued=0,
+        sender_name="LeadFlow",
+    )  # fmt: skip
+    rendered = render_digest(template, context)
+    assert rendered.subject == "1 open task for Monday 7 December 2026, 1 overdue"
+    assert "Call &lt;Bo&gt;" in rendered.html and "Rita &lt;Ames&gt;" in rendered.html
+    assert "Asked & waited" in rendered.text and "Call +1 555" in rendered.text
+    assert "CRM" not in rendered.text and "wait for room" not in rendered.text
