@@ -92,3 +92,39 @@ def test_leadflow_digest_before_any_run_says_what_to_do(data_dir):
     assert result.exit_code == 1
     assert "run `leadflow run` first" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_a_real_run_posts_its_hand_offs_and_the_digest_reads_the_real_marts(data_dir, monkeypatch):
+    import duckdb
+
+    from flows.demo.generate import generate_dataset
+    from flows.digest import reps_daily_digest
+    from flows.pipeline import lead_pipeline
+
+    generate_dataset(data_dir / "inbox", leads=1500, seed=7, as_of=datetime(2026, 11, 1))
+    run_at = datetime(2026, 11, 1, 8, 30)
+    with task_receiver(SECRET) as receiver:
+        monkeypatch.setenv("LEADFLOW_TASK_WEBHOOK_URL", receiver.url)
+        monkeypatch.setenv("LEADFLOW_TASK_WEBHOOK_SECRET", SECRET)
+        summary = lead_pipeline(as_of=run_at)
+        assert summary.handed_off > 0
+        assert receiver.bad_signatures == 0 and receiver.repeats == []
+    digest = reps_daily_digest(as_of=run_at)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as connection:
+        handed_off = {
+            f"{task_id}:open"
+            for (task_id,) in connection.execute(
+                "select task_id from ops.sales_tasks where reason = 'mql_handoff' "
+                "and status = 'open'"
+            ).fetchall()
+        }
+        reps = connection.execute(
+            "select count(distinct owner_rep_id) from ops.sales_tasks as tasks "
+            "inner join main.dim_reps as reps on tasks.owner_rep_id = reps.rep_id "
+            "where tasks.status = 'open' and reps.is_active"
+        ).fetchone()
+    # The hand-off posted its open tasks (the nurture's follow-ups go with the next hand-off).
+    assert handed_off <= set(receiver.accepted)
+    assert reps is not None and digest["digests_sent"] == reps[0] > 0
+    assert len(list((data_dir / "outbox").glob("digest-*.eml"))) == reps[0]
