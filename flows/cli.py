@@ -1014,3 +1014,51 @@ def scoring_fit(
         )
     else:
         out.print("Nothing changed the scoring: review the diff, then --apply.", highlight=False)
+
+
+@app.command()
+def digest(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            help="The digest's clock in UTC (default: now); its date in "
+            "LEADFLOW_SCHEDULE_TIMEZONE is the digest's day."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object.")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Email each rep their open tasks, most urgent first: once per rep and day."""
+    from flows.email.message import EmailProviderError
+    from flows.sales.digest import DigestUnavailableError
+
+    settings = settings_or_fail()
+    mistakes: tuple[type[Exception], ...] = (*user_errors(), DigestUnavailableError)
+    with holding_warehouse(settings):
+        prepare_prefect(settings, verbose)
+        from flows.digest import reps_daily_digest
+
+        try:
+            result = reps_daily_digest(as_of=as_of)
+        except (EmailProviderError, ConfigError) as error:
+            fail(str(error), code=2)
+        except mistakes as error:
+            fail(f"{error}\nNo digest was sent; fix the problem and run again.")
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    elif result["status"] == "disabled":
+        out.print("The reps' digest is turned off (LEADFLOW_DIGEST_ENABLED=false).")
+    else:
+        out.print(
+            f"Digests sent: {result['digests_sent']}, failed: {result['digests_failed']}.",
+            highlight=False,
+        )
+    if result.get("digests_failed"):
+        err.print(
+            f"[bold red]Error:[/bold red] not every digest went out: {result['problem']}. "
+            "Run `leadflow digest` again today to retry them; none is sent twice.",
+            highlight=False,
+        )
+        raise typer.Exit(EMAILS_NOT_SENT)

@@ -199,6 +199,38 @@ OPS_TABLES: dict[str, str] = {
         follow_up_title varchar not null,
         follow_up_due_days integer not null,
         primary key (track, step)""",
+    # The task webhook's delivery log (flows/sales/webhook_sink.py): one row per event to
+    # post, `pending` until the receiver answered 2xx, then `delivered`; `skipped` when the
+    # task ended before its `task.opened` reached the receiver.
+    "task_deliveries": """
+        sink varchar not null,
+        idempotency_key varchar not null,
+        task_id varchar not null,
+        event varchar not null,
+        status varchar not null,
+        attempts integer not null,
+        last_error varchar,
+        http_status integer,
+        first_attempt_at timestamp,
+        delivered_at timestamp,
+        created_at timestamp not null,
+        primary key (sink, idempotency_key)""",
+    # The reps' daily digest ledger (flows/sales/digest.py): a row per rep and day, written
+    # `pending` before the provider call and settled after it, so no rep gets a day twice.
+    "digest_sends": """
+        digest_key varchar primary key,
+        rep_id varchar not null,
+        digest_date date not null,
+        email varchar not null,
+        task_count integer not null,
+        status varchar not null,
+        provider varchar not null,
+        provider_message_id varchar,
+        error varchar,
+        attempts integer not null,
+        created_at timestamp not null,
+        sent_at timestamp,
+        unique (rep_id, digest_date)""",
 }
 
 
