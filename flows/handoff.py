@@ -5,6 +5,7 @@ from datetime import datetime
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.sales.outcomes import close_tasks_for_outcomes
 from flows.sales.sinks import write_rep_task_files
 from flows.sales.tasks import create_handoff_tasks
 from flows.settings import load_settings
@@ -15,6 +16,7 @@ from flows.warehouse import open_warehouse
 def create_tasks_for_sales_ready_leads(run_id: str, as_of: datetime) -> int:
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
+        close_tasks_for_outcomes(connection, as_of)  # sales' word ends tasks before new ones
         return create_handoff_tasks(connection, run_id, as_of, settings.crm_url_template)
 
 
