@@ -33,6 +33,7 @@ import duckdb
 from flows.email.events import complete_lines
 from flows.sales.tasks import PENDING_TASK_STATUSES
 from flows.sources.catalog import OUTCOME_REASONS
+from flows.sources.inbox import file_sha256
 from flows.sources.mapping import sql_text
 
 # The source system of outcomes recorded by the command and the callback (raw.outcomes.source).
@@ -242,7 +243,7 @@ def upload_target(path: Path, source: str, landing_dir: Path) -> Path:
             f"{path}: upload a CSV or JSON-lines file (.csv, .jsonl or .ndjson, gzip too)"
         )
     stem = re.sub(r"[^\w.-]+", "_", path.name[: -len(suffix)]) or "upload"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    digest = file_sha256(path)[:12]
     return landing_dir / f"{LANDING_PREFIX}__{source}__{stem}-{digest}{suffix}"
 
 
