@@ -196,6 +196,11 @@ class Settings(BaseSettings):
         description="SendGrid unsubscribe group of the reps' digest (SendGrid requires one "
         "per email); not needed with the local outbox.",
     )
+    sales_callback_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret shared with your CRM for signing sales outcomes posted to "
+        "`leadflow webhook serve` at POST /sales/outcomes (HMAC-SHA256); unset: no such route.",
+    )
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -291,6 +296,12 @@ class Settings(BaseSettings):
     def sendgrid_landing_dir(self) -> Path:
         """Where the event-webhook receiver appends SendGrid events for the next extract."""
         return self.landing_dir / "sendgrid"
+
+    @property
+    def sales_outcomes_landing_dir(self) -> Path:
+        """Where `leadflow outcome` and the sales-outcome callback append outcomes; each
+        extract seals what is new into the landing folder (flows/sales/outcomes.py)."""
+        return self.landing_dir / "sales_outcomes"
 
     @property
     def drop_folders(self) -> list[Path]:

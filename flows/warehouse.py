@@ -54,7 +54,9 @@ RAW_TABLES: dict[str, str] = {
         task_id varchar,
         amount decimal(14, 2),
         occurred_at timestamp not null,
-        source_lead_id varchar""",
+        source_lead_id varchar,
+        lead_id varchar,
+        note varchar""",
     "reps": """
         rep_id varchar not null,
         name varchar not null,
@@ -251,7 +253,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     # Events and outcomes that name their lead by its source record id (unreleased).
     "raw.events": ("source_lead_id varchar",),
-    "raw.outcomes": ("source_lead_id varchar",),
+    # Outcomes also by LeadFlow's lead id, with the rep's note (unreleased).
+    "raw.outcomes": ("source_lead_id varchar", "lead_id varchar", "note varchar"),
     # Export columns without a canonical target, kept for fit rules (flows/sources/mapping.py).
     "raw.leads": ("attributes json",),  # unreleased
 }

@@ -77,16 +77,20 @@ QUARANTINE_REASONS: dict[str, str] = {
 
 
 class LandingWriter:
-    """Appends accepted events, one JSON line each, to ``events-<UTC day>-<pid>.jsonl``.
+    """Appends accepted records, one JSON line each, to ``<prefix>-<UTC day>-<pid>.jsonl``
+    (SendGrid's events; sales outcomes, ``flows/sales/outcomes.py``, with prefix ``outcomes``).
 
     Each batch is written in one piece under a lock (concurrent requests never interleave
-    lines), flushed and fsynced before ``append`` returns, so an acknowledged event survives a
+    lines), flushed and fsynced before ``append`` returns, so an acknowledged record survives a
     crash. The process id in the name keeps several receiver processes out of each other's
     files.
     """
 
-    def __init__(self, folder: Path, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, folder: Path, clock: Callable[[], datetime] = utc_now, *, prefix: str = "events"
+    ) -> None:
         self.folder = folder
+        self.prefix = prefix
         self._clock = clock
         self._lock = threading.Lock()
         self._day: date | None = None
@@ -116,7 +120,7 @@ class LandingWriter:
         if self._handle is not None:
             self._handle.close()
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"events-{day:%Y%m%d}-{os.getpid()}.jsonl"
+        path = self.folder / f"{self.prefix}-{day:%Y%m%d}-{os.getpid()}.jsonl"
         is_new = not path.exists()
         self._handle = path.open("ab")
         self._day = day
