@@ -375,3 +375,36 @@ def test_an_expectation_gx_cannot_read_is_a_config_error_not_a_silently_weaker_g
         gate(typo, handoff_queue=handoff_queue())
 
     assert str(error.value).startswith(f"{suite}: GX cannot read expect_column_values_to_be_in_sett")
+
+
+def test_a_hand_off_volume_far_from_the_trailing_runs_warns_once_with_the_ratio(
+    expectations_dir,
+):
+    rows = [handoff_row(number, handoff_volume_ratio=3.0) for number in range(10)]
+
+    report = gate(expectations_dir, handoff_queue=handoff_queue(*rows))
+
+    result = report.assets["handoff_queue"]
+    assert report.passed and result.passed
+    [warning] = result.warnings
+    assert warning.name == "handoff_volume_near_trailing_runs"
+    assert warning.message.startswith(
+        "The hand-off queue is 3.00 times the median size of the trailing runs"
+    )
+
+
+def test_a_drifting_source_share_warns_and_a_steady_one_does_not(expectations_dir):
+    steady = [handoff_row(number, source_share_drift=0.05) for number in range(10)]
+    drifting = [
+        handoff_row(number, source_share_drift=0.35 if number < 4 else -0.35)
+        for number in range(10)
+    ]
+
+    assert gate(expectations_dir, handoff_queue=handoff_queue(*steady)).assets[
+        "handoff_queue"
+    ].warnings == ()
+    result = gate(expectations_dir, handoff_queue=handoff_queue(*drifting)).assets["handoff_queue"]
+    assert result.passed
+    [warning] = result.warnings
+    assert (warning.name, warning.unexpected_count) == ("source_share_steady", 10)
+    assert "moved by 0.35 from the trailing runs" in warning.message
