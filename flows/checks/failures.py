@@ -13,8 +13,8 @@ each failing row up one at a time (about 90 µs a row on Arrow strings), which m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Real
 from dataclasses import dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd

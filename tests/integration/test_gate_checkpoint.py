@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
-
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import pandas as pd

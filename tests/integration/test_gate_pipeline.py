@@ -54,9 +54,7 @@ def counts(warehouse: Path) -> dict[str, int]:
         }
 
 
-def test_a_broken_batch_creates_nothing_and_the_next_clean_run_hands_off(
-    data_dir, monkeypatch
-):
+def test_a_broken_batch_creates_nothing_and_the_next_clean_run_hands_off(data_dir, monkeypatch):
     generate_dataset(data_dir / "inbox", leads=600, seed=11, as_of=GENERATED_AT)
     warehouse = data_dir / "warehouse.duckdb"
     real_transform = flows.pipeline.transform

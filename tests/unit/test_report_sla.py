@@ -124,4 +124,3 @@ def test_json_keys_are_stable(warehouse):
         "median_hours_to_first_touch": 2.0,
         "p90_hours_to_first_touch": 2.0,
     }
-

@@ -374,7 +374,9 @@ def test_an_expectation_gx_cannot_read_is_a_config_error_not_a_silently_weaker_g
     with pytest.raises(GateConfigError) as error:
         gate(typo, handoff_queue=handoff_queue())
 
-    assert str(error.value).startswith(f"{suite}: GX cannot read expect_column_values_to_be_in_sett")
+    assert str(error.value).startswith(
+        f"{suite}: GX cannot read expect_column_values_to_be_in_sett"
+    )
 
 
 def test_a_hand_off_volume_far_from_the_trailing_runs_warns_once_with_the_ratio(
@@ -400,9 +402,12 @@ def test_a_drifting_source_share_warns_and_a_steady_one_does_not(expectations_di
         for number in range(10)
     ]
 
-    assert gate(expectations_dir, handoff_queue=handoff_queue(*steady)).assets[
-        "handoff_queue"
-    ].warnings == ()
+    assert (
+        gate(expectations_dir, handoff_queue=handoff_queue(*steady))
+        .assets["handoff_queue"]
+        .warnings
+        == ()
+    )
     result = gate(expectations_dir, handoff_queue=handoff_queue(*drifting)).assets["handoff_queue"]
     assert result.passed
     [warning] = result.warnings
