@@ -19,8 +19,8 @@ Gate columns of ``handoff_queue``:
                                ``MIN_TRAILING_RUNS`` runs or a batch under ``MIN_BATCH_FOR_SHARES``)
 Gate column of ``nurture_queue``:
     email_blocker              for a step due now: why the lead may not be emailed (its
-                               suppression reason, do_not_email, no_email, email_changed);
-                               null when it may be, and on steps not due
+                               suppression reason, do_not_email, no_email, email_changed,
+                               lead_not_found); null when it may be, and on steps not due
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ select
     queue.*,
     case
         when not queue.is_due then null
-        when leads.lead_id is null or queue.email is null or leads.email is null then 'no_email'
+        when leads.lead_id is null then 'lead_not_found'
+        when queue.email is null or leads.email is null then 'no_email'
         when leads.is_do_not_email then 'do_not_email'
         when leads.is_suppressed then coalesce(leads.suppression_reason, 'suppressed')
         when lower(trim(leads.email)) <> lower(trim(queue.email)) then 'email_changed'

@@ -185,6 +185,7 @@ def test_a_due_email_step_is_checked_against_the_lead_it_would_reach(warehouse):
     warehouse.execute("""
         insert into main.dim_leads values
             ('ok', 'ok@acme.example', 'crm', false, false, null),
+            ('no-address', null, 'crm', false, false, null),
             ('unsubscribed', 'u@acme.example', 'crm', false, true, 'unsubscribe'),
             ('dne', 'd@acme.example', 'crm', true, true, 'do_not_email'),
             ('moved', 'new@acme.example', 'crm', false, false, null),
@@ -193,6 +194,7 @@ def test_a_due_email_step_is_checked_against_the_lead_it_would_reach(warehouse):
     warehouse.execute("""
         insert into main.fct_nurture_queue values
             ('ok', 'OK@acme.example', true),
+            ('no-address', 'stale@acme.example', true),
             ('unsubscribed', 'u@acme.example', true),
             ('dne', 'd@acme.example', true),
             ('moved', 'old@acme.example', true),
@@ -205,9 +207,10 @@ def test_a_due_email_step_is_checked_against_the_lead_it_would_reach(warehouse):
     blockers = frame["email_blocker"].astype(object).where(frame["email_blocker"].notna(), None)
     assert dict(zip(frame["lead_id"], blockers, strict=True)) == {
         "ok": None,
+        "no-address": "no_email",
         "unsubscribed": "unsubscribe",
         "dne": "do_not_email",
         "moved": "email_changed",
-        "gone": "no_email",
+        "gone": "lead_not_found",
         "later": None,  # not due: nothing is sent, nothing to block
     }
