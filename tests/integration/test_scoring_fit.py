@@ -20,11 +20,13 @@ from flows.scoring.seeds import ENGAGEMENT_POINTS, FIT_RULES, apply_proposal
 from flows.settings import PROJECT_ROOT, load_settings
 from tests.integration.dbt_invocation import build_failures, invoke_dbt_build
 
-# Generation, load and two dbt builds: about 15 minutes on a loaded 2-core machine.
+# Generation, load and two dbt builds, whose time hardly depends on the number of leads at this
+# size. 8,000 leads give the fit about 240 converted ones: enough that every time-ordered fold
+# of the demo world is ranked better by the fitted points (at 2,000, too few to learn 24 points).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 AS_OF = datetime(2026, 3, 2)
-LEADS = 5000
+LEADS = 8000
 
 
 def test_fitted_points_beat_the_shipped_ones_and_build_when_applied(
@@ -41,7 +43,7 @@ def test_fitted_points_beat_the_shipped_ones_and_build_when_applied(
         proposal = propose_points(connection, settings.dbt_project_dir, proposed_dir)
 
     assert proposal.lead_count == LEADS
-    assert proposal.converted_count > 50
+    assert proposal.converted_count > 150
     assert proposal.validation.folds == 5
     assert proposal.validation.fitted_auc > proposal.validation.current_auc
     assert "current points" in (proposed_dir / "diff.md").read_text()

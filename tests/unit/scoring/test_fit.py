@@ -7,6 +7,7 @@ import pytest
 
 from flows.scoring.fit import (
     cross_validate,
+    fitted_coefficients,
     handed_off,
     integer_points,
     person_folds,
@@ -70,6 +71,19 @@ def test_fitted_points_beat_points_that_weight_the_wrong_rule() -> None:
     )
     assert result.folds == 5
     assert result.fitted_auc > result.current_auc + 0.1
+
+
+def test_coefficients_weigh_features_in_their_own_units_and_a_constant_one_gets_none() -> None:
+    matrix, is_converted, _ = synthetic_leads()
+    coefficients = fitted_coefficients(matrix, is_converted)
+    # The event count in thousandths: the same weight per event, a thousandth per unit.
+    rescaled = matrix * np.array([1.0, 1.0, 1000.0])
+    with_constant = np.column_stack([rescaled, np.ones(len(matrix))])
+    rescaled_coefficients = fitted_coefficients(with_constant, is_converted)
+    assert rescaled_coefficients[:2] == pytest.approx(coefficients[:2], rel=1e-3)
+    assert rescaled_coefficients[2] * 1000 == pytest.approx(coefficients[2], rel=1e-3)
+    assert rescaled_coefficients[3] == 0
+    assert coefficients[0] > 5 * abs(coefficients[1])  # the rule that drives conversion
 
 
 def test_too_few_outcomes_is_a_clear_error() -> None:
