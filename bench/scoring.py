@@ -91,6 +91,13 @@ def section(result: dict[str, Any]) -> str:
             "",
             f"Recorded {result['recorded_at']} on: {machine_line(result)}",
             "",
+            "Load average (1, 5, 15 min) when the fit started: "
+            + ", ".join(f"{load:.1f}" for load in result["load_average_at_start"])
+            + "; when it ended: "
+            + ", ".join(f"{load:.1f}" for load in result["load_average_at_end"])
+            + " (the machine's 2 cores are shared with other jobs: above 2, the fit waited for "
+            "a core).",
+            "",
             "| leads | time (s) | peak memory (MiB) | budget |",
             "|--:|--:|--:|--|",
             f"| {result['leads']:,} | {result['seconds']} | {result['peak_rss_mib']:,} "
@@ -129,6 +136,7 @@ def main() -> None:
         "machine": describe_machine(),
         "load_average_at_start": load_average,
         **timed_fit(data_dir),
+        "load_average_at_end": list(os.getloadavg()),
         "recorded_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     print(json.dumps({key: value for key, value in result.items() if key != "output"}, indent=2))
