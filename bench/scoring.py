@@ -85,9 +85,10 @@ def section(result: dict[str, Any]) -> str:
             "",
             f"`python -m bench.scoring --leads {result['leads']}`: `leadflow scoring fit` (the "
             "feature query over the built warehouse, 5 time-ordered folds of logistic "
-            "regression plus the final fit, thresholds, the proposed files) in a process of "
-            "its own, timed from start to exit; peak memory is its max RSS. The warehouse is "
-            "the generated data set, loaded and built once before (not timed).",
+            "regression plus the final fit, each on every converted lead and at most 200,000 "
+            "leads in all, thresholds, the proposed files) in a process of its own, timed from "
+            "start to exit; peak memory is its max RSS. The warehouse is the generated data "
+            "set, loaded and built once before (not timed).",
             "",
             f"Recorded {result['recorded_at']} on: {machine_line(result)}",
             "",
