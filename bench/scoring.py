@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,24 +54,34 @@ def build_warehouse(data_dir: Path, leads: int) -> float:
 
 
 def timed_fit(data_dir: Path) -> dict[str, Any]:
-    """Run `leadflow scoring fit` in a child process: wall time, peak memory, its proposal."""
+    """Run `leadflow scoring fit` in a child process: wall time, peak memory, its proposal.
+
+    The peak is that child's own max RSS (os.wait4), not the largest of every child this
+    process had: a build in this process before may have started larger ones.
+    """
     out_dir = data_dir / "scoring" / "proposed"
-    started = time.perf_counter()
-    completed = subprocess.run(
-        [str(Path(sys.executable).parent / "leadflow"), "scoring", "fit", "--out", str(out_dir)],
-        env={**os.environ, "LEADFLOW_DATA_DIR": str(data_dir), "COLUMNS": "120"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.exit(f"scoring fit failed ({completed.returncode}):\n{completed.stderr}")
-    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    leadflow = str(Path(sys.executable).parent / "leadflow")
+    command = [leadflow, "scoring", "fit", "--out", str(out_dir)]
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command,
+            env={**os.environ, "LEADFLOW_DATA_DIR": str(data_dir), "COLUMNS": "120"},
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"scoring fit failed ({status}):\n{stderr.read()}")
+        output = stdout.read()
     return {
         "seconds": round(seconds, 2),
-        "peak_rss_mib": round(peak_bytes / 2**20),
-        "output": completed.stdout,
+        "peak_rss_mib": round(usage.ru_maxrss * 1024 / 2**20),
+        "output": output,
         "summary": (out_dir / "diff.md").read_text().split("\n\n")[1],
     }
 
@@ -92,12 +102,9 @@ def section(result: dict[str, Any]) -> str:
             "",
             f"Recorded {result['recorded_at']} on: {machine_line(result)}",
             "",
-            "Load average (1, 5, 15 min) when the fit started: "
-            + ", ".join(f"{load:.1f}" for load in result["load_average_at_start"])
-            + "; when it ended: "
-            + ", ".join(f"{load:.1f}" for load in result["load_average_at_end"])
-            + " (the machine's 2 cores are shared with other jobs: above 2, the fit waited for "
-            "a core).",
+            "Load average when the fit ended (1/5/15 min): "
+            + " / ".join(f"{load:.2f}" for load in result["load_average_at_end"])
+            + ". Above the number of cores, the fit shared them with other jobs.",
             "",
             "| leads | time (s) | peak memory (MiB) | budget |",
             "|--:|--:|--:|--|",
