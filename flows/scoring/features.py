@@ -86,22 +86,27 @@ def feature_query(rule_count: int, event_type_count: int) -> str:
             group by lead_key
         ),
         -- A converted lead's events until its conversion, anyone else's until the clock.
-        decayed_events as (
+        cut_off_events as (
             select
                 hash(scored_events.lead_id) as lead_key,
                 scored_events.event_type,
-                pow(
-                    0.5,
-                    epoch(
-                        coalesce(conversions.opportunity_at, clock.as_of)
-                        - scored_events.occurred_at
-                    ) / 86400.0 / ?
-                ) as decay
+                scored_events.occurred_at,
+                case
+                    when conversions.lead_key is null then clock.as_of
+                    else conversions.opportunity_at
+                end as cut_off_at
             from {SCORED_EVENTS} as scored_events
             cross join clock
             left join conversions
                 on hash(scored_events.lead_id) = conversions.lead_key
-            where scored_events.occurred_at < coalesce(conversions.opportunity_at, clock.as_of)
+        ),
+        decayed_events as (
+            select
+                lead_key,
+                event_type,
+                pow(0.5, epoch(cut_off_at - occurred_at) / 86400.0 / ?) as decay
+            from cut_off_events
+            where occurred_at < cut_off_at
         ),
         events as (
             select lead_key{event_columns}
