@@ -1,8 +1,9 @@
 """What people do after they become leads: marketing events and the outcomes sales records.
 
-Both are drawn from the person's latent ``propensity`` (see ``flows.demo.generate``): it sets
-how many events a person has, how many of them show high intent and how recent they are, and
-whether sales hears of the person and how that ends.
+The person's latent ``propensity`` (see ``flows.demo.generate``) sets how many of their events
+show high intent and how recent they are; how many events they have is a habit of their own.
+The outcomes are drawn from propensity and from those events: what a person did shortly before
+sales heard of them decides how likely that ends in an opportunity.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from flows.demo.sql import IdFormat, choice, choice_by, literal, string_list, we
 EVENT_IDS = IdFormat("evt_", 10)
 OUTCOME_IDS = IdFormat("out_", 7)
 EVENT_WINDOW_DAYS = 180
-# Events per person over a full window for propensity 0; the mean over everyone is about 10.
+# Events per person over a full window: the mean over everyone is about 10.
 TYPICAL_EVENT_COUNT = 11.5
+# A person's buying signal halves every this many days (as the shipped engagement points do).
+SIGNAL_HALF_LIFE_DAYS = 21
+# Sales works a lead from hand-off to its last outcome within this many days.
+PATH_DAYS = 90
 
 CAMPAIGNS_BY_EVENT_TYPE = {
     **dict.fromkeys(
@@ -72,10 +77,11 @@ def create_marketing_events(connection: duckdb.DuckDBPyConnection) -> None:
                 propensity,
                 -- A lead created inside the window has had less time to act.
                 least(age_seconds, {window_seconds}) as window_seconds,
-                -- Log-normal around the typical count, its mean held at the typical count.
+                -- Log-normal, its mean held at the typical count; a reading habit, so not
+                -- propensity (what the shipped points over-reward).
                 floor(
                     {TYPICAL_EVENT_COUNT}
-                    * exp(0.8 * propensity + 0.6 * gauss(person_id, 'events.volume') - 0.5)
+                    * exp(0.8 * gauss(person_id, 'events.volume') - 0.32)
                     * window_seconds / {window_seconds}
                     + draw(person_id, 'events.rounding')
                 )::bigint as event_count
@@ -93,6 +99,7 @@ def create_marketing_events(connection: duckdb.DuckDBPyConnection) -> None:
 
         expanded as (
             select
+                person_id,
                 email,
                 propensity,
                 window_seconds,
@@ -124,7 +131,10 @@ def create_marketing_events(connection: duckdb.DuckDBPyConnection) -> None:
             before_as_of(seconds_ago) as sort_at,
             email,
             event_type,
-            iso_t(before_as_of(seconds_ago)) as occurred_at
+            iso_t(before_as_of(seconds_ago)) as occurred_at,
+            -- Not written to the file: what the outcomes are drawn from.
+            person_id,
+            seconds_ago
         from typed
     """)
 
@@ -138,9 +148,14 @@ OUTCOME_FILE_COLUMNS = {"outcome_id": OUTCOME_IDS.of("row_index")} | {
 def create_sales_outcomes(connection: duckdb.DuckDBPyConnection) -> None:
     """Table ``outcomes__crm``: for the few people sales worked, each outcome on their path.
 
-    Propensity decides who reaches sales and who converts; students and competitors are always
-    rejected. A path (accepted -> opportunity -> won) is spread between the hand-off, some
-    time after the lead was created, and as_of.
+    Sales hears of a person soon after they raise a hand (their latest high-intent event),
+    or, for people who never did, at some moment of their life as a lead. Whether that happens
+    and whether it turns into an opportunity or a win is drawn from the person's propensity (fit
+    shows it) and from their buying signal at that moment: their events before it, weighted by
+    ``BUYING_SIGNAL_BY_EVENT_TYPE`` and halved every ``SIGNAL_HALF_LIFE_DAYS``. So engagement
+    causes conversion, recent and intense engagement most. Students and competitors are always
+    rejected. The path (accepted -> opportunity -> won) follows within ``PATH_DAYS``, before
+    as_of.
     """
     active_reps: dict[str, list[str]] = defaultdict(list)
     for index, (region, _, is_active) in enumerate(v.REP_TERRITORIES):
@@ -151,9 +166,21 @@ def create_sales_outcomes(connection: duckdb.DuckDBPyConnection) -> None:
     paths = " ".join(
         f"when {literal(final)} then {string_list(path)}" for final, path in v.OUTCOME_PATHS.items()
     )
+    high_intent = string_list(list(v.HIGH_INTENT_EVENT_MIX))
+    buying_signal = " ".join(
+        f"when {literal(event_type)} then {weight!r}"
+        for event_type, weight in v.BUYING_SIGNAL_BY_EVENT_TYPE.items()
+    )
     connection.execute(f"""
         create or replace table outcomes__crm as
-        with handed_off as (
+        with hands_raised as (
+            select person_id, min(seconds_ago) as seconds_ago
+            from events__marketing_automation
+            where list_contains({high_intent}, event_type)
+            group by person_id
+        ),
+
+        noticed as (
             select
                 person_id,
                 email,
@@ -162,14 +189,47 @@ def create_sales_outcomes(connection: duckdb.DuckDBPyConnection) -> None:
                 employee_count,
                 -- Leads from unserved countries are worked by the North American team.
                 coalesce(region, 'NA') as region,
-                floor(age_seconds * (0.3 + 0.65 * draw(person_id, 'outcome.handoff')))::bigint
-                    as handoff_age,
-                draw(person_id, 'outcome.final') as final_draw
+                coalesce(
+                    -- A few minutes to two days after the hand was raised, before as_of.
+                    hands_raised.seconds_ago - floor(least(
+                        hands_raised.seconds_ago / 2,
+                        600 + draw(person_id, 'outcome.lag') * 2 * {DAY_SECONDS}
+                    ))::bigint,
+                    floor(age_seconds * (0.05 + 0.9 * draw(person_id, 'outcome.handoff')))::bigint
+                ) as handoff_age
             from people
-            where
-                not is_phone_only
-                and age_seconds > 3 * {DAY_SECONDS}
-                and draw(person_id, 'outcome.reached_sales') < sigmoid(-3.5 + propensity)
+            left join hands_raised using (person_id)
+            where not is_phone_only and age_seconds > 3 * {DAY_SECONDS}
+        ),
+
+        signalled as (
+            select
+                noticed.person_id,
+                ln(1 + coalesce(sum(
+                    case events.event_type {buying_signal} else 0 end
+                    * pow(
+                        0.5,
+                        (events.seconds_ago - noticed.handoff_age)
+                        / {SIGNAL_HALF_LIFE_DAYS * DAY_SECONDS}
+                    )
+                ), 0)) as buying_signal
+            from noticed
+            left join events__marketing_automation as events
+                on
+                    noticed.person_id = events.person_id
+                    and events.seconds_ago >= noticed.handoff_age
+            group by noticed.person_id
+        ),
+
+        handed_off as (
+            select
+                noticed.*,
+                signalled.buying_signal,
+                draw(person_id, 'outcome.final') as final_draw
+            from noticed
+            inner join signalled using (person_id)
+            where draw(person_id, 'outcome.reached_sales')
+                < sigmoid(-3.4 + 0.8 * propensity + 0.6 * buying_signal)
         ),
 
         decided as (
@@ -177,7 +237,8 @@ def create_sales_outcomes(connection: duckdb.DuckDBPyConnection) -> None:
                 *,
                 case
                     when persona in ('student', 'competitor') then 'rejected'
-                    when draw(person_id, 'outcome.converts') < sigmoid(-0.8 + propensity)
+                    when draw(person_id, 'outcome.converts')
+                        < sigmoid(-1.0 + 0.8 * propensity + 0.5 * buying_signal)
                         then case
                             when final_draw < 0.35 then 'won'
                             when final_draw < 0.65 then 'lost'
@@ -202,9 +263,10 @@ def create_sales_outcomes(connection: duckdb.DuckDBPyConnection) -> None:
         timed as (
             select
                 *,
-                -- Step i happens in the i-th slice of the time between hand-off and as_of.
+                -- Step i happens in the i-th slice of the days after the hand-off.
                 handoff_age - floor(
-                    handoff_age * (step - 1 + 0.9 * draw(person_id * 8 + step, 'outcome.when'))
+                    least(handoff_age, {PATH_DAYS * DAY_SECONDS})
+                    * (step - 1 + 0.9 * draw(person_id * 8 + step, 'outcome.when'))
                     / steps
                 )::bigint as step_age,
                 round(

@@ -3,16 +3,23 @@
 One latent variable drives everything: each person has a ``propensity`` to buy, a standard
 normal draw. It is never written out; it shows only through what it influences:
 
-- fit: better companies (more employees, likelier an ideal-customer industry) and more senior
-  titles; fewer personal mailboxes and students; a better channel mix (referral, event, webinar);
-- engagement: more marketing events, a larger share of high-intent ones (pricing page views,
-  webinars, demo requests) and more recent ones;
-- outcomes: whether sales hears of the person at all, and whether it turns into an opportunity
-  or a win (students and competitors' employees never do).
+- fit: better companies (more employees, likelier an ideal-customer industry), slightly more
+  senior titles; fewer personal mailboxes and students; a better channel mix (referral, event,
+  webinar);
+- engagement: a larger share of high-intent events (pricing page views, webinars, demo
+  requests), and more recent ones. How many events someone has (mostly opens and page views)
+  is their own habit, not propensity;
+- outcomes, caused by fit and engagement: sales hears of a person soon after they raise a hand
+  (or at some other moment), and whether that happens and ends in an opportunity or a win
+  depends on propensity and on the person's buying signal at that moment: their recent,
+  intent-weighted events (``activity.create_sales_outcomes``). Students and competitors'
+  employees never convert.
 
 Each influence mixes propensity with its own noise, so fit and engagement predict conversion
 well, but not perfectly: a lead-scoring model can be judged by how well it ranks the people
-that converted (AUC), and a better model scores higher.
+that converted (AUC), and a better model scores higher. The shipped points misjudge this world
+as teams often do (they reward reading volume, rate a demo request three pricing page views and
+senior titles highly): `leadflow scoring fit` learns better ones from the outcomes.
 
 Everything is built set-based in one in-memory DuckDB connection, with pseudo-random draws
 that are a pure function of (seed, row, purpose) (see ``flows.demo.sql``), so the same seed and

@@ -123,7 +123,8 @@ def create_people(connection: duckdb.DuckDBPyConnection, *, leads: int) -> None:
                 gauss(person_id, 'propensity') as propensity,
                 -- Traits mix propensity with their own noise, keeping a variance of about 1.
                 0.75 * propensity + 0.66 * gauss(person_id, 'company_fit') as company_fit,
-                0.6 * propensity + 0.8 * gauss(person_id, 'seniority') as seniority,
+                -- Who buys is whoever has the problem: a title says little about it.
+                0.15 * propensity + 0.99 * gauss(person_id, 'seniority') as seniority,
                 draw(person_id, 'persona') as persona_draw,
                 0.04 * sigmoid(-2 * propensity) as student_share,
                 0.2 * sigmoid(-propensity) as personal_share,

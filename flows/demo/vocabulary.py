@@ -193,6 +193,15 @@ HIGH_INTENT_EVENT_MIX: Final[dict[str, float]] = {
     "webinar_attended": 28,
     "demo_request": 12,
 }
+# How much one event of each type moves a person towards buying, in the demo's world: what a
+# fit of the points can learn from the outcomes. The shipped engagement points misjudge it as
+# teams often do: opens (inflated by mail privacy proxies), page views and downloads (research,
+# not intent) earn points but say nothing; a pricing page view says nearly as much as a demo
+# request.
+BUYING_SIGNAL_BY_EVENT_TYPE: Final[dict[str, float]] = {
+    "demo_request": 3.0, "pricing_page_view": 2.0, "webinar_attended": 1.0, "form_fill": 0.5,
+    "email_click": 0.2, "content_download": 0.0, "page_view": 0.0, "email_open": 0.0,
+}  # fmt: skip
 
 # Final outcome -> the outcomes sales records on the way there, in order.
 OUTCOME_PATHS: Final[dict[str, tuple[str, ...]]] = {

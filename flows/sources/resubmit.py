@@ -1,7 +1,9 @@
 """Fixing quarantined rows: export them as CSV, correct them, load them again.
 
 ``export_quarantined`` writes the original records of rejected rows, one CSV per source file,
-named like that file so that the same mapping profile applies when they come back.
+named like that file so that the same mapping profile applies when they come back. A file that
+feeds several entities (one export, a profile per entity) gets one CSV per entity, each in a
+folder named after it, so that its rows come back through that entity's profile.
 ``resubmit`` loads corrected files through the normal staging and validation and resolves the
 original quarantine rows: a fixed row is loaded, a row that is still wrong is quarantined again
 with its current reason (that new row is the one left open).
@@ -25,7 +27,7 @@ from flows.sources.inbox import (
     already_loaded,
     commit_staged,
     file_sha256,
-    identify,
+    identify_all,
     stage_file,
 )
 from flows.sources.mapping import FileFormat, SourceMapping
@@ -49,24 +51,30 @@ def export_quarantined(
     """Write unresolved extract rejections (optionally of one reason) as CSV files to fix."""
     rows = connection.execute(
         """
-        select source_file, record from ops.quarantine
+        select
+            source_file,
+            entity,
+            record,
+            count(distinct entity) over (partition by source_file) > 1 as feeds_several
+        from ops.quarantine
         where stage = 'extract' and resolved_at is null and (? is null or reason_code = ?)
         -- A file loaded in several versions rejected the same row each time: export it once.
         qualify row_number() over (
-            partition by source_file, coalesce(record_key, load_id || ':' || source_line)
+            partition by source_file, entity, coalesce(record_key, load_id || ':' || source_line)
             order by quarantined_at desc
         ) = 1
-        order by source_file, source_line
+        order by source_file, entity, source_line
         """,
         [reason, reason],
     ).fetchall()
-    by_file: dict[str, list[dict[str, object]]] = {}
-    for source_file, record in rows:
-        by_file.setdefault(source_file, []).append(json.loads(record))
+    by_target: dict[Path, list[dict[str, object]]] = {}
+    for source_file, entity, record, feeds_several in rows:
+        folder = out_dir / entity if feeds_several else out_dir
+        by_target.setdefault(folder / export_name(source_file), []).append(json.loads(record))
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[Path, int] = {}
-    for source_file, records in by_file.items():
-        target = out_dir / export_name(source_file)
+    for target, records in by_target.items():
+        target.parent.mkdir(exist_ok=True)
         temporary = target.with_name(f".{target.name}.tmp")
         with temporary.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(records[0]))
@@ -84,8 +92,14 @@ def export_quarantined(
 
 
 def resubmission_mapping(path: Path, mappings: list[SourceMapping]) -> SourceMapping:
-    """The original file's mapping, reading the exported file's plain UTF-8 CSV."""
-    mapping = identify(path, mappings)
+    """The original file's mapping, reading the exported file's plain UTF-8 CSV.
+
+    When profiles for several entities match the name, the one of the entity the folder is
+    named after (where ``export_quarantined`` puts such rows), else the first.
+    """
+    candidates = identify_all(path, mappings)
+    by_entity = {mapping.entity.name: mapping for mapping in candidates}
+    mapping = by_entity.get(path.parent.name, candidates[0])
     return replace(mapping, format=FileFormat(type="csv"))
 
 

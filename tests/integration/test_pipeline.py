@@ -95,8 +95,10 @@ def test_the_score_ranks_the_leads_that_convert_above_the_rest(first_run):
                 "select distinct score_name, score_auc::double from fct_score_calibration"
             ).fetchall()
         )
-    # Fit and engagement each tell part of the story; together they tell more.
-    assert aucs["lead_score"] > 0.75, aucs
+    # Fit and engagement each tell part of the story; together they tell more. The shipped
+    # points misjudge the demo world on purpose (reading volume, titles): 0.72 here, which
+    # `leadflow scoring fit` improves on (tests/integration/test_scoring_fit.py).
+    assert aucs["lead_score"] > 0.7, aucs
     assert aucs["lead_score"] >= max(aucs["fit_score"], aucs["engagement_score"]) - 0.02, aucs
 
 

@@ -4,7 +4,8 @@ A generated export shaped like a real public CRM lead export (UUID ids, a lead n
 phone, name or timestamp, Yes/No flags, "Select" placeholders), its activity and sales'
 feedback naming the leads by record id, through the real pipeline: every row loaded or
 quarantined with a reason; the leads known only by record id scored, staged and handed off
-with ``reach_by = crm``; nobody who asked not to be emailed emailed.
+with ``reach_by = crm``; the tags sales wrote, loaded as outcomes with a reason, put the
+contactable leads in that reason's nurture track; nobody who asked not to be emailed emailed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ OCCUPATION_RULE = {
     "description": "Working professional or business owner",
 }
 HOT_EVENTS = (("demo_request", 2), ("pricing_page_view", 3), ("webinar_attended", 5))
+# Sales' tags -> the reason profile crm_prospects_tags.yml maps them to, and the nurture track
+# seed lifecycle_reasons gives that reason (None: disqualified, never nurtured).
+TAG_TRACKS = {
+    "Will revert after reading the email": ("not_ready", "recycle_timing"),
+    "Lost to EINS": ("competitor", "competitor_winback"),
+    "Ringing": ("unresponsive", "reengage"),
+    "Interested in other courses": ("bad_fit", None),
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,9 @@ class Export:
     hot_record_ids: frozenset[str]  # key-only leads that fit and engage: handed off
     rejected_record_id: str  # a hot key-only lead sales already rejected, by record id
     do_not_email_with_email: frozenset[str]
-    bad_rows: dict[str, int]  # reason code -> rows
+    tags: dict[str, str]  # record id -> the tag sales wrote, for the rows with one
+    bad_lead_rows: dict[str, int]  # reason code -> rows the leads load quarantines
+    bad_rows: dict[str, int]  # reason code -> rows every load together quarantines
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
@@ -72,16 +83,21 @@ def generate_export(inbox: Path, leads: int = 1200, seed: int = 20) -> Export:
     rows: list[tuple[object, ...]] = []
     hot: set[str] = set()
     do_not_email: set[str] = set()
+    tags: dict[str, str] = {}
     for number in range(leads):
         record_id = str(uuid.UUID(int=draw.getrandbits(128), version=4))
         is_hot = number % 25 == 0
         email = f"person{number}@company{number % 97}.com" if number % 10 == 3 else ""
         flag = "Yes" if number % 20 == 3 else draw.choice(("No", "No", "Yes"))
+        # Sales has not called a hot lead yet: no tag.
+        tag = "" if is_hot else draw.choice(("", *TAG_TRACKS))
         if is_hot:
             email, flag = "", "No"
             hot.add(record_id)
         elif email and flag == "Yes":
             do_not_email.add(record_id)
+        if tag:
+            tags[record_id] = tag
         rows.append(
             (
                 record_id,
@@ -101,16 +117,16 @@ def generate_export(inbox: Path, leads: int = 1200, seed: int = 20) -> Export:
                 "Working Professional"
                 if is_hot
                 else draw.choice(("Unemployed", "Student", "Select", "")),
-                draw.choice(("Interested in other courses", "Ringing", "Will revert", "")),
+                tag,
                 email,
             )
         )
-    # Rows no lead can come from: no record id at all, and a broken email.
+    # Rows no lead (and no outcome) can come from: no record id at all, and a broken email.
     rows.append(("", 669998, "API", "Google", "No", "No", 1, 10, 1, "Select", "", "", "", "", ""))
     rows.append(
         (
             str(uuid.UUID(int=draw.getrandbits(128), version=4)),
-            669999, "API", "Google", "No", "No", 1, 10, 1, "Select", "", "", "", "", "a@b",
+            669999, "API", "Google", "No", "No", 1, 10, 1, "Select", "", "", "", "Ringing", "a@b",
         )
     )  # fmt: skip
     export = inbox / "crm-prospects-2026-10-31.csv"
@@ -145,12 +161,17 @@ def generate_export(inbox: Path, leads: int = 1200, seed: int = 20) -> Export:
             for region in ("NA", "EMEA", "APAC", "LATAM")
         ],
     )  # fmt: skip
+    bad_lead_rows = {"missing_required": 1, "malformed_email": 1}
+    # The tags load quarantines the same two rows, and every row without a tag.
+    untagged = leads - len(tags)
     return Export(
         rows=len(rows),
         hot_record_ids=frozenset(hot),
         rejected_record_id=rejected,
         do_not_email_with_email=frozenset(do_not_email),
-        bad_rows={"missing_required": 1, "malformed_email": 1},
+        tags=tags,
+        bad_lead_rows=bad_lead_rows,
+        bad_rows={"missing_required": 2 + untagged, "malformed_email": 2},
     )
 
 
@@ -200,7 +221,7 @@ def test_every_row_of_the_export_is_loaded_or_quarantined_with_a_reason(run):
             "where entity = 'leads' and source = 'crm_export'"
         ).fetchall()
         assert (read, loaded + quarantined) == (export.rows, export.rows)
-        assert quarantined == sum(export.bad_rows.values())
+        assert quarantined == sum(export.bad_lead_rows.values())
         # Record-id-only rows load: no email, no phone, a placeholder mapped to null.
         assert (
             connection.execute(
@@ -215,8 +236,13 @@ def test_every_row_of_the_export_is_loaded_or_quarantined_with_a_reason(run):
         ).fetchone() == (0,)
         assert connection.execute(
             "select rows_loaded, rows_quarantined from ops.loads where entity <> 'leads' "
-            "order by entity"
-        ).fetchall() == [(len(export.hot_record_ids) * len(HOT_EVENTS), 0), (1, 0), (4, 0)]
+            "order by entity, rows_loaded"
+        ).fetchall() == [
+            (len(export.hot_record_ids) * len(HOT_EVENTS), 0),
+            (1, 0),  # sales' feedback by record id
+            (len(export.tags), export.rows - len(export.tags)),  # the export's tags
+            (4, 0),
+        ]
 
 
 def test_leads_known_only_by_record_id_are_scored_staged_and_handed_off_in_the_crm(run):
@@ -260,6 +286,59 @@ def test_leads_known_only_by_record_id_are_scored_staged_and_handed_off_in_the_c
             [export.rejected_record_id],
         ).fetchone() == ("rejected",)
     assert summary.handed_off >= len(handed_off)
+
+
+def test_tags_mapped_to_reasons_put_contactable_leads_in_that_reasons_nurture_track(run):
+    warehouse, _, export = run
+    expected = {record_id: TAG_TRACKS[tag] for record_id, tag in export.tags.items()}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        staged = {
+            record_id: (reason, track)
+            for record_id, reason, track in connection.execute(
+                "select source_lead_id, stage_reason, nurture_track from dim_leads "
+                "where source = 'crm_export' and latest_outcome is not null "
+                "and source_lead_id <> ?",
+                [export.rejected_record_id],
+            ).fetchall()
+        }
+        assert staged == expected
+        queued = dict(
+            connection.execute(
+                "select leads.source_lead_id, queue.nurture_track "
+                "from fct_nurture_queue as queue inner join dim_leads as leads using (lead_id) "
+                "where leads.source = 'crm_export' and leads.email is not null "
+                "and not leads.is_do_not_email"
+            ).fetchall()
+        )
+        contactable = {
+            record_id
+            for (record_id,) in connection.execute(
+                "select source_lead_id from dim_leads where source = 'crm_export' "
+                "and email is not null and not is_do_not_email"
+            ).fetchall()
+        }
+        tagged_contactable = {
+            record_id: track
+            for record_id, (_, track) in expected.items()
+            if track is not None and record_id in contactable
+        }
+        # Every track a tag leads to, with contactable leads in it, queued in that track.
+        assert set(tagged_contactable.values()) == {
+            track for _, track in TAG_TRACKS.values() if track is not None
+        }
+        assert {record_id: queued.get(record_id) for record_id in tagged_contactable} == (
+            tagged_contactable
+        )
+        # Leads who asked not to be emailed keep their track, and no email.
+        tagged_do_not_email = export.do_not_email_with_email & {
+            record_id for record_id, (_, track) in expected.items() if track is not None
+        }
+        assert tagged_do_not_email
+        assert connection.execute(
+            "select count(*) from ops.email_sends as sends inner join dim_leads as leads "
+            "using (lead_id) where leads.source_lead_id in (select unnest(?))",
+            [sorted(tagged_do_not_email)],
+        ).fetchone() == (0,)
 
 
 def test_nobody_who_asked_not_to_be_emailed_and_nobody_without_an_email_is_emailed(run):

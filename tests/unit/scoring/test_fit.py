@@ -7,11 +7,13 @@ import pytest
 
 from flows.scoring.fit import (
     cross_validate,
+    fitted_coefficients,
     handed_off,
     integer_points,
     person_folds,
     proposed_thresholds,
     quantile_matched,
+    training_rows,
 )
 
 
@@ -70,6 +72,39 @@ def test_fitted_points_beat_points_that_weight_the_wrong_rule() -> None:
     )
     assert result.folds == 5
     assert result.fitted_auc > result.current_auc + 0.1
+
+
+def test_coefficients_weigh_features_in_their_own_units_and_a_constant_one_gets_none() -> None:
+    matrix, is_converted, _ = synthetic_leads()
+    coefficients = fitted_coefficients(matrix, is_converted)
+    # The event count in thousandths: the same weight per event, a thousandth per unit.
+    rescaled = matrix * np.array([1.0, 1.0, 1000.0])
+    with_constant = np.column_stack([rescaled, np.ones(len(matrix))])
+    rescaled_coefficients = fitted_coefficients(with_constant, is_converted)
+    assert rescaled_coefficients[:2] == pytest.approx(coefficients[:2], rel=1e-3)
+    assert rescaled_coefficients[2] * 1000 == pytest.approx(coefficients[2], rel=1e-3)
+    assert rescaled_coefficients[3] == 0
+    assert coefficients[0] > 5 * abs(coefficients[1])  # the rule that drives conversion
+
+
+def test_training_rows_keep_every_converted_lead_and_a_sample_of_the_others() -> None:
+    is_converted = np.arange(1000) % 20 == 0
+    rows = training_rows(is_converted, 200)
+    assert len(rows) == 200
+    assert set(np.flatnonzero(is_converted)) <= set(rows)
+    assert rows.tolist() == sorted(rows.tolist())
+    assert rows.tolist() == training_rows(is_converted, 200).tolist()  # seeded
+    assert training_rows(is_converted, 1000).tolist() == list(range(1000))
+
+
+def test_a_sampled_fit_learns_the_same_points_as_the_full_one() -> None:
+    matrix, is_converted, _ = synthetic_leads(40_000)
+    full = fitted_coefficients(matrix, is_converted, max_rows=len(matrix))
+    sampled = fitted_coefficients(matrix, is_converted, max_rows=15_000)
+    non_negative = np.array([False, False, True])
+    assert integer_points(sampled, max_points=30, non_negative=non_negative).tolist() == (
+        integer_points(full, max_points=30, non_negative=non_negative).tolist()
+    )
 
 
 def test_too_few_outcomes_is_a_clear_error() -> None:
