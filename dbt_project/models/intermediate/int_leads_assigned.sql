@@ -60,13 +60,21 @@ fit_rules as (
 
 ),
 
-{% if has_history -%}
+-- Who owned which lead after the last run; nothing in a first build.
 stored_assignments as (
 
-    select * from {{ this }}
+    {% if has_history -%}
+        select * from {{ this }}
+    {%- else -%}
+        select
+            cast(null as {{ dbt.type_string() }}) as lead_id,
+            cast(null as {{ dbt.type_string() }}) as owner_rep_id,
+            cast(null as {{ dbt.type_string() }}) as assignment_rule,
+            cast(null as {{ dbt.type_string() }}) as reassigned_from_rep_id
+        where false
+    {%- endif %}
 
 ),
-{%- endif %}
 
 -- Reps who take new leads: active, with room for at least one task a day. The daily capacity
 -- is also the rep's weight in the round robin.
@@ -99,6 +107,25 @@ personal_domain_lists as (
 
 ),
 
+lead_domains as (
+
+    select distinct email_domain
+
+    from leads
+    where email_domain is not null
+
+),
+
+personal_domains as (
+
+    select distinct lead_domains.email_domain
+
+    from lead_domains
+    inner join personal_domain_lists
+        on {{ matches_listed('lead_domains.email_domain', 'personal_domain_lists.domain_list') }}
+
+),
+
 segment_bands as (
 
     select
@@ -123,15 +150,12 @@ leads_with_region as (
         coalesce(country_regions.region, '{{ var("fallback_region") }}') as region,
         segment_bands.segment,
         case
-            when not exists (
-                select 1
-                from personal_domain_lists
-                where {{ matches_listed('leads.email_domain', 'personal_domain_lists.domain_list') }}
-            )
-                then lower(leads.email_domain)
+            when personal_domains.email_domain is null then lower(leads.email_domain)
         end as account_domain
 
     from leads
+    left join personal_domains
+        on leads.email_domain = personal_domains.email_domain
     left join country_regions
         on leads.country = country_regions.country_code
     left join segment_bands
@@ -144,7 +168,6 @@ leads_with_region as (
 
 ),
 
-{% if has_history -%}
 -- A lead keeps its owner (and the rule that chose them) while the owner takes leads.
 kept_assignments as (
 
@@ -177,29 +200,6 @@ leads_to_assign as (
     where kept_assignments.lead_id is null
 
 ),
-{%- else %}
-kept_assignments as (
-
-    select
-        cast(null as {{ dbt.type_string() }}) as lead_id,
-        cast(null as {{ dbt.type_string() }}) as owner_rep_id,
-        cast(null as {{ dbt.type_string() }}) as assignment_rule,
-        cast(null as {{ dbt.type_string() }}) as reassigned_from_rep_id
-
-    where false
-
-),
-
-leads_to_assign as (
-
-    select
-        *,
-        cast(null as {{ dbt.type_string() }}) as reassigned_from_rep_id
-
-    from leads_with_region
-
-),
-{%- endif %}
 
 -- The owner of an account: the rep who owns most of its leads (then the first rep_id).
 account_owner_counts as (
@@ -217,21 +217,26 @@ account_owner_counts as (
 
 ),
 
+ranked_account_owners as (
+
+    select
+        account_domain,
+        owner_rep_id,
+        row_number() over (
+            partition by account_domain order by lead_count desc, owner_rep_id asc
+        ) as owner_rank
+
+    from account_owner_counts
+
+),
+
 account_owners as (
 
     select
         account_domain,
         owner_rep_id
 
-    from (
-        select
-            account_domain,
-            owner_rep_id,
-            row_number() over (
-                partition by account_domain order by lead_count desc, owner_rep_id
-            ) as owner_rank
-        from account_owner_counts
-    ) as ranked_owners
+    from ranked_account_owners
     where owner_rank = 1
 
 ),
@@ -300,30 +305,45 @@ lead_profiles as (
 
 ),
 
--- The first matching rule (lowest priority, then rule_id) whose team has a rep taking leads.
+staffed_rules as (
+
+    select distinct rule_id
+
+    from rule_pools
+
+),
+
+-- The matching rules whose team has a rep taking leads, first (lowest priority, then rule_id)
+-- first.
+ranked_profile_rules as (
+
+    select
+        lead_profiles.profile_key,
+        assignment_rules.rule_id,
+        row_number() over (
+            partition by lead_profiles.profile_key
+            order by assignment_rules.priority, assignment_rules.rule_id
+        ) as rule_rank
+
+    from lead_profiles
+    inner join assignment_rules
+        on
+            {{ matches_listed('lead_profiles.region', 'assignment_rules.lead_region') }}
+            and {{ matches_listed('lead_profiles.segment', 'assignment_rules.lead_segment') }}
+            and {{ matches_listed('lead_profiles.country', 'assignment_rules.lead_country') }}
+            and {{ matches_listed('lead_profiles.industry', 'assignment_rules.lead_industry') }}
+    inner join staffed_rules
+        on assignment_rules.rule_id = staffed_rules.rule_id
+
+),
+
 profile_rules as (
 
     select
         profile_key,
         rule_id
 
-    from (
-        select
-            lead_profiles.profile_key,
-            assignment_rules.rule_id,
-            row_number() over (
-                partition by lead_profiles.profile_key
-                order by assignment_rules.priority, assignment_rules.rule_id
-            ) as rule_rank
-        from lead_profiles
-        inner join assignment_rules
-            on
-                {{ matches_listed('lead_profiles.region', 'assignment_rules.lead_region') }}
-                and {{ matches_listed('lead_profiles.segment', 'assignment_rules.lead_segment') }}
-                and {{ matches_listed('lead_profiles.country', 'assignment_rules.lead_country') }}
-                and {{ matches_listed('lead_profiles.industry', 'assignment_rules.lead_industry') }}
-        where assignment_rules.rule_id in (select rule_id from rule_pools)
-    ) as ranked_rules
+    from ranked_profile_rules
     where rule_rank = 1
 
 ),
@@ -361,17 +381,21 @@ pool_sizes as (
 ),
 
 -- What each rep owns already, this run's account leads included: earlier runs count.
+owned_leads as (
+
+    select owner_rep_id from kept_assignments
+    union all
+    select owner_rep_id from account_assignments
+
+),
+
 owned_counts as (
 
     select
         owner_rep_id as rep_id,
         count(*) as owned_count
 
-    from (
-        select owner_rep_id from kept_assignments
-        union all
-        select owner_rep_id from account_assignments
-    ) as owned
+    from owned_leads
     group by owner_rep_id
 
 ),
@@ -393,27 +417,37 @@ pool_members as (
 
 ),
 
+-- The least a rep of the team owns per unit of weight, among those who own any.
+pool_levels as (
+
+    select
+        rule_id,
+        min(cast(owned_count as {{ dbt.type_float() }}) / weight) as owned_per_weight
+
+    from pool_members
+    where owned_count > 0
+    group by rule_id
+
+),
+
 -- A rep who owns nothing yet (new, or back) starts level with the least loaded rep of the
 -- team, rather than taking every new lead until they catch up.
 leveled_members as (
 
     select
-        rule_id,
-        rep_id,
-        weight,
-        new_lead_count,
+        pool_members.rule_id,
+        pool_members.rep_id,
+        pool_members.weight,
+        pool_members.new_lead_count,
         case
-            when owned_count = 0
-                then coalesce(floor(weight * min(
-                    case
-                        when owned_count > 0
-                            then cast(owned_count as {{ dbt.type_float() }}) / weight
-                    end
-                ) over (partition by rule_id)), 0)
-            else owned_count
+            when pool_members.owned_count = 0
+                then coalesce(floor(pool_members.weight * pool_levels.owned_per_weight), 0)
+            else pool_members.owned_count
         end as owned_count
 
     from pool_members
+    left join pool_levels
+        on pool_members.rule_id = pool_levels.rule_id
 
 ),
 
@@ -430,8 +464,10 @@ member_turns as (
         greatest(
             0,
             ceil(
-                (sum(owned_count) over (partition by rule_id) + new_lead_count
-                + count(*) over (partition by rule_id))
+                (
+                    sum(owned_count) over (partition by rule_id) + new_lead_count
+                    + count(*) over (partition by rule_id)
+                )
                 * cast(weight as {{ dbt.type_float() }}) / sum(weight) over (partition by rule_id)
                 - owned_count
             )
@@ -457,27 +493,33 @@ turns as (
 
 ),
 
+ordered_turns as (
+
+    select
+        rule_id,
+        rep_id,
+        turn_number,
+        new_lead_count,
+        row_number() over (
+            partition by rule_id
+            order by
+                cast(owned_count + turn_number as {{ dbt.type_float() }}) / weight,
+                rep_id
+        ) as turn_order
+
+    from turns
+
+),
+
+-- The team's new leads in order, each rep's turns together: position p takes the p-th lead.
 chosen_turns as (
 
     select
         rule_id,
         rep_id,
-        turn_number
+        row_number() over (partition by rule_id order by rep_id, turn_number) as pool_position
 
-    from (
-        select
-            rule_id,
-            rep_id,
-            turn_number,
-            new_lead_count,
-            row_number() over (
-                partition by rule_id
-                order by
-                    cast(owned_count + turn_number as {{ dbt.type_float() }}) / weight,
-                    rep_id
-            ) as turn_order
-        from turns
-    ) as ordered_turns
+    from ordered_turns
     where turn_order <= new_lead_count
 
 ),
@@ -488,21 +530,15 @@ round_robin_assignments as (
 
     select
         pool_leads.lead_id,
-        positioned_turns.rep_id as owner_rep_id,
+        chosen_turns.rep_id as owner_rep_id,
         pool_leads.rule_id as assignment_rule,
         pool_leads.reassigned_from_rep_id
 
     from pool_leads
-    inner join (
-        select
-            rule_id,
-            rep_id,
-            row_number() over (partition by rule_id order by rep_id, turn_number) as pool_position
-        from chosen_turns
-    ) as positioned_turns
+    inner join chosen_turns
         on
-            pool_leads.rule_id = positioned_turns.rule_id
-            and pool_leads.pool_position = positioned_turns.pool_position
+            pool_leads.rule_id = chosen_turns.rule_id
+            and pool_leads.pool_position = chosen_turns.pool_position
 
 ),
 
