@@ -48,6 +48,8 @@ final as (
         sales_ready.owner_rep_id,
         sales_ready.owner_name,
         sales_ready.owner_email,
+        sales_ready.assignment_rule,
+        sales_ready.assignment_rule_label,
         sales_ready.fit_score,
         sales_ready.engagement_score,
         sales_ready.lead_score,

@@ -146,6 +146,8 @@ final as (
         owner_rep_id,
         owner_name,
         owner_email,
+        assignment_rule,
+        assignment_rule_label,
         stage,
         stage_reason,
         nurture_track,
