@@ -66,9 +66,10 @@ final as (
         summarised.overdue_count,
         summarised.open_count,
         -- Open tasks are still in time: the share is over hand-offs whose deadline is decided.
-        summarised.within_sla_count * 1.0 / nullif(
-            summarised.handoff_count - summarised.open_count, 0
-        ) as within_sla_share,
+        {{ ratio(
+            'summarised.within_sla_count * 1.0'
+            ' / nullif(summarised.handoff_count - summarised.open_count, 0)'
+        ) }} as within_sla_share,
         summarised.avg_hours_to_first_touch,
         summarised.median_hours_to_first_touch,
         summarised.p90_hours_to_first_touch,
