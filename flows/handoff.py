@@ -6,7 +6,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.sales.sinks import write_rep_task_files
-from flows.sales.tasks import create_handoff_tasks
+from flows.sales.tasks import create_handoff_tasks, queued_tasks_by_rep
 from flows.settings import load_settings
 from flows.warehouse import open_warehouse
 
@@ -24,6 +24,14 @@ def deliver_task_files() -> dict[str, int]:
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
         return write_rep_task_files(connection, settings.tasks_dir)
+
+
+@task(cache_policy=NO_CACHE)
+def count_task_overflow() -> dict[str, int]:
+    """Per rep, the tasks waiting for room in their daily capacity (for the sales manager)."""
+    settings = load_settings()
+    with open_warehouse(settings.warehouse_path) as connection:
+        return queued_tasks_by_rep(connection)
 
 
 @flow(name="handoff")

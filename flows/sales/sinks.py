@@ -33,7 +33,7 @@ def rep_file_name(rep_id: str) -> str:
 
 
 def write_rep_task_files(connection: duckdb.DuckDBPyConnection, tasks_dir: Path) -> dict[str, int]:
-    """Write ``<rep_id>.csv`` with each rep's open tasks, soonest due first."""
+    """Write ``<rep_id>.csv`` with each rep's open tasks, highest priority first."""
     tasks_dir.mkdir(parents=True, exist_ok=True)
     counts = dict(
         connection.execute(
@@ -50,7 +50,7 @@ def write_rep_task_files(connection: duckdb.DuckDBPyConnection, tasks_dir: Path)
             copy (
                 select {columns} from ops.sales_tasks
                 where status = 'open' and owner_rep_id = ?
-                order by due_at, task_id
+                order by priority desc nulls last, due_at, task_id
             ) to '{str(temporary).replace("'", "''")}' (format csv, header)
             """,
             [rep_id],
