@@ -115,12 +115,14 @@ TRACK_KEYS: dict[str, _Key] = {
         "exit_rules: [Re-qualifies as MQL, Unsubscribes]",
     ),
     "follow_up_when": _Key(
-        lambda value: _is_policy(value)
-        or (
-            isinstance(value, dict)
-            and bool(value)
-            and all(_is_whole_number(step) and step >= 1 for step in value)
-            and all(map(_is_policy, value.values()))
+        lambda value: (
+            _is_policy(value)
+            or (
+                isinstance(value, dict)
+                and bool(value)
+                and all(_is_whole_number(step) and step >= 1 for step in value)
+                and all(map(_is_policy, value.values()))
+            )
         ),
         "when an email makes a sales follow-up task: one of "
         + ", ".join(FOLLOW_UP_POLICIES)

@@ -180,6 +180,13 @@ def create_follow_up_tasks(
     the lead can be reached by.
     """
     keys = list(policies)
+    task_id = task_id_sql(
+        "sends.lead_id", f"'{NURTURE_FOLLOW_UP_REASON}'", "sends.track", "sends.step"
+    )
+    priority = priority_sql(
+        f"case when sends.clicked_at is not null then {CLICKED_FOLLOW_UP_TIER} else 0 end",
+        "leads.lead_score",
+    )
     connection.execute(
         f"""
         insert into ops.sales_tasks ({TASK_INSERT_COLUMNS})
@@ -223,8 +230,7 @@ def create_follow_up_tasks(
         )
 
         select
-            {task_id_sql("sends.lead_id", f"'{NURTURE_FOLLOW_UP_REASON}'", "sends.track",
-                         "sends.step")},
+            {task_id},
             sends.lead_id,
             sends.email,
             leads.phone,
@@ -244,12 +250,7 @@ def create_follow_up_tasks(
             'queued',
             ?,
             ?,
-            {
-            priority_sql(
-                f"case when sends.clicked_at is not null then {CLICKED_FOLLOW_UP_TIER} else 0 end",
-                "leads.lead_score",
-            )
-        }
+            {priority}
         from sends
         left join main.dim_leads as leads on sends.lead_id = leads.lead_id
         left join main.lifecycle_reasons as reasons on leads.stage_reason = reasons.reason_code
