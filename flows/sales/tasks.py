@@ -37,10 +37,10 @@ TASK_INSERT_COLUMNS = (
 # moment its due days count: the lead's first open or click of that very email (matched by its
 # message key), or the send itself for `always`.
 FOLLOW_UP_POLICIES: dict[str, str] = {
-    "engaged": "when the lead opens or clicks the email (the default)",
+    "engaged": "when the lead opens or clicks the email",  # the default
     "opened": "when the lead opens the email",
     "clicked": "when the lead clicks a link in the email",
-    "always": "for every email sent, due from the send",
+    "always": "for every email sent",
     "never": "never",
 }
 DEFAULT_FOLLOW_UP_POLICY = "engaged"
