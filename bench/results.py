@@ -218,10 +218,22 @@ def render_markdown(document: Mapping[str, Any], preamble: str) -> str:
     return "\n".join([preamble.rstrip(), "", *sections]).rstrip() + "\n"
 
 
+def with_sections_kept(markdown: str, earlier: str) -> str:
+    """``markdown`` followed by the ``## `` sections of ``earlier`` it does not have: what the
+    benchmarks of their own (webhook, scoring fit) recorded survives ``make bench``."""
+    headings = {line for line in markdown.splitlines() if line.startswith("## ")}
+    kept = [
+        "## " + section
+        for section in earlier.split("\n## ")[1:]
+        if "## " + section.splitlines()[0] not in headings
+    ]
+    return "\n".join([markdown.rstrip(), *("\n" + s.rstrip() for s in kept)]) + "\n"
+
+
 def record_section(report: Path, title: str, section: str) -> None:
     """Write a section a benchmark of its own records (``title`` is its ``## `` heading) into
-    docs/benchmarks.md, in place of an earlier one, else at the end. ``make bench`` rewrites
-    the file from docs/benchmarks.json and drops such sections: each says to record it again."""
+    docs/benchmarks.md, in place of an earlier one, else at the end; ``make bench`` keeps it
+    (``with_sections_kept``)."""
     text = report.read_text()
     start = text.find(title)
     if start == -1:

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.events import append_new_events
 from bench.machine import describe_machine
-from bench.results import merge_size, render_markdown, size_section
+from bench.results import merge_size, render_markdown, size_section, with_sections_kept
 from bench.send import with_section
 from flows.demo.generate import generate_dataset
 from flows.runs import new_run_id
@@ -427,7 +427,9 @@ def record(result: Mapping[str, Any]) -> None:
     document = json.loads(json_file.read_text()) if json_file.is_file() else {}
     document = merge_size(document, result)
     json_file.write_text(json.dumps(document, indent=2) + "\n")
-    (DOCS_DIR / "benchmarks.md").write_text(with_section(render_markdown(document, METHOD)))
+    report = DOCS_DIR / "benchmarks.md"
+    earlier = report.read_text() if report.is_file() else ""
+    report.write_text(with_sections_kept(with_section(render_markdown(document, METHOD)), earlier))
 
 
 def progress(message: str) -> None:

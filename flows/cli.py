@@ -820,7 +820,8 @@ def templates_preview(
 
 
 webhook_app = typer.Typer(
-    help="Receive SendGrid's signed email events for the next run to load.", no_args_is_help=True
+    help="Receive SendGrid's signed email events and signed sales outcomes for the next run.",
+    no_args_is_help=True,
 )
 app.add_typer(webhook_app, name="webhook")
 
@@ -831,7 +832,8 @@ def webhook_serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
 ) -> None:
     """Receive SendGrid's Event Webhook at POST /sendgrid/events (needs
-    LEADFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY); each run's extract loads what it landed."""
+    LEADFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY) and signed sales outcomes at POST /sales/outcomes
+    (needs LEADFLOW_SALES_CALLBACK_SECRET); each run's extract loads what it landed."""
     settings = settings_or_fail()
     from flows.email.webhook import serve as serve_webhook
 
@@ -1029,3 +1031,154 @@ def scoring_fit(
         )
     else:
         out.print("Nothing changed the scoring: review the diff, then --apply.", highlight=False)
+
+
+@app.command()
+def digest(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            help="The digest's clock in UTC (default: now); its date in "
+            "LEADFLOW_SCHEDULE_TIMEZONE is the digest's day."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object.")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Email each rep their open tasks, most urgent first: once per rep and day."""
+    from flows.email.message import EmailProviderError
+    from flows.sales.digest import DigestUnavailableError
+
+    settings = settings_or_fail()
+    mistakes: tuple[type[Exception], ...] = (*user_errors(), DigestUnavailableError)
+    with holding_warehouse(settings):
+        prepare_prefect(settings, verbose)
+        from flows.digest import reps_daily_digest
+
+        try:
+            result = reps_daily_digest(as_of=as_of)
+        except (EmailProviderError, ConfigError) as error:
+            fail(str(error), code=2)
+        except mistakes as error:
+            fail(f"{error}\nNo digest was sent; fix the problem and run again.")
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    elif result["status"] == "disabled":
+        out.print("The reps' digest is turned off (LEADFLOW_DIGEST_ENABLED=false).")
+    else:
+        out.print(
+            f"Digests sent: {result['digests_sent']}, failed: {result['digests_failed']}.",
+            highlight=False,
+        )
+    if result.get("digests_failed"):
+        err.print(
+            f"[bold red]Error:[/bold red] not every digest went out: {result['problem']}. "
+            "Run `leadflow digest` again today to retry them; none is sent twice.",
+            highlight=False,
+        )
+        raise typer.Exit(EMAILS_NOT_SENT)
+
+
+@app.command()
+def outcome(
+    task_id: Annotated[str, typer.Argument(help="The task's id (task_id in the rep's task file).")],
+    result: Annotated[
+        str, typer.Argument(metavar="OUTCOME", help="accepted, rejected, won or lost.")
+    ],
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why (with rejected or lost): a reason of seed lifecycle_reasons."),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
+) -> None:
+    """Record sales' outcome of one task; the next run closes the task and re-stages the lead."""
+    from flows.email.events import LandingWriter
+    from flows.runs import utc_now
+    from flows.sales.outcomes import (
+        COMMAND_OUTCOMES,
+        LANDING_PREFIX,
+        TASK_STATUS_AFTER,
+        OutcomeError,
+        checked_reason,
+        command_outcome,
+        find_task,
+        outcome_reasons,
+    )
+
+    settings = settings_or_fail()
+    chosen = result.strip().lower()
+    if chosen not in COMMAND_OUTCOMES:
+        fail(f"{result!r} is not an outcome; give one of {', '.join(COMMAND_OUTCOMES)}")
+    if not settings.warehouse_path.is_file():
+        fail(f"no warehouse at {settings.warehouse_path} yet, so no tasks; run `leadflow run`")
+    try:
+        code = checked_reason(reason, outcome_reasons(settings.dbt_project_dir))
+        with reading_warehouse(settings) as connection:
+            task = find_task(connection, task_id)
+    except OutcomeError as error:
+        fail(f"{error}\nNothing was recorded.")
+    record = command_outcome(task, chosen, code, note, utc_now())
+    writer = LandingWriter(settings.sales_outcomes_landing_dir, prefix=LANDING_PREFIX)
+    try:
+        writer.append([record])
+    finally:
+        writer.close()
+    ending = TASK_STATUS_AFTER[chosen] + (f" ({code})" if code else "")
+    out.print(
+        f"Recorded {chosen} for task {task.task_id} ({task.title}, lead {task.lead_id}, "
+        f"now {task.status}). The next `leadflow run` loads it: the lead's pending tasks end "
+        f"{ending} and the lead is re-staged.",
+        highlight=False,
+    )
+
+
+outcomes_app = typer.Typer(
+    help="Upload sales outcomes for the next run to load.", no_args_is_help=True
+)
+app.add_typer(outcomes_app, name="outcomes")
+
+
+@outcomes_app.command("load")
+def outcomes_load(
+    file: Annotated[Path, typer.Argument(help="A CSV or JSON-lines file of outcomes.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="The source system the file comes from; when rows name leads by "
+            "source_lead_id, the leads' source (e.g. crm)."
+        ),
+    ] = "sales_upload",
+    samples: Annotated[int, typer.Option(help="Sample rejected rows to show.")] = 5,
+) -> None:
+    """Check an outcomes file (columns in docs/data-contracts.md) and place it in the landing
+    folder; the next run loads it, bad rows to quarantine with their reason."""
+    from flows.sales.outcomes import OutcomeError, place_upload, upload_target
+    from flows.sources.catalog import ENTITIES
+    from flows.sources.check import check_files
+    from flows.sources.mapping import SourceMapping
+
+    settings = settings_or_fail()
+    if not file.is_file():
+        fail(f"{file} is not a file; give a CSV or JSON-lines file of outcomes")
+    try:
+        target = upload_target(file, source, settings.landing_dir)
+    except OutcomeError as error:
+        fail(str(error))
+    mapping = replace(SourceMapping.by_convention(ENTITIES["outcomes"], source), files=("*",))
+    check = check_files(file, mappings=[mapping], samples=samples)[0]
+    if check.error:
+        fail(f"{file}: {check.error}\nNothing was uploaded; fix the file and load it again.")
+    reasons = ", ".join(f"{code} {count}" for code, count in sorted(check.reasons.items()))
+    out.print(
+        f"{file.name}: {check.rows_read:,} outcomes, {check.rows_loaded:,} to load, "
+        f"{check.rows_quarantined:,} to quarantine" + (f" ({reasons})" if reasons else ""),
+        highlight=False,
+    )
+    for sample in check.samples:
+        out.print(f"  {sample}", highlight=False)
+    if place_upload(file, target):
+        out.print(f"Placed as {target}; the next `leadflow run` loads it.", highlight=False)
+    else:
+        out.print(f"Already uploaded as {target}; it loads once.", highlight=False)

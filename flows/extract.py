@@ -7,6 +7,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.email.events import load_landed_events
+from flows.sales.outcomes import seal_landed_outcomes
 from flows.settings import load_settings
 from flows.sources.api import fetch_to_landing
 from flows.sources.inbox import (
@@ -62,6 +63,7 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
         mappings = load_mappings(settings.mapping_folders)
         # The landing folder is where processes beside the pipeline (the email-event
         # receiver, sales-outcome uploads) drop closed files for the next run.
+        seal_landed_outcomes(settings.sales_outcomes_landing_dir, settings.landing_dir)
         scans = [scan_inbox(connection, folder, mappings) for folder in settings.drop_folders]
         for scan in scans:
             for error in scan.unidentified:

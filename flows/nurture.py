@@ -15,7 +15,7 @@ from flows.email.dispatch import (
     dispatch_due_steps,
     settle_earlier_sends,
 )
-from flows.email.events import settle_from_events, stale_pending
+from flows.email.events import release_never_sent, settle_from_events, stale_pending
 from flows.email.preflight import require_sending_ready
 from flows.email.providers import email_sender
 from flows.email.queue import count_deferred_for_quiet_hours
@@ -40,9 +40,12 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     sender.check()  # a wrong key or host fails here, before any ledger row is claimed
     with open_warehouse(settings.warehouse_path) as connection:
         # Sends a crash left pending: the provider's events say which went out, then the
-        # sender itself (the outbox knows); the rest stay pending, never re-sent blind.
+        # sender itself (the outbox knows); those the events prove never reached the provider
+        # go out again, and the rest stay pending, reported, never re-sent blind.
         settle_from_events(connection)
         settle_earlier_sends(connection, sender)
+        unknown_after = timedelta(hours=settings.pending_unknown_after_hours)
+        released = release_never_sent(connection, as_of, unknown_after)
         report = dispatch_due_steps(
             connection,
             tracks=tracks,
@@ -58,11 +61,10 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
             as_of=as_of,
             limits=SendLimits(settings.send_max_attempts, settings.daily_send_limit),
         )
-        unknown = stale_pending(
-            connection, as_of, timedelta(hours=settings.pending_unknown_after_hours)
-        )
+        unknown = stale_pending(connection, as_of, unknown_after)
         return replace(
             report,
+            released_never_sent=released,
             deferred_quiet_hours=count_deferred_for_quiet_hours(connection),
             unknown_pending=len(unknown),
         )
@@ -75,7 +77,7 @@ def create_follow_ups(run_id: str, as_of: datetime) -> int:
         created = create_follow_up_tasks(
             connection, run_id, as_of, follow_up_policies(load_tracks(settings.templates_dir))
         )
-        write_rep_task_files(connection, settings.tasks_dir)
+        write_rep_task_files(connection, settings.tasks_dir, as_of=as_of)
     return created
 
 

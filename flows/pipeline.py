@@ -149,6 +149,7 @@ def run_stages(
             summary.emails_deferred = dispatched.deferred
             summary.emails_deferred_quiet_hours = dispatched.deferred_quiet_hours
             summary.emails_pending_unknown = dispatched.unknown_pending
+            summary.emails_released_never_sent = dispatched.released_never_sent
             summary.email_errors = list(dispatched.errors)
             summary.tasks_created = summary.handed_off + follow_ups
         else:

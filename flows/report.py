@@ -55,6 +55,7 @@ class RunSummary:
     emails_deferred: int = 0  # due, but over LEADFLOW_DAILY_SEND_LIMIT
     emails_deferred_quiet_hours: int = 0  # due, but outside the lead's send window
     emails_pending_unknown: int = 0  # claimed long ago, no word from the provider since
+    emails_released_never_sent: int = 0  # claimed by a killed run, proven never sent: resent
     email_errors: list[str] = field(default_factory=list)  # distinct reasons, for the operator
     email_provider: str = "outbox"
     durations_s: dict[str, float] = field(default_factory=dict)
@@ -74,11 +75,12 @@ class RunSummary:
 
     @property
     def could_not_send(self) -> bool:
-        """A send failed or an email could not be rendered (`leadflow run` exits 4)."""
+        """A send failed or an email could not be rendered (`leadflow run` exits 5)."""
         return bool(self.emails_failed or self.emails_not_rendered)
 
     def nurture_problems(self) -> list[str]:
-        """What kept due emails from going out, one clause each (empty when nothing did)."""
+        """What kept due emails from going out, or held them up, one clause each (empty when
+        nothing did)."""
         counts = (
             (self.emails_failed, "failed"),
             (self.emails_not_rendered, "could not be rendered"),
@@ -90,6 +92,11 @@ class RunSummary:
                 self.emails_pending_unknown,
                 "pending with no word from the provider (check its activity feed; "
                 "never re-sent blind)",
+            ),
+            (
+                self.emails_released_never_sent,
+                "claimed by a killed run but proven by the provider's events never sent: "
+                "sent again",
             ),
         )
         return [f"{count:,} {what}" for count, what in counts if count]

@@ -110,6 +110,7 @@ def send_due_nurture(as_of: datetime | None = None) -> dict[str, object]:
             "emails_not_rendered": dispatched.not_rendered,
             "emails_deferred_quiet_hours": dispatched.deferred_quiet_hours,
             "emails_pending_unknown": dispatched.unknown_pending,
+            "emails_released_never_sent": dispatched.released_never_sent,
             "tasks_created": follow_ups,
         }
         record_end(settings.warehouse_path, run_id, "completed", result)

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,50 @@ class Settings(BaseSettings):
         "stay due for the next day.",
     )
 
+    # Delivery of sales tasks (docs/sales.md): the warehouse table and a CSV per rep always;
+    # a signed webhook when its URL is set; a daily digest email per rep.
+    task_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Where every new or ended sales task is POSTed as signed JSON (a CRM's "
+        "or integration platform's inbound hook; it may carry a token, so it is never "
+        "logged); unset: no webhook sink.",
+    )
+    task_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="The shared secret of the task webhook's HMAC-SHA256 signature, at least "
+        "32 characters; required with LEADFLOW_TASK_WEBHOOK_URL.",
+    )
+    task_webhook_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts per task and run (backoff between them, honouring "
+        "Retry-After); a task not delivered stays pending and is posted on the next run.",
+    )
+    task_webhook_max_wait_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="The longest Retry-After the task webhook waits for; asked to wait "
+        "longer, the run stops posting and the rest go on the next run.",
+    )
+    digest_enabled: bool = Field(
+        default=True,
+        description="Send each rep a daily digest of their open tasks (`leadflow digest`, "
+        "the reps-daily-digest deployment) through the email provider.",
+    )
+    digest_unsubscribe_group: int | None = Field(
+        default=None,
+        ge=1,
+        description="SendGrid unsubscribe group of the reps' digest (SendGrid requires one "
+        "per email); not needed with the local outbox.",
+    )
+    sales_callback_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret shared with your CRM for signing sales outcomes posted to "
+        "`leadflow webhook serve` at POST /sales/outcomes (HMAC-SHA256); unset: no such route.",
+    )
+
     @field_validator("schedule_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -202,6 +246,30 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("task_webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        # The address is not echoed: it may carry a token.
+        if value is not None and not re.fullmatch(r"https?://\S+", value.get_secret_value()):
+            raise ValueError(
+                "not an http(s) address; give the receiver's full URL, such as "
+                "https://crm.example/hooks/leadflow-tasks"
+            )
+        return value
+
+    @field_validator("task_webhook_secret")
+    @classmethod
+    def _webhook_is_signed(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("task_webhook_url") is None:
+            return value
+        if value is None or len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "a task webhook signs every request: set LEADFLOW_TASK_WEBHOOK_SECRET to a "
+                "random string of at least 32 characters (e.g. `openssl rand -hex 32`) and "
+                "give the receiver the same one"
+            )
+        return value
+
     @field_validator("sendgrid_host")
     @classmethod
     def _host_is_a_base_url(cls, value: str) -> str:
@@ -228,6 +296,12 @@ class Settings(BaseSettings):
     def sendgrid_landing_dir(self) -> Path:
         """Where the event-webhook receiver appends SendGrid events for the next extract."""
         return self.landing_dir / "sendgrid"
+
+    @property
+    def sales_outcomes_landing_dir(self) -> Path:
+        """Where `leadflow outcome` and the sales-outcome callback append outcomes; each
+        extract seals what is new into the landing folder (flows/sales/outcomes.py)."""
+        return self.landing_dir / "sales_outcomes"
 
     @property
     def drop_folders(self) -> list[Path]:

@@ -54,7 +54,9 @@ RAW_TABLES: dict[str, str] = {
         task_id varchar,
         amount decimal(14, 2),
         occurred_at timestamp not null,
-        source_lead_id varchar""",
+        source_lead_id varchar,
+        lead_id varchar,
+        note varchar""",
     "reps": """
         rep_id varchar not null,
         name varchar not null,
@@ -176,7 +178,8 @@ OPS_TABLES: dict[str, str] = {
         created_at timestamp not null,
         sent_at timestamp,
         run_id varchar not null,
-        attempts integer not null default 1""",
+        attempts integer not null default 1,
+        claimed_at timestamp""",
     # Addresses the email provider will not deliver to (its bounce, spam and unsubscribe
     # lists, as its events report them); checked when a send is claimed.
     "email_suppressions": """
@@ -198,6 +201,38 @@ OPS_TABLES: dict[str, str] = {
         follow_up_title varchar not null,
         follow_up_due_days integer not null,
         primary key (track, step)""",
+    # The task webhook's delivery log (flows/sales/webhook_sink.py): one row per event to
+    # post, `pending` until the receiver answered 2xx, then `delivered`; `skipped` when the
+    # task ended before its `task.opened` reached the receiver.
+    "task_deliveries": """
+        sink varchar not null,
+        idempotency_key varchar not null,
+        task_id varchar not null,
+        event varchar not null,
+        status varchar not null,
+        attempts integer not null,
+        last_error varchar,
+        http_status integer,
+        first_attempt_at timestamp,
+        delivered_at timestamp,
+        created_at timestamp not null,
+        primary key (sink, idempotency_key)""",
+    # The reps' daily digest ledger (flows/sales/digest.py): a row per rep and day, written
+    # `pending` before the provider call and settled after it, so no rep gets a day twice.
+    "digest_sends": """
+        digest_key varchar primary key,
+        rep_id varchar not null,
+        digest_date date not null,
+        email varchar not null,
+        task_count integer not null,
+        status varchar not null,
+        provider varchar not null,
+        provider_message_id varchar,
+        error varchar,
+        attempts integer not null,
+        created_at timestamp not null,
+        sent_at timestamp,
+        unique (rep_id, digest_date)""",
 }
 
 
@@ -205,7 +240,8 @@ OPS_TABLES: dict[str, str] = {
 # warehouses gain them on the next run (new ones get them from the DDL above).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ops.quarantine": ("resolved_at timestamp", "resolved_by_load_id varchar"),  # 0.1.0
-    "ops.email_sends": ("attempts integer default 1",),  # unreleased
+    # claimed_at: the wall clock of the claim, which orders claims (created_at is the run's).
+    "ops.email_sends": ("attempts integer default 1", "claimed_at timestamp"),  # unreleased
     # phone: 0.1.0; the task lifecycle (unreleased), status one of TASK_STATUSES in
     # flows/sales/tasks.py.
     "ops.sales_tasks": (
@@ -217,7 +253,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     # Events and outcomes that name their lead by its source record id (unreleased).
     "raw.events": ("source_lead_id varchar",),
-    "raw.outcomes": ("source_lead_id varchar",),
+    # Outcomes also by LeadFlow's lead id, with the rep's note (unreleased).
+    "raw.outcomes": ("source_lead_id varchar", "lead_id varchar", "note varchar"),
     # Export columns without a canonical target, kept for fit rules (flows/sources/mapping.py).
     "raw.leads": ("attributes json",),  # unreleased
 }

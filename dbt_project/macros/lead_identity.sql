@@ -44,6 +44,15 @@
     aggregate instead of a window per attribute. Ordered aggregates are spelled differently per
     database, hence the dispatch.
 -#}
+{#-
+    Survivorship: the order in which a person's records are trusted for a latest-wins value -
+    the most trusted source (seed source_priority, as `source_rank`), then the most recently
+    updated, then the latest loaded. Used for the profile and the custom attributes alike.
+-#}
+{% macro survivorship_order() -%}
+    source_rank, updated_at desc, loaded_at desc, load_id desc, source_line desc
+{%- endmacro %}
+
 {% macro first_non_null(column, order_by) -%}
     {{ return(adapter.dispatch('first_non_null', 'leadflow')(column, order_by)) }}
 {%- endmacro %}

@@ -3,5 +3,5 @@
     not a scoring weight, so it lives here rather than in the editable seeds.
 #}
 {% macro suppression_event_types() -%}
-    {{ return(['spam_report', 'unsubscribe', 'bounce']) }}
+    {{ return(['spam_report', 'unsubscribe', 'bounce', 'group_unsubscribe']) }}
 {%- endmacro %}

@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -87,6 +87,7 @@ class DispatchReport:
     deferred: int = 0  # due, but over the daily limit: sent on a later day
     deferred_quiet_hours: int = 0  # due, but outside the send window in the lead's time zone
     unknown_pending: int = 0  # pending past LEADFLOW_PENDING_UNKNOWN_AFTER_HOURS, no event
+    released_never_sent: int = 0  # pending, proven never to have reached the provider: resent
     errors: tuple[str, ...] = ()  # the distinct reasons of failed, unrendered and given-up sends
 
     @property
@@ -531,12 +532,12 @@ def _claim(
         insert into ops.email_sends (
             message_key, lead_id, email, track, step, template, subject, status, provider,
             owner_rep_id, owner_email, follow_up_title, follow_up_due_days, why_now,
-            created_at, run_id, attempts
+            created_at, run_id, attempts, claimed_at
         )
         select
             message_key, lead_id, email, track, step, template, subject, 'pending', ?,
             owner_rep_id, owner_email, follow_up_title, follow_up_due_days, why_now,
-            created_at, run_id, 1
+            created_at, run_id, 1, ?
         from claim_chunk
         on conflict (message_key) do update set
             status = 'pending',
@@ -545,13 +546,16 @@ def _claim(
             error = null,
             created_at = excluded.created_at,
             run_id = excluded.run_id,
-            attempts = coalesce(ops.email_sends.attempts, 1) + 1
+            attempts = coalesce(ops.email_sends.attempts, 1) + 1,
+            claimed_at = excluded.claimed_at
         -- A step the provider refused is tried again, up to max_attempts; a pending or sent one
         -- never is.
         where ops.email_sends.status = 'failed' and coalesce(ops.email_sends.attempts, 1) < ?
         returning message_key
         """,
-        [provider, limits.max_attempts],
+        # The wall clock, not the run's: it orders the claims, so that a send with no word from
+        # the provider can be told apart from sends claimed after it (release_never_sent).
+        [provider, datetime.now(UTC).replace(tzinfo=None), limits.max_attempts],
     ).fetchall()
     connection.unregister("claim_chunk")
     keys = {key for (key,) in claimed}

@@ -43,8 +43,8 @@ SOURCE = "sendgrid"
 
 # SendGrid event -> LeadFlow event type in raw.events (seed engagement_points, macro
 # suppression_event_types). A dropped message was never delivered: for scoring and suppression
-# it is a bounce. A group unsubscribe counts as an unsubscribe in dbt; only the suppression
-# table knows its group (and lifts it on a group resubscribe).
+# it is a bounce. A group unsubscribe suppresses the lead in dbt until a later group
+# resubscribe; only the suppression table knows the group (and lifts that group's).
 EVENT_TYPES: dict[str, str] = {
     "open": "email_open",
     "click": "email_click",
@@ -52,7 +52,8 @@ EVENT_TYPES: dict[str, str] = {
     "dropped": "bounce",
     "spamreport": "spam_report",
     "unsubscribe": "unsubscribe",
-    "group_unsubscribe": "unsubscribe",
+    "group_unsubscribe": "group_unsubscribe",
+    "group_resubscribe": "group_resubscribe",
 }
 SUPPRESSING_EVENTS = ("bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe")
 SETTLING_EVENTS = ("processed", "delivered")
@@ -76,16 +77,20 @@ QUARANTINE_REASONS: dict[str, str] = {
 
 
 class LandingWriter:
-    """Appends accepted events, one JSON line each, to ``events-<UTC day>-<pid>.jsonl``.
+    """Appends accepted records, one JSON line each, to ``<prefix>-<UTC day>-<pid>.jsonl``
+    (SendGrid's events; sales outcomes, ``flows/sales/outcomes.py``, with prefix ``outcomes``).
 
     Each batch is written in one piece under a lock (concurrent requests never interleave
-    lines), flushed and fsynced before ``append`` returns, so an acknowledged event survives a
+    lines), flushed and fsynced before ``append`` returns, so an acknowledged record survives a
     crash. The process id in the name keeps several receiver processes out of each other's
     files.
     """
 
-    def __init__(self, folder: Path, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, folder: Path, clock: Callable[[], datetime] = utc_now, *, prefix: str = "events"
+    ) -> None:
         self.folder = folder
+        self.prefix = prefix
         self._clock = clock
         self._lock = threading.Lock()
         self._day: date | None = None
@@ -115,7 +120,7 @@ class LandingWriter:
         if self._handle is not None:
             self._handle.close()
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"events-{day:%Y%m%d}-{os.getpid()}.jsonl"
+        path = self.folder / f"{self.prefix}-{day:%Y%m%d}-{os.getpid()}.jsonl"
         is_new = not path.exists()
         self._handle = path.open("ab")
         self._day = day
@@ -525,6 +530,54 @@ def settle_from_events(connection: duckdb.DuckDBPyConnection) -> int:
                 )
             returning sends.message_key
             """
+        ).fetchall()
+    )
+
+
+def release_never_sent(
+    connection: duckdb.DuckDBPyConnection, as_of: datetime, after: timedelta
+) -> int:
+    """Mark ``failed``, so the next claim sends them, the pending sends that never reached the
+    provider; returns how many.
+
+    SendGrid has no idempotency key and cannot be asked about a request it never got: a run
+    killed between a batch's claim and its request leaves that batch pending, with no event
+    ever to come. The evidence that it never went out: pending longer than ``after`` at the
+    run clock ``as_of`` with no event of any kind for it, while a send claimed after it (wall
+    clock, same provider) was processed, so events were reaching us all along. Without that
+    evidence the row stays pending and is reported (``stale_pending``), never re-sent blind.
+    """
+    settling = ", ".join(map(sql_text, SETTLING_EVENTS))
+    return len(
+        connection.execute(
+            f"""
+            update ops.email_sends as sends
+            set
+                status = 'failed',
+                error = 'never reached ' || sends.provider || ': no event for it, while sends '
+                    || 'claimed after it were processed',
+                -- Not an attempt: the provider never got it (as dispatch's own release).
+                attempts = coalesce(sends.attempts, 1) - 1
+            where
+                sends.status = 'pending'
+                and sends.created_at <= ?
+                and not exists (
+                    select 1 from raw.email_provider_events as provider_events
+                    where provider_events.message_key = sends.message_key
+                )
+                and exists (
+                    select 1
+                    from ops.email_sends as later
+                    inner join raw.email_provider_events as provider_events
+                        on provider_events.message_key = later.message_key
+                    where
+                        later.provider = sends.provider
+                        and later.claimed_at > sends.claimed_at
+                        and provider_events.event in ({settling})
+                )
+            returning sends.message_key
+            """,
+            [as_of - after],
         ).fetchall()
     )
 

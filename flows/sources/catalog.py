@@ -54,6 +54,9 @@ class Entity:
     contact_keys: tuple[str, ...] = ()
     accepted_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ordered_timestamps: tuple[str, str] | None = None  # (earlier, later)
+    # The key names one thing in its source for good: a row whose key that source loaded
+    # before is a resend (a retried callback, an upload sent twice), quarantined, not loaded.
+    key_is_final: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -101,12 +104,22 @@ ENTITIES: dict[str, Entity] = {
             name="outcomes",
             key="outcome_id",
             required=("outcome_id", "outcome", "occurred_at"),
-            optional=("email", "source_lead_id", "reason", "rep_id", "task_id", "amount"),
+            optional=(
+                "email",
+                "source_lead_id",
+                "lead_id",
+                "task_id",
+                "reason",
+                "rep_id",
+                "amount",
+                "note",
+            ),
             timestamps=("occurred_at",),
             decimals=("amount",),
             emails=("email",),
-            contact_keys=("email", "source_lead_id"),
+            contact_keys=("email", "source_lead_id", "lead_id", "task_id"),
             accepted_values={"outcome": OUTCOMES, "reason": OUTCOME_REASONS},
+            key_is_final=True,
         ),
         Entity(
             name="reps",

@@ -439,7 +439,7 @@ def stage_file(
     connection.execute(
         f"""
         create or replace temp table {staged.verdicts_table} as
-        {rejected_rows_sql(entity, staged.mapped_sql(), as_of)}
+        {rejected_rows_sql(entity, staged.mapped_sql(), as_of, inbox_file.source)}
         """
     )
     rows_read = connection.execute(f"select count(*) from {parsed}").fetchall()[0][0]

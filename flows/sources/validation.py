@@ -46,8 +46,9 @@ def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join("'" + item.replace("'", "''") + "'" for item in values)
 
 
-def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
-    """The validation rules of an entity, in the order they are reported."""
+def row_rules(entity: Entity, as_of: datetime, source: str | None = None) -> list[RowRule]:
+    """The validation rules of an entity, in the order they are reported; ``source`` is the
+    file's source system, whose earlier loads a final key is checked against."""
     rules = [
         RowRule(
             "nested_value",
@@ -154,15 +155,28 @@ def row_rules(entity: Entity, as_of: datetime) -> list[RowRule]:
             f"'{entity.key} ' || {quoted(value(entity.key))} || ' repeats an earlier row'",
         )
     )
+    if entity.key_is_final and source is not None:
+        rules.append(
+            RowRule(
+                "loaded_before",
+                f"{value(entity.key)} in (select {entity.key} from raw.{entity.name} "
+                f"where source = {_sql_list((source,))})",
+                f"'{entity.key} ' || {quoted(value(entity.key))} || "
+                f"' was loaded from {source} before (a resend)'",
+            )
+        )
     return rules
 
 
-def rejected_rows_sql(entity: Entity, staged_table: str, as_of: datetime) -> str:
+def rejected_rows_sql(
+    entity: Entity, staged_table: str, as_of: datetime, source: str | None = None
+) -> str:
     """``record_number``, ``rejection_code`` and ``rejection_reason`` of each rejected row.
 
-    ``as_of`` is the run clock: a date more than a day after it is in the future.
+    ``as_of`` is the run clock: a date more than a day after it is in the future. ``source``
+    is the file's source system (see ``row_rules``).
     """
-    rules = row_rules(entity, as_of)
+    rules = row_rules(entity, as_of, source)
     key = value(entity.key)
     # Each row's first failing rule, by number, so every condition is evaluated once;
     # coalesce(condition, false): a rule over a null cell is "not violated" (nulls in required

@@ -35,7 +35,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_project_deploys_the_pipeline_hourly_sends_in_business_hours_and_refreshes_nightly():
     specs = {spec.name: spec for spec in load_deployment_specs(PREFECT_YAML, "Europe/Berlin")}
-    assert set(specs) == {"hourly", "business-hours", "nightly-full-refresh"}
+    assert set(specs) == {
+        "hourly",
+        "business-hours",
+        "nightly-full-refresh",
+        "reps-daily-digest",
+    }
     assert specs["hourly"].entrypoint == "flows/pipeline.py:lead_pipeline"
     assert specs["hourly"].schedules == (ScheduleSpec("Europe/Berlin", cron="0 * * * *"),)
     assert specs["business-hours"].entrypoint == "flows/send.py:send_due_nurture"
@@ -45,6 +50,9 @@ def test_the_project_deploys_the_pipeline_hourly_sends_in_business_hours_and_ref
     nightly = specs["nightly-full-refresh"]
     assert nightly.entrypoint == "flows/pipeline.py:lead_pipeline"
     assert nightly.parameters == {"full_refresh": True, "with_docs": True}
+    digest = specs["reps-daily-digest"]
+    assert digest.entrypoint == "flows/digest.py:reps_daily_digest"
+    assert digest.schedules == (ScheduleSpec("Europe/Berlin", cron="0 7 * * 1-5"),)
     assert all(spec.concurrency_limit == 1 for spec in specs.values())
 
 

@@ -1,7 +1,5 @@
 {#- The same survivorship as int_leads_deduplicated's latest-wins columns. -#}
-{%- set trusted_first = (
-    'source_rank, updated_at desc, loaded_at desc, load_id desc, source_line desc'
-) -%}
+{%- set trusted_first = survivorship_order() -%}
 
 with
 

@@ -6,9 +6,7 @@
 {#- First-touch attributes: the earliest created non-null value wins, so attribution keeps the
     campaign that brought the person in. -#}
 {%- set first_wins = ['lead_source', 'first_campaign'] -%}
-{%- set trusted_first = (
-    'source_rank, updated_at desc, loaded_at desc, load_id desc, source_line desc'
-) -%}
+{%- set trusted_first = survivorship_order() -%}
 {%- set oldest_first = 'created_at, loaded_at, load_id, source_line' -%}
 
 with

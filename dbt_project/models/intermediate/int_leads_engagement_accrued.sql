@@ -90,6 +90,7 @@ event_types_accrued as (
         -- moment it is loaded (a provider's clock may run ahead of the run's), so no email
         -- goes out after it.
         count(*) as loaded_event_count,
+        max(occurred_at) as last_loaded_at,
         {{ dbt.bool_or('is_positive_engagement') }} as is_positive_engagement
 
     from events_to_accrue
@@ -136,8 +137,17 @@ lead_totals as (
         coalesce(sum(accrued_points), 0) as accrued_points,
         sum(case when is_positive_engagement then event_count else 0 end) as positive_event_count,
         max(case when is_positive_engagement then last_occurred_at end) as last_engaged_at,
+        -- An unsubscribe holds for good; one from an email's unsubscribe group holds until a
+        -- later resubscribe to a group (the claim-time check knows which group it was).
         {{ dbt.bool_or("event_type = 'unsubscribe' and loaded_event_count > 0") }}
-            as has_unsubscribed,
+        or coalesce(
+            max(case when event_type = 'group_unsubscribe' then last_loaded_at end)
+            > coalesce(
+                max(case when event_type = 'group_resubscribe' then last_loaded_at end),
+                cast('1900-01-01 00:00:00' as {{ dbt.type_timestamp() }})
+            ),
+            false
+        ) as has_unsubscribed,
         {{ dbt.bool_or("event_type = 'bounce' and loaded_event_count > 0") }} as has_bounced,
         {{ dbt.bool_or("event_type = 'spam_report' and loaded_event_count > 0") }}
             as has_reported_spam

@@ -9,6 +9,7 @@ from bench.results import (
     rows_per_second,
     samples_line,
     stage_table,
+    with_sections_kept,
 )
 
 
@@ -197,4 +198,19 @@ def test_a_recorded_section_replaces_its_earlier_self_and_keeps_the_others(
     record_section(report, "## Event webhook", "## Event webhook\n\nnew\n")
     assert report.read_text() == (
         "# Benchmarks\n\n## Event webhook\n\nnew\n\n## Scoring fit\n\nsecond\n"
+    )
+
+
+def test_make_bench_keeps_the_sections_other_benchmarks_recorded():
+    earlier = (
+        "# Benchmarks\n\nMethod.\n\n## 10,000 leads\n\nold figures\n\n"
+        "## Event webhook\n\n10,000 posts\n\n## Scoring fit\n\n1M leads\n"
+    )
+    rewritten = "# Benchmarks\n\nMethod.\n\n## 10,000 leads\n\nnew figures\n"
+
+    kept = with_sections_kept(rewritten, earlier)
+
+    assert kept == (
+        "# Benchmarks\n\nMethod.\n\n## 10,000 leads\n\nnew figures\n\n"
+        "## Event webhook\n\n10,000 posts\n\n## Scoring fit\n\n1M leads\n"
     )

@@ -15,6 +15,7 @@ from flows.email.events import (
     LandingWriter,
     complete_lines,
     load_landed_events,
+    release_never_sent,
     settle_from_events,
     stale_pending,
 )
@@ -63,16 +64,18 @@ def add_send(
     created_at: datetime = AS_OF - timedelta(hours=1),
     provider_message_id: str | None = None,
     email: str = "ana.silva@example.com",
+    claimed_at: datetime | None = None,
+    provider: str = "sendgrid",
 ) -> None:
     warehouse.execute(
         """
         insert into ops.email_sends (message_key, lead_id, email, track, step, template, status,
             provider, provider_message_id, follow_up_title, follow_up_due_days, why_now,
-            created_at, run_id)
-        values (?, ?, ?, 'warm_up', 1, 'tracks/warm_up/01-welcome.html', ?, 'sendgrid', ?,
-                'Call', 3, 'why', ?, 'run-1')
+            created_at, run_id, claimed_at)
+        values (?, ?, ?, 'warm_up', 1, 'tracks/warm_up/01-welcome.html', ?, ?, ?,
+                'Call', 3, 'why', ?, 'run-1', ?)
         """,
-        [key, f"lead-{key}", email, status, provider_message_id, created_at],
+        [key, f"lead-{key}", email, status, provider, provider_message_id, created_at, claimed_at],
     )
 
 
@@ -353,11 +356,10 @@ def test_a_group_resubscribe_lifts_that_group_only(warehouse, landing):
         ("ana.silva@example.com", "group_unsubscribe", "sendgrid:asm_group=7", at(0), at(100)),
         ("ana.silva@example.com", "group_unsubscribe", "sendgrid:asm_group=8", at(5), None),
     ]
-    # group_unsubscribe counts as an unsubscribe for dbt; a resubscribe is no lead event.
-    assert warehouse.execute("select event_type from raw.events").fetchall() == [
-        ("unsubscribe",),
-        ("unsubscribe",),
-    ]
+    # dbt suppresses the lead until a later group resubscribe (int_leads_engagement_accrued).
+    assert warehouse.execute(
+        "select event_type from raw.events order by occurred_at"
+    ).fetchall() == [("group_unsubscribe",), ("group_unsubscribe",), ("group_resubscribe",)]
 
 
 def test_the_latest_group_choice_holds_whatever_order_the_events_arrive_in(warehouse, landing):
@@ -378,3 +380,48 @@ def test_the_latest_group_choice_holds_whatever_order_the_events_arrive_in(wareh
     load_landed_events(warehouse, landing, "run-3")
 
     assert [(row[3], row[4]) for row in suppressions(warehouse)] == [(at(200), at(300))]
+
+
+def test_a_pending_send_is_released_only_on_evidence_that_it_never_reached_the_provider(
+    warehouse, landing
+):
+    old = AS_OF - timedelta(hours=30)
+    # The wall clock of each claim orders them; the run clock (created_at) is the same.
+    add_send(warehouse, "stranded", created_at=old, claimed_at=at(10))
+    add_send(warehouse, "claimed-before", created_at=old, claimed_at=at(5))
+    add_send(warehouse, "deferred-only", created_at=old, claimed_at=at(11))
+    add_send(warehouse, "too-recent", created_at=AS_OF - timedelta(hours=2), claimed_at=at(12))
+    add_send(warehouse, "other-provider", created_at=old, claimed_at=at(13), provider="outbox")
+    add_send(warehouse, "later", status="sent", created_at=old, claimed_at=at(20))
+    land(
+        landing,
+        event("processed", 21, message_key="later", sg_event_id="p-later"),
+        event("deferred", 12, message_key="deferred-only", sg_event_id="d"),
+    )
+    load_landed_events(warehouse, landing, "run-2")
+
+    assert release_never_sent(warehouse, AS_OF, timedelta(hours=24)) == 2
+    assert release_never_sent(warehouse, AS_OF, timedelta(hours=24)) == 0
+    rows = warehouse.execute(
+        "select message_key, status, attempts, error from ops.email_sends order by message_key"
+    ).fetchall()
+    assert {key: (status, attempts) for key, status, attempts, _ in rows} == {
+        "claimed-before": ("failed", 0),  # no event, and a send claimed after it was processed
+        "deferred-only": ("pending", 1),  # the provider has it: it may still go out
+        "later": ("sent", 1),
+        "other-provider": ("pending", 1),  # no later send of the outbox says anything
+        "stranded": ("failed", 0),  # released: the next claim sends it, as its first attempt
+        "too-recent": ("pending", 1),  # its events may still be on their way
+    }
+    assert "never reached sendgrid" in dict((k, e) for k, _, _, e in rows)["stranded"]
+
+
+def test_without_a_later_processed_send_nothing_is_released(warehouse, landing):
+    add_send(warehouse, "last", created_at=AS_OF - timedelta(hours=30), claimed_at=at(10))
+    add_send(warehouse, "earlier", status="sent", created_at=AS_OF - timedelta(hours=30),
+             claimed_at=at(1))  # fmt: skip
+    land(landing, event("processed", 2, message_key="earlier"))
+    load_landed_events(warehouse, landing, "run-2")
+
+    assert release_never_sent(warehouse, AS_OF, timedelta(hours=24)) == 0
+    assert [row.message_key for row in stale_pending(warehouse, AS_OF)] == ["last"]

@@ -94,12 +94,18 @@ def test_lead_needs_only_its_source_record_id(change, code):
     assert (reason is None) == (code is None)
 
 
-@pytest.mark.parametrize("entity", ["events", "outcomes"])
-def test_an_event_or_outcome_needs_an_email_or_a_source_record_id(entity):
+@pytest.mark.parametrize(
+    ("entity", "keys"),
+    [
+        ("events", "email and no source_lead_id"),
+        ("outcomes", "email and no source_lead_id and no lead_id and no task_id"),
+    ],
+)
+def test_an_event_or_outcome_needs_a_key_to_find_its_person(entity, keys):
     row = {"events": EVENT, "outcomes": OUTCOME}[entity] | {"email": "", "source_lead_id": " "}
     [(reason_code, reason)] = classify(entity, [row])
     assert reason_code == "missing_contact_key"
-    assert reason == "no email and no source_lead_id: nothing to find the person by"
+    assert reason == f"no {keys}: nothing to find the person by"
 
 
 def test_unknown_value_message_lists_the_accepted_values():
