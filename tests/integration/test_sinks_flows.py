@@ -38,6 +38,11 @@ def build_marts(warehouse_path: Path) -> None:
             "create table main.dim_leads as select lead_id, source, source_lead_id, "
             "null::timestamp as latest_outcome_at from main.fct_handoff_queue"
         )
+        # No outcome yet: the hand-off closes tasks for outcomes before it creates any.
+        connection.execute(
+            "create table main.int_lead_outcomes_resolved (outcome_id varchar, lead_id varchar, "
+            "outcome varchar, reason varchar, occurred_at timestamp)"
+        )
         connection.execute(
             "create table main.dim_reps as select * from (values "
             "('rep_01', 'Rita Ames', 'rita@leadflow.example', true, 40), "
