@@ -1182,3 +1182,30 @@ def outcomes_load(
         out.print(f"Placed as {target}; the next `leadflow run` loads it.", highlight=False)
     else:
         out.print(f"Already uploaded as {target}; it loads once.", highlight=False)
+
+
+report_app = typer.Typer(help="Reports on what LeadFlow handed over.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("sla")
+def report_sla(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object.")
+    ] = False,
+) -> None:
+    """Hand-offs per rep and segment: time to first touch, share within the SLA, overdue now."""
+    from flows.sla import SlaNotBuiltError, read_sla_report
+
+    settings = settings_or_fail()
+    try:
+        with reading_warehouse(settings) as connection:
+            report = read_sla_report(connection)
+    except SlaNotBuiltError as error:
+        fail(str(error))
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    elif not report.rows:
+        out.print("No hand-offs yet: nothing to measure against the SLA.")
+    else:
+        out.print(report.to_rich())

@@ -7,22 +7,18 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.checks.frames import read_gate_frames
 from flows.checks.gate import GateReport, run_gate
 from flows.settings import load_settings
 from flows.warehouse import open_warehouse
 
-QUEUES = {"handoff_queue": "main.fct_handoff_queue", "nurture_queue": "main.fct_nurture_queue"}
-
 
 @task(cache_policy=NO_CACHE)
-def read_queues() -> dict[str, pd.DataFrame]:
-    """The queues as DataFrames: GX validates DuckDB data through its pandas data source."""
+def read_queues(run_id: str, as_of: datetime) -> dict[str, pd.DataFrame]:
+    """The queues with their gate columns: GX validates DuckDB data through pandas frames."""
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
-        return {
-            asset: connection.execute(f"select * from {table}").df()
-            for asset, table in QUEUES.items()
-        }
+        return read_gate_frames(connection, run_id, as_of)
 
 
 @task(cache_policy=NO_CACHE)
@@ -50,12 +46,12 @@ def record_gate_results(report: GateReport, run_id: str, as_of: datetime) -> Non
                         severity,
                         success,
                         result.evaluated_rows,
-                        json.dumps([failure.message for failure in failures]),
+                        json.dumps([failure.named() for failure in failures]),
                         as_of,
                     ],
                 )
             if result.failing_lead_ids:
-                reason = " ".join(failure.message for failure in result.critical_failures)
+                reason = " ".join(failure.named() for failure in result.critical_failures)
                 connection.executemany(
                     """
                     insert into ops.quarantine (run_id, stage, entity, record_key,
@@ -72,7 +68,7 @@ def record_gate_results(report: GateReport, run_id: str, as_of: datetime) -> Non
 
 @flow(name="gate")
 def gate(run_id: str, as_of: datetime) -> GateReport:
-    frames = read_queues()
+    frames = read_queues(run_id, as_of)
     report = validate_queues(frames)
     record_gate_results(report, run_id, as_of)
     return report

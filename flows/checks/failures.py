@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -30,11 +31,16 @@ class ExpectationFailure:
     """One expectation that did not hold on one asset."""
 
     suite: str
+    name: str  # the expectation's meta.name in its suite file, else its type
     expectation: str
     column: str | None
     unexpected_count: int
     sample_lead_ids: tuple[str, ...]
     message: str
+
+    def named(self) -> str:
+        """The message after the expectation's name, as the run summary and gate_results say it."""
+        return f"{self.name}: {self.message}"
 
 
 def describe_failure(
@@ -44,6 +50,7 @@ def describe_failure(
     config = result.expectation_config
     assert config is not None  # a result always carries the expectation it checked
     kwargs: Mapping[str, Any] = config.kwargs
+    meta: Mapping[str, Any] = config.meta or {}
     details: Mapping[str, Any] = result.result or {}
     column = _column_label(kwargs)
     unexpected_count = int(details.get("unexpected_count") or 0)
@@ -51,6 +58,8 @@ def describe_failure(
     errors = _exception_messages(result.exception_info or {})
     if errors:
         problem = f"{column or 'the table'} could not be checked ({config.type}): {errors[0]}"
+    elif "problem" in meta:
+        problem = _authored_problem(str(meta["problem"]), details, unexpected_count)
     else:
         problem = _problem(config.type, kwargs, details, unexpected_count)
     mostly = kwargs.get("mostly")
@@ -60,6 +69,7 @@ def describe_failure(
         problem += f" ({ROW_ID_COLUMN} {', '.join(samples)})"
     return ExpectationFailure(
         suite=suite,
+        name=str(meta.get("name") or config.type),
         expectation=config.type,
         column=column,
         unexpected_count=unexpected_count,
@@ -110,13 +120,31 @@ def _exception_messages(exception_info: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _authored_problem(template: str, details: Mapping[str, Any], unexpected_count: int) -> str:
+    """The suite file's own words for the failure: ``{rows}`` and ``{value}`` are filled in.
+
+    ``{rows}`` is "N of M rows"; ``{value}`` the first unexpected value (the observed value of
+    an aggregate expectation), so a batch-wide figure repeated on every row is said once.
+    """
+    unexpected = details.get("partial_unexpected_list") or [details.get("observed_value")]
+    value = unexpected[0]
+    return template.format(
+        rows=_rows(details, unexpected_count),
+        value=f"{value:.2f}" if isinstance(value, Real) else value,
+    )
+
+
+def _rows(details: Mapping[str, Any], unexpected_count: int) -> str:
+    return f"{unexpected_count:,} of {int(details.get('element_count') or 0):,} rows"
+
+
 def _problem(
     expectation: str,
     kwargs: Mapping[str, Any],
     details: Mapping[str, Any],
     unexpected_count: int,
 ) -> str:
-    rows = f"{unexpected_count:,} of {int(details.get('element_count') or 0):,} rows"
+    rows = _rows(details, unexpected_count)
     phrase = _ROW_PHRASES.get(expectation)
     if phrase is not None:
         return f"{rows} {phrase(kwargs)}"

@@ -64,13 +64,13 @@ class AssetGateResult:
             parts.append(
                 f"{head} is blocked by {_count(self.critical_failures, 'critical failure')} "
                 f"involving {_count(self.failing_lead_ids, 'lead')}: "
-                + " ".join(failure.message for failure in self.critical_failures)
+                + " ".join(failure.named() for failure in self.critical_failures)
             )
         if self.warnings:
             intro = f"{head} passed with" if self.passed else "It also has"
             parts.append(
                 f"{intro} {_count(self.warnings, 'warning')}: "
-                + " ".join(failure.message for failure in self.warnings)
+                + " ".join(failure.named() for failure in self.warnings)
             )
         return " ".join(parts)
 

@@ -334,7 +334,8 @@ time.sleep(60)
 
 @pytest.mark.parametrize("holder", [HOLD_RUN_LOCK, HOLD_DUCKDB], ids=["run", "duckdb"])
 @pytest.mark.parametrize(
-    "command", [["tasks"], ["quarantine"], ["quarantine", "export", "--out", "fixes"]]
+    "command",
+    [["tasks"], ["quarantine"], ["quarantine", "export", "--out", "fixes"], ["report", "sla"]],
 )
 def test_read_only_commands_during_a_run_say_the_warehouse_is_busy(data_dir, holder, command):
     process = subprocess.Popen(

@@ -32,6 +32,7 @@ handoffs as (
         task_id,
         lead_id,
         owner_rep_id,
+        task_status,
         created_at as handed_off_at,
         lead(created_at) over (
             partition by lead_id order by created_at, task_id
@@ -78,6 +79,7 @@ timed as (
         handoffs.task_id,
         handoffs.lead_id,
         handoffs.owner_rep_id,
+        handoffs.task_status,
         leads.segment,
         handoffs.handed_off_at,
         coalesce(segments.sla_hours, {{ var('sla_hours') }}) as sla_hours,
@@ -110,6 +112,7 @@ classified as (
         task_id,
         lead_id,
         owner_rep_id,
+        task_status,
         segment,
         handed_off_at,
         sla_hours,
@@ -134,7 +137,11 @@ final as (
     select
         *,
         sla_status = 'met' as is_within_sla,
-        sla_status = 'past_due' as is_past_due
+        sla_status = 'past_due' as is_past_due,
+        -- Past due and still on the rep's list (queued or open): what the rep owes right now. A
+        -- superseded task is past due (the round was missed) but no longer owed.
+        sla_status = 'past_due' and coalesce(task_status in ('queued', 'open'), false)
+            as is_overdue
 
     from classified
 

@@ -33,6 +33,12 @@ def handoff_row(number: int, **changes: object) -> dict[str, object]:
         "lead_score": 135.5,
         "why_now": "Requested a demo",
         "due_at": DUE_AT,
+        # The gate's own columns (flows.checks.frames): a rep with room, no trailing runs yet.
+        "owner_rep_status": "active",
+        "owner_daily_task_capacity": 40,
+        "owner_capacity_left": 40,
+        "handoff_volume_ratio": None,
+        "source_share_drift": None,
     }
     return row | changes
 
@@ -57,6 +63,7 @@ def nurture_row(number: int, **changes: object) -> dict[str, object]:
         "is_due": True,
         "follow_up_title": "Call after the first email",
         "follow_up_due_days": 3,
+        "email_blocker": None,
     }
     return row | changes
 
@@ -116,12 +123,25 @@ def test_empty_queues_pass(expectations_dir):
 @pytest.mark.parametrize(
     ("bad_row", "column", "expectation"),
     [
-        (handoff_row(3, owner_rep_id=None), "owner_rep_id", "expect_column_values_to_not_be_null"),
-        # No email and no phone: sales has no way to reach the lead.
         (
-            handoff_row(3, email=None, reach_by=None),
-            "reach_by",
-            "expect_column_values_to_not_be_null",
+            handoff_row(3, owner_rep_status="inactive"),
+            "owner_rep_status",
+            "expect_column_values_to_be_in_set",
+        ),
+        (
+            handoff_row(3, owner_rep_status="not_a_rep", owner_daily_task_capacity=None),
+            "owner_rep_status",
+            "expect_column_values_to_be_in_set",
+        ),
+        (
+            handoff_row(3, owner_daily_task_capacity=0, owner_capacity_left=0),
+            "owner_daily_task_capacity",
+            "expect_column_values_to_be_between",
+        ),
+        (
+            handoff_row(3, owner_capacity_left=-2),
+            "owner_capacity_left",
+            "expect_column_values_to_be_between",
         ),
         (
             handoff_row(3, email="person3.acme.example"),
@@ -129,8 +149,6 @@ def test_empty_queues_pass(expectations_dir):
             "expect_column_values_to_match_regex",
         ),
         (handoff_row(3, email="two@@acme.example"), "email", "expect_column_values_to_match_regex"),
-        (handoff_row(3, due_at=None), "due_at", "expect_column_values_to_not_be_null"),
-        (handoff_row(3, why_now=None), "why_now", "expect_column_values_to_not_be_null"),
         (handoff_row(3, fit_score=250.0), "fit_score", "expect_column_values_to_be_between"),
         (
             handoff_row(3, engagement_score=-1.0),
@@ -159,24 +177,26 @@ def test_a_bad_handoff_row_blocks_the_queue_and_is_named(
     assert column in failure.message and "lead-003" in failure.message
 
 
-def test_a_duplicate_lead_id_names_the_duplicated_lead(expectations_dir):
+def test_the_owner_check_names_the_owner_status_in_the_suite_files_own_words(expectations_dir):
     rows = [handoff_row(number) for number in range(5)] + [
-        handoff_row(2, email="other@acme.example")
+        handoff_row(5, owner_rep_id="rep-gone", owner_rep_status="not_a_rep")
     ]
 
-    result = gate(expectations_dir, handoff_queue=handoff_queue(*rows)).assets["handoff_queue"]
+    report = gate(expectations_dir, handoff_queue=handoff_queue(*rows))
 
-    assert not result.passed
-    assert result.failing_lead_ids == {"lead-002"}
-    [failure] = result.critical_failures
-    assert failure.expectation == "expect_column_values_to_be_unique"
-    assert failure.unexpected_count == 2
+    [failure] = report.assets["handoff_queue"].critical_failures
+    assert failure.name == "owner_is_an_active_rep"
+    assert failure.message == (
+        "1 of 6 rows are owned by no active rep in dim_reps (owner_rep_status not_a_rep) "
+        "(lead_id lead-005)."
+    )
+    assert f"owner_is_an_active_rep: {failure.message}" in report.explain()
 
 
 def test_every_failing_row_is_listed_not_only_the_summary_sample(expectations_dir):
     # GX's SUMMARY format samples 20 rows; the gate must still name all 30 bad ones.
     rows = [
-        handoff_row(number, owner_email=None if number < 30 else "ok@leadflow.example")
+        handoff_row(number, owner_rep_status="inactive" if number < 30 else "active")
         for number in range(40)
     ]
 
@@ -186,12 +206,13 @@ def test_every_failing_row_is_listed_not_only_the_summary_sample(expectations_di
     [failure] = result.critical_failures
     assert failure.unexpected_count == 30
     assert len(failure.sample_lead_ids) == 5
-    assert failure.message.startswith("30 of 40 rows have no owner_email")
+    assert failure.message.startswith("30 of 40 rows are owned by no active rep")
 
 
 def test_rows_are_named_by_lead_id_whatever_index_the_frame_has(expectations_dir):
     rows = [
-        handoff_row(number, owner_rep_id=None if number == 4 else "rep-1") for number in range(8)
+        handoff_row(number, owner_rep_status="unassigned" if number == 4 else "active")
+        for number in range(8)
     ]
     frame = handoff_queue(*rows).set_axis(["x", "y", "z", "w", "v", "u", "t", "s"])
 
@@ -203,7 +224,7 @@ def test_rows_are_named_by_lead_id_whatever_index_the_frame_has(expectations_dir
 
 def test_failing_rows_of_several_expectations_are_united(expectations_dir):
     rows = [
-        handoff_row(0, owner_rep_id=None),
+        handoff_row(0, owner_rep_status="inactive"),
         handoff_row(1, email="not-an-email"),
         handoff_row(2),
     ]
@@ -212,7 +233,7 @@ def test_failing_rows_of_several_expectations_are_united(expectations_dir):
 
     result = report.assets["handoff_queue"]
     assert result.failing_lead_ids == {"lead-000", "lead-001"}
-    assert {failure.column for failure in result.critical_failures} == {"owner_rep_id", "email"}
+    assert {failure.column for failure in result.critical_failures} == {"owner_rep_status", "email"}
     assert report.explain().startswith(
         "The gate blocked handoff_queue. handoff_queue (3 rows) is blocked by 2 critical "
         "failures involving 2 leads:"
@@ -237,7 +258,8 @@ def test_a_warning_only_problem_passes_with_the_warning(expectations_dir):
     assert warning.sample_lead_ids == ("lead-000", "lead-001", "lead-002")
     assert report.explain() == (
         "The gate passed with warnings. handoff_queue (10 rows) passed with 1 warning: "
-        "3 of 10 rows have no company; at most 10% may (lead_id lead-000, lead-001, lead-002)."
+        "expect_column_values_to_not_be_null: 3 of 10 rows have no company; at most 10% may "
+        "(lead_id lead-000, lead-001, lead-002)."
     )
 
 
@@ -283,10 +305,9 @@ def test_the_nurture_queue_accepts_any_track_name_marketing_authors(expectations
 @pytest.mark.parametrize(
     ("changes", "column"),
     [
-        ({"nurture_track": None}, "nurture_track"),
-        ({"template": None}, "template"),
-        ({"is_due": None}, "is_due"),
         ({"is_due": "yes"}, "is_due"),
+        ({"email_blocker": "unsubscribe"}, "email_blocker"),
+        ({"email_blocker": "do_not_email"}, "email_blocker"),
         ({"email": "nobody@localhost"}, "email"),
     ],
 )
@@ -346,11 +367,49 @@ def test_an_expectation_gx_cannot_read_is_a_config_error_not_a_silently_weaker_g
     suite = typo / "gx" / "expectations" / "handoff_queue" / "critical.json"
     suite.write_text(
         suite.read_text().replace(
-            '"expect_column_values_to_be_unique"', '"expect_column_values_to_be_uniqe"'
+            '"expect_column_values_to_be_in_set"', '"expect_column_values_to_be_in_sett"'
         )
     )
 
     with pytest.raises(GateConfigError) as error:
         gate(typo, handoff_queue=handoff_queue())
 
-    assert str(error.value).startswith(f"{suite}: GX cannot read expect_column_values_to_be_uniqe")
+    assert str(error.value).startswith(
+        f"{suite}: GX cannot read expect_column_values_to_be_in_sett"
+    )
+
+
+def test_a_hand_off_volume_far_from_the_trailing_runs_warns_once_with_the_ratio(
+    expectations_dir,
+):
+    rows = [handoff_row(number, handoff_volume_ratio=3.0) for number in range(10)]
+
+    report = gate(expectations_dir, handoff_queue=handoff_queue(*rows))
+
+    result = report.assets["handoff_queue"]
+    assert report.passed and result.passed
+    [warning] = result.warnings
+    assert warning.name == "handoff_volume_near_trailing_runs"
+    assert warning.message.startswith(
+        "The hand-off queue is 3.00 times the median size of the trailing runs"
+    )
+
+
+def test_a_drifting_source_share_warns_and_a_steady_one_does_not(expectations_dir):
+    steady = [handoff_row(number, source_share_drift=0.05) for number in range(10)]
+    drifting = [
+        handoff_row(number, source_share_drift=0.35 if number < 4 else -0.35)
+        for number in range(10)
+    ]
+
+    assert (
+        gate(expectations_dir, handoff_queue=handoff_queue(*steady))
+        .assets["handoff_queue"]
+        .warnings
+        == ()
+    )
+    result = gate(expectations_dir, handoff_queue=handoff_queue(*drifting)).assets["handoff_queue"]
+    assert result.passed
+    [warning] = result.warnings
+    assert (warning.name, warning.unexpected_count) == ("source_share_steady", 10)
+    assert "moved by 0.35 from the trailing runs" in warning.message
