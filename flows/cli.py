@@ -555,7 +555,10 @@ def tasks(
     rep: Annotated[str | None, typer.Option(help="Only this rep's tasks.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many tasks to show.")] = 20,
 ) -> None:
-    """Open sales tasks, soonest due first."""
+    """Open sales tasks, highest priority first (sales-ready hand-offs lead), and the tasks
+    waiting for room in each rep's daily capacity."""
+    from flows.sales.tasks import queued_tasks_by_rep
+
     settings = settings_or_fail()
     with reading_warehouse(settings) as connection:
         rows = connection.execute(
@@ -563,11 +566,23 @@ def tasks(
             select owner_rep_id, due_at, reason, title, why_now, count(*) over () as total
             from ops.sales_tasks
             where status = 'open' and (? is null or owner_rep_id = ?)
-            order by due_at, task_id limit ?
+            order by owner_rep_id, priority desc nulls last, due_at, task_id limit ?
             """,
             [rep, rep, limit],
         ).fetchall()
         total = rows[0][-1] if rows else 0
+        queued = {
+            owner: count
+            for owner, count in queued_tasks_by_rep(connection).items()
+            if rep is None or owner == rep
+        }
+    if queued:
+        out.print(
+            "Over capacity, waiting for room: "
+            + ", ".join(f"{owner} {count:,} queued" for owner, count in queued.items()),
+            style="yellow",
+            highlight=False,
+        )
     open_tasks = "open tasks" + (f" of {rep}" if rep else "")
     if not rows:
         out.print(f"No {open_tasks}.")

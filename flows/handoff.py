@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.sales.delivery import task_sinks
 from flows.sales.outcomes import close_tasks_for_outcomes
 from flows.sales.sinks import SinkResult, deliver_tasks
-from flows.sales.tasks import create_handoff_tasks
+from flows.sales.tasks import create_handoff_tasks, queued_tasks_by_rep
 from flows.settings import load_settings
 from flows.warehouse import open_warehouse
 
@@ -36,6 +36,14 @@ def deliver_to_sinks(as_of: datetime) -> list[SinkResult]:
                 "%s: %d left for the next run (%s)", result.sink, result.pending, result.problem
             )
     return results
+
+
+@task(cache_policy=NO_CACHE)
+def count_task_overflow() -> dict[str, int]:
+    """Per rep, the tasks waiting for room in their daily capacity (for the sales manager)."""
+    settings = load_settings()
+    with open_warehouse(settings.warehouse_path) as connection:
+        return queued_tasks_by_rep(connection)
 
 
 @flow(name="handoff")

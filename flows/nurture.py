@@ -1,4 +1,5 @@
-"""Nurture: send each lead the step of its track that is due, then a follow-up task for sales."""
+"""Nurture: send each lead the step of its track that is due, then a follow-up task for sales
+where the step's policy says it helps (by default once the lead opened or clicked the email)."""
 
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from flows.email.providers import email_sender
 from flows.email.queue import count_deferred_for_quiet_hours
 from flows.email.render import TemplateRenderer
 from flows.email.templates import load_tracks
+from flows.email.tracks import follow_up_policies
 from flows.limits import email_provider_rate_limit
 from flows.sales.sinks import write_rep_task_files
 from flows.sales.tasks import create_follow_up_tasks
@@ -72,8 +74,10 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
 def create_follow_ups(run_id: str, as_of: datetime) -> int:
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
-        created = create_follow_up_tasks(connection, run_id, as_of)
-        write_rep_task_files(connection, settings.tasks_dir)
+        created = create_follow_up_tasks(
+            connection, run_id, as_of, follow_up_policies(load_tracks(settings.templates_dir))
+        )
+        write_rep_task_files(connection, settings.tasks_dir, as_of=as_of)
     return created
 
 

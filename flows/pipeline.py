@@ -18,7 +18,7 @@ from flows.checks.gate import build_data_docs
 from flows.dbt_runner import generate_docs
 from flows.email.providers import email_sender
 from flows.extract import extract
-from flows.handoff import handoff
+from flows.handoff import count_task_overflow, handoff
 from flows.limits import warehouse_writer
 from flows.notify import notify, notify_failed_run
 from flows.nurture import nurture
@@ -154,6 +154,7 @@ def run_stages(
             summary.tasks_created = summary.handed_off + follow_ups
         else:
             summary.tasks_created = summary.handed_off
+        summary.tasks_queued = count_task_overflow()
     except BaseException as error:
         # Ctrl-C or SIGTERM is not a failure. During a flow Prefect turns SIGTERM into its
         # TerminationSignal. (A signal landing inside a DuckDB query surfaces as DuckDB's

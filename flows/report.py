@@ -44,6 +44,8 @@ class RunSummary:
     gate: GateSummary = field(default_factory=lambda: GateSummary(passed=True))
     handed_off: int = 0
     tasks_created: int = 0
+    # Per rep, tasks waiting for room in their daily capacity (the sales manager's overflow).
+    tasks_queued: dict[str, int] = field(default_factory=dict)
     emails_due: int = 0
     emails_sent: int = 0
     emails_failed: int = 0
@@ -99,6 +101,16 @@ class RunSummary:
         )
         return [f"{count:,} {what}" for count, what in counts if count]
 
+    def overflow_note(self) -> str:
+        """Reps over their daily task capacity and how many tasks wait, or empty."""
+        if not self.tasks_queued:
+            return ""
+        waiting = ", ".join(f"{rep} {count:,}" for rep, count in sorted(self.tasks_queued.items()))
+        return (
+            f"{sum(self.tasks_queued.values()):,} tasks wait for room in their rep's daily "
+            f"capacity (queued, highest priority first): {waiting}"
+        )
+
     def ordered_stages(self) -> list[tuple[str, int]]:
         known = [(stage, self.stage_counts.get(stage, 0)) for stage in STAGE_ORDER]
         extra = sorted((s, n) for s, n in self.stage_counts.items() if s not in STAGE_ORDER)
@@ -120,7 +132,9 @@ class RunSummary:
             + " |",
             f"| gate | {gate}, {self.gate.warnings} warnings |",
             f"| hand-off | {self.handed_off} leads handed to sales |",
-            f"| tasks | {self.tasks_created} sales tasks created |",
+            f"| tasks | {self.tasks_created} sales tasks created"
+            + (f"; {self.overflow_note()}" if self.tasks_queued else "")
+            + " |",
             f"| nurture | {self.emails_sent} of {self.emails_due} due emails sent via "
             f"{self.email_provider}"
             + "".join(f", {problem}" for problem in self.nurture_problems())
@@ -176,7 +190,12 @@ class RunSummary:
             ),
             seconds("nurture"),
         )
-        table.add_row("tasks", f"{self.tasks_created:,} sales tasks created", "")
+        table.add_row(
+            "tasks",
+            f"{self.tasks_created:,} sales tasks created"
+            + (f", [yellow]{self.overflow_note()}[/yellow]" if self.tasks_queued else ""),
+            "",
+        )
         parts: list[Any] = [table]
         if self.gate.explanation:
             parts.append(Text(self.gate.explanation, style="red"))

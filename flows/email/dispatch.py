@@ -152,10 +152,11 @@ def settle_earlier_sends(connection: duckdb.DuckDBPyConnection, sender: EmailSen
 
 
 def why_now(row: Mapping[str, Any], subject: str) -> str:
+    """The ledger's note of the send. The follow-up task words its own why-now when the lead
+    engages (flows/sales/tasks.py), with the stage in the reasons seed's words, never a code."""
     return (
         f"Nurture email '{subject}' went out (track {row['nurture_track']}, step "
-        f"{row['next_step']}); the lead is {row['stage']} because {row['stage_reason']}. "
-        "Follow up while it is fresh."
+        f"{row['next_step']})."
     )
 
 

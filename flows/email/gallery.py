@@ -22,6 +22,7 @@ from flows.email.context import build_context, load_sample_context
 from flows.email.render import RenderedEmail, TemplateRenderer
 from flows.email.templates import context_for_step
 from flows.email.tracks import LintProblem, NurtureStep, TemplateError, load_tracks
+from flows.sales.tasks import FOLLOW_UP_POLICIES
 
 SAMPLE_LEADS_FILE = "sample_leads.yml"
 LEAD_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -178,7 +179,10 @@ EMAIL_PAGE = _PAGES.from_string(
 <tr><th>subject</th><td>{{ entry.email.subject }}</td></tr>
 <tr><th>preheader</th><td>{{ entry.email.preheader }}</td></tr>
 <tr><th>follow-up task</th><td>{{ entry.email.follow_up_title }}<br>
-<small>due {{ entry.step.follow_up_due_days }} days after the email</small></td></tr>
+<small>{% if entry.step.follow_up_when == "never" %}no task (follow_up_when: never){% else -%}
+made {{ follow_up_policies[entry.step.follow_up_when] }}, due {{ entry.step.follow_up_due_days }}
+days after {{ "the send" if entry.step.follow_up_when == "always" else "that" }}{% endif %}</small>
+</td></tr>
 {% endif %}
 </table>
 {% if entry.email %}
@@ -231,7 +235,10 @@ def render_gallery(
         path = out_dir / entry.page
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            EMAIL_PAGE.render(entry=entry, style=STYLE, index=INDEX_FILE), encoding="utf-8"
+            EMAIL_PAGE.render(
+                entry=entry, style=STYLE, index=INDEX_FILE, follow_up_policies=FOLLOW_UP_POLICIES
+            ),
+            encoding="utf-8",
         )
     rows = [(step, [entry for entry in entries if entry.step == step]) for step in steps]
     index = out_dir / INDEX_FILE

@@ -12,11 +12,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from flows.sales.tasks import DEFAULT_FOLLOW_UP_POLICY, FOLLOW_UP_POLICIES
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,6 +27,7 @@ TRACKS_FOLDER = "tracks"
 TRACK_FILE = "track.yml"
 STEP_FILE_NAME = re.compile(r"(?P<number>\d{2})-[a-z0-9][a-z0-9_-]*\.html")
 FRONT_MATTER_FENCE = "---"
+CHANNEL_WORDS = re.compile(r"\b(call|phone|e-?mail)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class NurtureStep:
     preheader: str
     follow_up_title: str
     follow_up_due_days: int
+    follow_up_when: str = DEFAULT_FOLLOW_UP_POLICY  # a FOLLOW_UP_POLICIES key, from track.yml
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def _is_policy(value: Any) -> bool:
+    return isinstance(value, str) and value in FOLLOW_UP_POLICIES
+
+
 TRACK_KEYS: dict[str, _Key] = {
     "name": _Key(_is_text, "the track's folder name", "name: warm_up"),
     "description": _Key(
@@ -105,6 +113,22 @@ TRACK_KEYS: dict[str, _Key] = {
         lambda value: isinstance(value, list) and bool(value) and all(map(_is_text, value)),
         "a list of plain-words rules for leaving the track",
         "exit_rules: [Re-qualifies as MQL, Unsubscribes]",
+    ),
+    "follow_up_when": _Key(
+        lambda value: (
+            _is_policy(value)
+            or (
+                isinstance(value, dict)
+                and bool(value)
+                and all(_is_whole_number(step) and step >= 1 for step in value)
+                and all(map(_is_policy, value.values()))
+            )
+        ),
+        "when an email makes a sales follow-up task: one of "
+        + ", ".join(FOLLOW_UP_POLICIES)
+        + " for every step, or step numbers each with one of them",
+        "follow_up_when: {1: never, 3: clicked}",
+        required=False,
     ),
 }
 
@@ -131,7 +155,12 @@ STEP_KEYS: dict[str, _Key] = {
 }
 
 FOLLOW_UP_KEYS: dict[str, _Key] = {
-    "title": _Key(_is_text, "the task title sales sees", "title: Call {{ lead.first_name }}"),
+    "title": _Key(
+        lambda value: _is_text(value) and not CHANNEL_WORDS.search(value),
+        "what sales should do, without a channel (no call, phone or email: the task adds the "
+        "ways the lead can be reached, so no one is asked to call a lead without a phone)",
+        "title: Talk to {{ lead.first_name }} about the checklist",
+    ),
     "due_in_days": _Key(
         lambda value: _is_whole_number(value) and value >= 0,
         "whole days after the email is sent, 0 or more",
@@ -357,6 +386,17 @@ def _read_track(
                 f"{len(numbers)} with no gaps or repeats (file names and `step:` both)",
             )
         )
+    if isinstance(settings, dict) and isinstance(settings.get("follow_up_when"), dict):
+        unknown = sorted(set(settings["follow_up_when"]) - set(numbers))
+        if unknown and numbers:
+            problems.append(
+                LintProblem(
+                    file,
+                    _key_line(text.split("\n"), "follow_up_when", first_line=1),
+                    f"`follow_up_when` names step {', '.join(map(str, unknown))} but the track "
+                    f"has steps 1 to {max(numbers)}: remove it or add the step file",
+                )
+            )
     if problems:
         return None, steps, problems
     assert isinstance(settings, dict)
@@ -365,9 +405,27 @@ def _read_track(
         name=folder.name,
         description=settings["description"].strip(),
         unsubscribe_group=settings.get("unsubscribe_group"),
-        steps=tuple(steps),
+        steps=tuple(
+            replace(step, follow_up_when=_step_policy(settings.get("follow_up_when"), step.step))
+            for step in steps
+        ),
     )
     return track, steps, []
+
+
+def _step_policy(follow_up_when: str | dict[int, str] | None, step: int) -> str:
+    if isinstance(follow_up_when, dict):
+        return follow_up_when.get(step, DEFAULT_FOLLOW_UP_POLICY)
+    return follow_up_when or DEFAULT_FOLLOW_UP_POLICY
+
+
+def follow_up_policies(tracks: Mapping[str, Track]) -> dict[tuple[str, int], str]:
+    """Each step's follow-up task policy by (track, step), for the follow-up task round."""
+    return {
+        (track.name, step.step): step.follow_up_when
+        for track in tracks.values()
+        for step in track.steps
+    }
 
 
 def read_tracks(templates_dir: Path) -> TracksReading:

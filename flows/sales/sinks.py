@@ -23,7 +23,7 @@ from typing import Protocol
 
 import duckdb
 
-from flows.sales.tasks import PENDING_TASK_STATUSES
+from flows.sales.tasks import PENDING_TASK_STATUSES, PRIORITY_TIER_SIZE
 
 TASK_COLUMNS = (
     "task_id",
@@ -42,9 +42,14 @@ TASK_COLUMNS = (
 
 
 def rep_queue_order(clock: str = "?") -> str:
-    """A rep's queue as every sink shows it: overdue by ``clock`` (a SQL parameter) first,
-    then by priority (highest first), then soonest due."""
-    return f"(due_at < {clock}) desc, priority desc nulls last, due_at, task_id"
+    """A rep's queue as every sink shows it: by priority tier (sales-ready hand-offs first,
+    then follow-ups after a click, then the rest: flows/sales/tasks.py), overdue by ``clock``
+    (a SQL parameter) first within a tier, then by priority (highest first), then soonest
+    due."""
+    return (
+        f"priority // {PRIORITY_TIER_SIZE} desc nulls last, (due_at < {clock}) desc, "
+        "priority desc nulls last, due_at, task_id"
+    )
 
 
 @dataclass(frozen=True)

@@ -344,7 +344,12 @@ def test_handoff_queue_holds_new_mqls_with_their_sla_and_why_now(marts):
     assert set(queue) == {"mql", "enterprise_mql", "requalified"}
     assert queue["mql"][1:3] == ("mid_market", AS_OF + timedelta(hours=24))
     assert queue["enterprise_mql"][:3] == ("rep_emea_1", "enterprise", AS_OF + timedelta(hours=8))
-    assert queue["mql"][3].startswith("Requested a demo once in the last 14 days; ")
+    # Why the lead is sales-ready in the reasons seed's words, then its strongest signals.
+    assert queue["mql"][3].startswith(
+        "Fit and engagement both reach the MQL thresholds. "
+        "Requested a demo once in the last 14 days; "
+    )
+    assert queue["requalified"][3].startswith("A recycled lead whose engagement since the")
     assert "VP-level title (+20 fit)" in queue["mql"][3]
 
 

@@ -132,7 +132,12 @@ def start(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copytree(PROJECT_ROOT / "templates", project / "templates")
     for group, track in enumerate(TRACKS, start=101):
         track_file = project / "templates" / "tracks" / track / "track.yml"
-        track_file.write_text(track_file.read_text() + f"unsubscribe_group: {group}\n")
+        # Every sent step makes its follow-up task (no opens or clicks here to wait for).
+        text = track_file.read_text()
+        track_file.write_text(
+            text[: text.index("follow_up_when:")]
+            + f"follow_up_when: always\nunsubscribe_group: {group}\n"
+        )
     data = root / "data"
     data.mkdir()
     with open_warehouse(data / "warehouse.duckdb") as connection:
@@ -175,9 +180,17 @@ def build_due_queue(connection: Any) -> None:
         create table main.dim_leads as
         select
             lead_id, email, first_name, last_name, company, title, owner_rep_id, owner_name,
-            owner_email, stage, stage_reason, nurture_track, lead_id = 'L0022' as is_suppressed
+            owner_email, stage, stage_reason, nurture_track, lead_id = 'L0022' as is_suppressed,
+            null::varchar as phone, 10 as lead_score
         from main.fct_nurture_queue
         """
+    )
+    # The other marts the follow-up task round reads: reps without a cap, the reasons' words.
+    connection.execute("create table main.dim_reps (rep_id varchar, daily_task_capacity integer)")
+    connection.execute(
+        "create table main.lifecycle_reasons as select 'not_ready_low_engagement' as "
+        "reason_code, 'Fits well but the engagement score is below the MQL threshold.' as "
+        "description"
     )
     connection.execute(
         "insert into ops.email_suppressions values ('lead11@example.com', 'bounce', 'sendgrid', "

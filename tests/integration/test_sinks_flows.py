@@ -27,22 +27,27 @@ def build_marts(warehouse_path: Path) -> None:
             """
             create table main.fct_handoff_queue as select * from (values
                 ('L1', 'ann@acme.com', null, 'Ann', 'Lee', 'Acme', 'rep_01', 'r1@x.com',
-                 'Asked for a demo', timestamp '2026-12-07 09:00', 'crm', 'C-1', 'email'),
+                 'Asked for a demo', timestamp '2026-12-07 09:00', 'crm', 'C-1', 'email', 80),
                 ('L2', null, '+1 555 0100', 'Bo', 'Ray', null, 'rep_02', 'r2@x.com',
-                 'Visited pricing twice', timestamp '2026-12-06 09:00', 'crm', 'C-2', 'phone')
+                 'Visited pricing twice', timestamp '2026-12-06 09:00', 'crm', 'C-2', 'phone', 60)
             ) as queue (lead_id, email, phone, first_name, last_name, company, owner_rep_id,
-                owner_email, why_now, due_at, source, source_lead_id, reach_by)
+                owner_email, why_now, due_at, source, source_lead_id, reach_by, lead_score)
             """
         )
         connection.execute(
             "create table main.dim_leads as select lead_id, source, source_lead_id, "
             "null::timestamp as latest_outcome_at from main.fct_handoff_queue"
         )
+        # No outcome yet: the hand-off closes tasks for outcomes before it creates any.
+        connection.execute(
+            "create table main.int_lead_outcomes_resolved (outcome_id varchar, lead_id varchar, "
+            "outcome varchar, reason varchar, occurred_at timestamp)"
+        )
         connection.execute(
             "create table main.dim_reps as select * from (values "
-            "('rep_01', 'Rita Ames', 'rita@leadflow.example', true), "
-            "('rep_02', 'Sam Bell', 'sam@leadflow.example', true)) "
-            "as reps (rep_id, rep_name, rep_email, is_active)"
+            "('rep_01', 'Rita Ames', 'rita@leadflow.example', true, 40), "
+            "('rep_02', 'Sam Bell', 'sam@leadflow.example', true, 40)) "
+            "as reps (rep_id, rep_name, rep_email, is_active, daily_task_capacity)"
         )
 
 

@@ -280,6 +280,21 @@ def test_tasks_say_how_many_there_are_in_all(data_dir):
     assert "All 1,234 open tasks shown." in result.output
 
 
+def test_tasks_list_by_priority_and_name_the_reps_over_capacity(data_dir):
+    add_tasks(data_dir / "warehouse.duckdb", 3)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as connection:
+        connection.execute("update ops.sales_tasks set priority = 10, title = 'Later'")
+        connection.execute(
+            "update ops.sales_tasks set priority = 2050, title = 'First' where task_id = 't2'"
+        )
+        connection.execute("update ops.sales_tasks set status = 'queued' where task_id = 't0'")
+    result = runner.invoke(app, ["tasks"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Over capacity, waiting for room: rep-1 1 queued" in result.output
+    assert result.output.index("First") < result.output.index("Later")
+    assert "All 2 open tasks shown." in result.output
+
+
 def test_quarantine_says_how_many_rows_there_are_in_all(data_dir):
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as connection:
         ensure_schema(connection)

@@ -12,6 +12,12 @@ segments as (
 
 ),
 
+lifecycle_reasons as (
+
+    select * from {{ ref('lifecycle_reasons') }}
+
+),
+
 sales_ready as (
 
     select * from leads
@@ -53,7 +59,12 @@ final as (
         sales_ready.fit_score,
         sales_ready.engagement_score,
         sales_ready.lead_score,
-        sales_ready.why_now,
+        -- Why sales gets the lead, in the words of the reasons seed, then its strongest signals.
+        {{ dbt.concat([
+            "coalesce(lifecycle_reasons.description, 'Sales-ready.')",
+            "' '",
+            "sales_ready.why_now",
+        ]) }} as why_now,
         sales_ready.is_suppressed,
         coalesce(segments.sla_hours, {{ var('sla_hours') }}) as sla_hours,
         {{ as_of() }} as queued_at,
@@ -63,6 +74,8 @@ final as (
     from sales_ready
     left join segments
         on sales_ready.segment = segments.segment
+    left join lifecycle_reasons
+        on sales_ready.stage_reason = lifecycle_reasons.reason_code
 
 )
 

@@ -107,6 +107,7 @@ def test_due_steps_are_sent_once_and_recorded(warehouse, tmp_path):
     first_step = load_tracks(TEMPLATES)["warm_up"].steps[0]
     assert row[1:3] == ("R0", first_step.follow_up_due_days)  # as marketing wrote it
     assert "warm_up" in row[3]
+    assert "because" not in row[3]  # no reason code in it
     assert row[4:] == (1, AS_OF)  # one attempt, sent on the run's clock
     # The queue still lists them (dbt has not run again): the ledger refuses a second send.
     again = dispatch(warehouse, OutboxSender(tmp_path), run_id="run-2")

@@ -208,7 +208,7 @@ def test_links_must_be_web_or_email_addresses(templates_copy, edit, sample_conte
 def test_an_email_without_text_is_flagged(templates_copy, sample_context):
     (templates_copy / "tracks/warm_up/03-customer-story.html").write_text(
         "---\nstep: 3\ndelay_days: 7\nsubject: Hi\npreheader: Hello\n"
-        "follow_up: {title: Call, due_in_days: 2}\n---\n"
+        "follow_up: {title: Follow up, due_in_days: 2}\n---\n"
         '<img src="https://x.example/all-in-a-picture.png">\n'
     )
     problems = lint(templates_copy, sample_context)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from flows.email.tracks import NurtureStep, TemplateError, Track, load_tracks, publish_tracks
+from flows.email.tracks import (
+    NurtureStep,
+    TemplateError,
+    Track,
+    follow_up_policies,
+    load_tracks,
+    publish_tracks,
+)
 from flows.warehouse import ensure_schema
 
 SHIPPED_TRACKS = {"warm_up", "education", "recycle_timing", "competitor_winback", "reengage"}
@@ -42,6 +49,7 @@ def test_a_step_carries_its_front_matter(shipped_templates):
         preheader="One useful idea per email, three emails in all, and no sales pitch in between.",
         follow_up_title="Research {{ lead.company }}: is {{ lead.first_name }} a fit for us?",
         follow_up_due_days=3,
+        follow_up_when="clicked",  # warm_up/track.yml: only a click on the welcome
     )
 
 
@@ -206,3 +214,54 @@ def test_a_failed_publish_leaves_the_previous_steps(warehouse, shipped_templates
     with pytest.raises(duckdb.ConstraintException):
         publish_tracks(warehouse, clash)
     assert nurture_steps(warehouse) == before
+
+
+def set_follow_up_when(templates_dir, track: str, value: str) -> None:
+    """Replace the track's follow_up_when block (the shipped files end with it)."""
+    track_file = templates_dir / f"tracks/{track}/track.yml"
+    text = track_file.read_text()
+    track_file.write_text(text[: text.index("follow_up_when:")] + value)
+
+
+def test_each_step_gets_its_follow_up_policy_and_unnamed_steps_the_default(templates_copy):
+    set_follow_up_when(templates_copy, "reengage", "follow_up_when:\n  1: always\n  3: never\n")
+    set_follow_up_when(templates_copy, "education", "follow_up_when: opened\n")
+    set_follow_up_when(templates_copy, "competitor_winback", "")
+    policies = follow_up_policies(load_tracks(templates_copy))
+    assert [policies[("reengage", step)] for step in (1, 2, 3)] == ["always", "engaged", "never"]
+    assert [policies[("education", step)] for step in (1, 2, 3)] == ["opened"] * 3
+    assert [policies[("competitor_winback", step)] for step in (1, 2, 3)] == ["engaged"] * 3
+
+
+def test_an_unknown_follow_up_policy_names_file_line_and_the_values_allowed(templates_copy):
+    set_follow_up_when(templates_copy, "reengage", "follow_up_when:\n  1: sometimes\n")
+    message = load_error(templates_copy)
+    line = (templates_copy / "tracks/reengage/track.yml").read_text().split("\n").index(
+        "follow_up_when:"
+    ) + 1
+    assert (
+        f"tracks/reengage/track.yml:{line}: key `follow_up_when` is {{1: 'sometimes'}}" in message
+    )
+    assert "engaged, opened, clicked, always, never" in message
+    assert "e.g. `follow_up_when: {1: never, 3: clicked}`" in message
+
+
+def test_a_follow_up_policy_for_a_step_the_track_lacks_is_refused(templates_copy):
+    set_follow_up_when(templates_copy, "warm_up", "follow_up_when: {2: never, 7: always}\n")
+    message = load_error(templates_copy)
+    assert "tracks/warm_up/track.yml" in message
+    assert "`follow_up_when` names step 7 but the track has steps 1 to 3" in message
+
+
+@pytest.mark.parametrize(
+    "title", ["Call {{ lead.first_name }} today", "Reach Ann by phone", "Send Ann an e-mail"]
+)
+def test_a_follow_up_title_naming_a_channel_is_refused(templates_copy, edit, title):
+    edit(
+        templates_copy / "tracks/warm_up/02-speed-to-lead.html",
+        '"Connect with {{ lead.first_name }} at {{ lead.company }} on LinkedIn"',
+        f'"{title}"',
+    )
+    message = load_error(templates_copy)
+    assert "tracks/warm_up/02-speed-to-lead.html:7: key `follow_up.title`" in message
+    assert "without a channel" in message
