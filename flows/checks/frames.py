@@ -2,7 +2,7 @@
 
 dbt's tests check a model against itself (unique, not null, accepted values). The gate checks
 each queue against the rest of the warehouse at the moment it would act: the reps who would
-receive the hand-offs (``dim_reps``, and the tasks already opened for them today), the runs
+receive the hand-offs (``dim_reps``, and the tasks open on their lists now), the runs
 before this one (``ops.gate_results``, ``ops.sales_tasks``) and the lead each email step would
 reach (``dim_leads``). SQL prepares those facts as extra columns, set-based; the expectations
 that judge them stay simple and live as reviewed files under ``expectations/gx/``.
@@ -10,8 +10,8 @@ that judge them stay simple and live as reviewed files under ``expectations/gx/`
 Gate columns of ``handoff_queue``:
     owner_rep_status           active, inactive, not_a_rep (absent from dim_reps) or unassigned
     owner_daily_task_capacity  the owner's daily_task_capacity in dim_reps
-    owner_capacity_left        that capacity minus the owner's tasks opened today (created on
-                               the run's UTC day and not waiting as ``queued``) before this batch
+    owner_capacity_left        that capacity minus the owner's tasks open now, before this batch
+                               (``queued`` ones wait for room and take none of it)
     handoff_volume_ratio       this batch's size over the median queue size of the trailing runs
                                (null with fewer than ``MIN_TRAILING_RUNS`` of them)
     source_share_drift         the share of this batch from the row's source minus that source's
@@ -25,7 +25,7 @@ Gate column of ``nurture_queue``:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 import pandas as pd
@@ -35,9 +35,9 @@ from flows.sales.tasks import HANDOFF_REASON
 # How many earlier runs make the baseline for volume and source shares, and how few are too few.
 TRAILING_RUNS = 7
 MIN_TRAILING_RUNS = 3
-# A queued task (flows.sales.tasks.TASK_STATUSES) waits for room in its rep's capacity: it
-# was not opened, so it uses none of it.
-WAITING_STATUS = "queued"
+# The task status that takes room in a rep's capacity (flows.sales.tasks.TASK_STATUSES): the
+# capacity caps the tasks open on a rep's list; queued ones wait for room.
+OPEN_STATUS = "open"
 # Below this many hand-offs a source's share swings by chance alone: no drift verdict.
 MIN_BATCH_FOR_SHARES = 30
 
@@ -49,10 +49,10 @@ queue as (
 reps as (
     select rep_id, is_active, daily_task_capacity from main.dim_reps
 ),
-opened_today as (
-    select owner_rep_id, count(*) as opened_count
+open_now as (
+    select owner_rep_id, count(*) as open_count
     from ops.sales_tasks
-    where created_at >= $day_start and created_at < $day_end and status <> $waiting_status
+    where status = $open_status
     group by owner_rep_id
 ),
 trailing_queues as (
@@ -106,7 +106,7 @@ select
         else 'active'
     end as owner_rep_status,
     reps.daily_task_capacity as owner_daily_task_capacity,
-    reps.daily_task_capacity - coalesce(opened_today.opened_count, 0) as owner_capacity_left,
+    reps.daily_task_capacity - coalesce(open_now.open_count, 0) as owner_capacity_left,
     case
         when volume_baseline.run_count >= $min_trailing_runs and volume_baseline.median_rows > 0
             then batch.batch_size / volume_baseline.median_rows
@@ -119,7 +119,7 @@ select
 from batch
 cross join volume_baseline
 left join reps on batch.owner_rep_id = reps.rep_id
-left join opened_today on batch.owner_rep_id = opened_today.owner_rep_id
+left join open_now on batch.owner_rep_id = open_now.owner_rep_id
 left join source_baseline on batch.source_key = source_baseline.source
 """
 
@@ -143,15 +143,12 @@ def read_gate_frames(
     connection: duckdb.DuckDBPyConnection, run_id: str, as_of: datetime
 ) -> dict[str, pd.DataFrame]:
     """Each gated queue with its gate columns, keyed by GX asset name."""
-    day_start = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
     handoff = connection.execute(
         HANDOFF_FRAME_SQL,
         {
             "run_id": run_id,
             "as_of": as_of,
-            "day_start": day_start,
-            "day_end": day_start + timedelta(days=1),
-            "waiting_status": WAITING_STATUS,
+            "open_status": OPEN_STATUS,
             "handoff_reason": HANDOFF_REASON,
             "trailing_runs": TRAILING_RUNS,
             "min_trailing_runs": MIN_TRAILING_RUNS,

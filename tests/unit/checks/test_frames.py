@@ -12,7 +12,7 @@ import pytest
 from flows.checks.frames import (
     MIN_BATCH_FOR_SHARES,
     MIN_TRAILING_RUNS,
-    WAITING_STATUS,
+    OPEN_STATUS,
     read_gate_frames,
 )
 from flows.sales.tasks import TASK_STATUSES
@@ -90,8 +90,8 @@ def handoff_frame(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, 
     return {row["lead_id"]: row for row in frame.to_dict("records")}
 
 
-def test_the_waiting_status_is_one_of_the_task_statuses():
-    assert WAITING_STATUS in TASK_STATUSES
+def test_the_open_status_is_one_of_the_task_statuses():
+    assert OPEN_STATUS in TASK_STATUSES
 
 
 def test_each_owner_is_looked_up_in_dim_reps(warehouse):
@@ -117,16 +117,17 @@ def test_each_owner_is_looked_up_in_dim_reps(warehouse):
     assert rows["l1"]["owner_capacity_left"] == 3
 
 
-def test_capacity_left_counts_only_tasks_opened_on_the_runs_day(warehouse):
+def test_capacity_left_counts_the_tasks_open_now(warehouse):
     add_handoffs(warehouse, ("l1", "crm", "rep_a"))
     for number in range(4):
         add_task(warehouse, f"today-{number}")
-    add_task(warehouse, "waiting", status=WAITING_STATUS)
-    add_task(warehouse, "done-today", status="done")
     add_task(warehouse, "yesterday", created_at=AS_OF - timedelta(days=1))
+    add_task(warehouse, "waiting", status="queued")
+    add_task(warehouse, "done-today", status="done")
     add_task(warehouse, "other-rep", owner="rep_b")
 
-    # Three allowed, five opened today (four open, one already done): two over.
+    # Three allowed, five open (four from today, one from yesterday): two over; queued and
+    # ended tasks take no room.
     assert handoff_frame(warehouse)["l1"]["owner_capacity_left"] == -2
 
 
