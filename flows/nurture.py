@@ -23,7 +23,8 @@ from flows.email.render import TemplateRenderer
 from flows.email.templates import load_tracks
 from flows.email.tracks import follow_up_policies
 from flows.limits import email_provider_rate_limit
-from flows.sales.sinks import write_rep_task_files
+from flows.sales.delivery import task_sinks
+from flows.sales.sinks import deliver_tasks
 from flows.sales.tasks import create_follow_up_tasks
 from flows.settings import load_settings
 from flows.warehouse import open_warehouse
@@ -77,7 +78,9 @@ def create_follow_ups(run_id: str, as_of: datetime) -> int:
         created = create_follow_up_tasks(
             connection, run_id, as_of, follow_up_policies(load_tracks(settings.templates_dir))
         )
-        write_rep_task_files(connection, settings.tasks_dir, as_of=as_of)
+        # Every sink at once, as the hand-off does: a follow-up reaches the rep's webhook now,
+        # not with the next run.
+        deliver_tasks(connection, task_sinks(settings), as_of)
     return created
 
 
