@@ -157,7 +157,8 @@ OPS_TABLES: dict[str, str] = {
         priority integer,
         closed_at timestamp,
         close_reason varchar,
-        assignment_rule varchar""",
+        assignment_rule varchar,
+        opened_at timestamp""",
     "email_sends": """
         message_key varchar primary key,
         lead_id varchar not null,
@@ -250,6 +251,7 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
         "closed_at timestamp",
         "close_reason varchar",
         "assignment_rule varchar",
+        "opened_at timestamp",
     ),
     # Events and outcomes that name their lead by its source record id (unreleased).
     "raw.events": ("source_lead_id varchar",),

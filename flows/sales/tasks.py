@@ -15,7 +15,7 @@ follow-up round, so a re-run only ever finds the queues already arranged.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -275,8 +275,10 @@ def arrange_task_queues(connection: duckdb.DuckDBPyConnection, as_of: datetime) 
     Of a lead's pending tasks with one rep the hand-off wins (sales-ready comes first), else
     the newest (ties: the later step); the others end ``superseded`` naming the task that
     replaced them. Then each rep's queued tasks open, highest priority first (then oldest),
-    while the rep has fewer open tasks than ``dim_reps.daily_task_capacity``; a rep not in
-    ``dim_reps`` has no cap. The rest stays queued for a run with room.
+    while the rep has fewer open tasks than ``dim_reps.daily_task_capacity`` and has had fewer
+    than that opened on the run's (UTC) day, ``opened_at``: closing tasks makes room on the
+    list, but a day's new work stays within the capacity. A rep not in ``dim_reps`` has no
+    cap. The rest stays queued for a run with room.
     """
     pending = ", ".join(f"'{status}'" for status in PENDING_TASK_STATUSES)
     connection.execute(
@@ -298,15 +300,20 @@ def arrange_task_queues(connection: duckdb.DuckDBPyConnection, as_of: datetime) 
         """,
         [as_of],
     )
+    day_start = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
     connection.execute(
         """
         update ops.sales_tasks as tasks
-        set status = 'open'
+        set status = 'open', opened_at = $as_of
         from (
             with open_counts as (
-                select owner_rep_id, count(*) as open_count
+                select
+                    owner_rep_id,
+                    count(*) filter (where status = 'open') as open_count,
+                    count(*) filter (
+                        where opened_at >= $day_start and opened_at < $day_end
+                    ) as opened_today_count
                 from ops.sales_tasks
-                where status = 'open'
                 group by owner_rep_id
             ),
 
@@ -327,11 +334,14 @@ def arrange_task_queues(connection: duckdb.DuckDBPyConnection, as_of: datetime) 
             left join main.dim_reps as reps on queued.owner_rep_id = reps.rep_id
             left join open_counts on queued.owner_rep_id = open_counts.owner_rep_id
             where reps.daily_task_capacity is null
-                or queued.queue_position
-                    <= reps.daily_task_capacity - coalesce(open_counts.open_count, 0)
+                or queued.queue_position <= reps.daily_task_capacity - greatest(
+                    coalesce(open_counts.open_count, 0),
+                    coalesce(open_counts.opened_today_count, 0)
+                )
         ) as released
         where tasks.task_id = released.task_id
-        """
+        """,
+        {"as_of": as_of, "day_start": day_start, "day_end": day_start + timedelta(days=1)},
     )
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -326,10 +326,13 @@ def test_tasks_over_a_reps_capacity_wait_queued_highest_priority_first(warehouse
         ("L4", "open"),
     ]
     assert queued_tasks_by_rep(warehouse) == {"R1": 2}
-    # Sales closes one: the next run opens the best of the queue, and only that one.
+    # Sales closes one: that day's capacity is spent all the same; the next day's run opens the
+    # best of the queue, and only that one.
     warehouse.execute("update ops.sales_tasks set status = 'done' where lead_id = 'L2'")
-    arrange_task_queues(warehouse, AS_OF)
-    arrange_task_queues(warehouse, AS_OF)
+    arrange_task_queues(warehouse, AS_OF + timedelta(hours=5))
+    assert queued_tasks_by_rep(warehouse) == {"R1": 2}
+    arrange_task_queues(warehouse, AS_OF + timedelta(days=1))
+    arrange_task_queues(warehouse, AS_OF + timedelta(days=1))
     assert tasks(warehouse, "lead_id, status") == [
         ("L1", "queued"),
         ("L2", "done"),
