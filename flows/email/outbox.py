@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import os
 import re
 from datetime import UTC, datetime
 from email.header import Header
@@ -28,6 +27,7 @@ from flows.email.message import (
     SendResult,
     substitute,
 )
+from flows.files import write_atomically
 
 INDEX_FILE = "index.jsonl"
 # Message keys become file names: nothing that could climb out of the outbox or hide a file.
@@ -150,7 +150,7 @@ class OutboxSender:
         try:
             path = self._eml_path(key)
             if not path.is_file():
-                self._write_atomically(path, to_eml(batch, recipient, message_id, written_at))
+                write_atomically(path, to_eml(batch, recipient, message_id, written_at))
         except ValueError as error:  # a key, address or header it cannot write
             return SendResult(key, "failed", None, str(error))
         if key not in self._indexed:
@@ -175,13 +175,6 @@ class OutboxSender:
                 "'-' and '_' (the ledger's md5 keys always do)"
             )
         return self.outbox_dir / f"{message_key}.eml"
-
-    def _write_atomically(self, path: Path, content: bytes) -> None:
-        # Readers (and was_delivered) see the whole file or none of it. No fsync: the ledger
-        # guards against a crashed process, whose written pages the OS still flushes.
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
 
     def _read_new_index_lines(self) -> bool:
         """Add keys other writers (or earlier runs) indexed; True if the file ends mid-line."""

@@ -22,7 +22,6 @@ import csv
 import hashlib
 import hmac
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from flows.email.events import complete_lines
+from flows.files import write_atomically
 from flows.sales.tasks import PENDING_TASK_STATUSES
 from flows.sources.catalog import OUTCOME_REASONS
 from flows.sources.inbox import file_sha256
@@ -170,21 +170,6 @@ def close_tasks_for_outcomes(connection: duckdb.DuckDBPyConnection, as_of: datet
     )
 
 
-def write_atomically(path: Path, content: bytes) -> None:
-    """The whole file or none of it, durably: a run scanning the folder never reads half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 def seal_landed_outcomes(landing: Path, drop_folder: Path) -> int:
     """Copy the complete lines each outcome landing file gained since it was last sealed into
     a closed file ``outcomes__sales__<file>.L<first>-<last>.jsonl`` of ``drop_folder``, which
@@ -210,7 +195,9 @@ def seal_landed_outcomes(landing: Path, drop_folder: Path) -> int:
             continue
         drop_folder.mkdir(parents=True, exist_ok=True)
         content = "".join(_loadable(line) + "\n" for line in lines).encode()
-        write_atomically(drop_folder / f"{stem}.L{done + 1}-{done + len(lines)}.jsonl", content)
+        write_atomically(
+            drop_folder / f"{stem}.L{done + 1}-{done + len(lines)}.jsonl", content, durable=True
+        )
         sealed_lines += len(lines)
     return sealed_lines
 
@@ -252,7 +239,7 @@ def place_upload(path: Path, target: Path) -> bool:
     if target.exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, path.read_bytes())
+    write_atomically(target, path.read_bytes(), durable=True)
     return True
 
 

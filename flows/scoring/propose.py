@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
+from flows.files import write_atomically
 from flows.scoring.features import Features, load_features
 from flows.scoring.fit import (
     CrossValidation,
@@ -30,7 +31,6 @@ from flows.scoring.seeds import (
     read_seed,
     read_vars,
     with_points,
-    write_atomically,
 )
 
 if TYPE_CHECKING:

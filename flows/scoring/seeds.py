@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from flows.files import write_atomically
+
 FIT_RULES = "fit_rules.csv"
 ENGAGEMENT_POINTS = "engagement_points.csv"
 THRESHOLDS = "mql_thresholds.yml"
@@ -122,13 +124,6 @@ def diff_markdown(changes: list[Change], summary: list[str]) -> str:
         for change in changes
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def replaced_var(text: str, name: str, value: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import flows.email.outbox as outbox_module
+import flows.files as files_module
 from flows.email.message import EmailProviderError, OutgoingBatch, Recipient
 from flows.email.outbox import OutboxSender
 
@@ -152,7 +152,7 @@ def test_a_crash_before_the_rename_leaves_no_message(tmp_path, monkeypatch):
     def crash(source, destination):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(outbox_module.os, "replace", crash)
+    monkeypatch.setattr(files_module.os, "replace", crash)
     with pytest.raises(OSError, match="disk gone"):
         OutboxSender(tmp_path).send(batch(message()))
     monkeypatch.undo()

@@ -1,0 +1,32 @@
+"""Writing a file whole or not at all: the one helper for atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_atomically(path: Path, content: bytes | str, *, durable: bool = False) -> None:
+    """Write ``content`` to a temporary file beside ``path`` and rename it into place, so a
+    reader (a run scanning the folder) sees the whole file or none of it.
+
+    ``durable`` also fsyncs the file and its folder before returning: for files nothing else
+    records (landed outcomes). Without it the OS flushes the pages in its own time, which is
+    enough where a ledger guards against a crashed process (the outbox) or the file can be
+    written again (proposed seeds).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
