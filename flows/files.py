@@ -13,9 +13,9 @@ def write_atomically(path: Path, content: bytes | str, *, durable: bool = False)
     ``durable`` also fsyncs the file and its folder before returning: for files nothing else
     records (landed outcomes). Without it the OS flushes the pages in its own time, which is
     enough where a ledger guards against a crashed process (the outbox) or the file can be
-    written again (proposed seeds).
+    written again (proposed seeds). The folder must exist: the outbox writes a file per email
+    and makes its folder once.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode() if isinstance(content, str) else content
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with temporary.open("wb") as handle:

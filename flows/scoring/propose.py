@@ -123,6 +123,7 @@ def propose_points(
         ),
         DIFF: diff_markdown(changes, summary),
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         write_atomically(out_dir / name, text)
     return Proposal(
