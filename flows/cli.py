@@ -24,10 +24,9 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from flows.runs import interrupted_by, raise_interrupt
 from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
+from flows.warehouse import Connection
 
 if TYPE_CHECKING:
-    import duckdb
-
     from flows.runs import LockHolder
     from flows.serve import DeploymentSpec
 
@@ -149,7 +148,7 @@ EMAILS_NOT_SENT = 5
 
 
 @contextmanager
-def reading_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def reading_warehouse(settings: Settings) -> Iterator[Connection]:
     """The warehouse for a command that only reads it, or a clear "busy" and exit 4."""
     from flows.runs import WarehouseBusyError, busy_message, read_holder, reading_lock
     from flows.warehouse import WarehouseLockedError, ensure_schema, open_warehouse

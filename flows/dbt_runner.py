@@ -31,7 +31,7 @@ from flows.dbt_selection import (
     forget_build,
     save_build,
 )
-from flows.settings import Settings
+from flows.settings import PostgresTarget, Settings
 
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 
@@ -48,10 +48,31 @@ class DbtBuildResult:
 
 
 def dbt_environment(settings: Settings) -> None:
-    """The profile in dbt_project/profiles.yml reads the warehouse path from the environment."""
+    """The profile in dbt_project/profiles.yml reads the warehouse from the environment: the
+    DuckDB file (target ``local``), or the PostgreSQL database of LEADFLOW_WAREHOUSE_URL
+    (target ``postgres``, its connection settings taken apart from the URL)."""
     os.environ["LEADFLOW_WAREHOUSE_PATH"] = str(settings.warehouse_path)
     os.environ["LEADFLOW_DBT_THREADS"] = str(settings.dbt_threads)
+    os.environ.update(dbt_target_environment(settings.warehouse))
     os.environ.setdefault("DBT_LOG_PATH", str(settings.data_root / "dbt" / "logs"))
+
+
+def dbt_target_environment(warehouse: Path | PostgresTarget) -> dict[str, str]:
+    """The profile's target and, for PostgreSQL, the settings it reads (DBT_TARGET is dbt's
+    own variable for ``--target``, so every invocation, prefect-dbt's included, follows)."""
+    if not isinstance(warehouse, PostgresTarget):
+        return {"DBT_TARGET": "local"}
+    from psycopg2.extensions import parse_dsn
+
+    parts = parse_dsn(warehouse.url)
+    return {
+        "DBT_TARGET": "postgres",
+        "LEADFLOW_PG_HOST": parts.get("host", "localhost"),
+        "LEADFLOW_PG_PORT": parts.get("port", "5432"),
+        "LEADFLOW_PG_USER": parts.get("user", ""),
+        "LEADFLOW_PG_PASSWORD": parts.get("password", ""),
+        "LEADFLOW_PG_DATABASE": parts.get("dbname", ""),
+    }
 
 
 @contextmanager

@@ -10,8 +10,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -23,6 +25,25 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class ConfigError(Exception):
     """A configuration mistake: the message names the setting and how to fix it."""
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """A PostgreSQL warehouse by its libpq URL; its repr never shows the password."""
+
+    url: str
+
+    def __repr__(self) -> str:
+        return f"PostgresTarget({self.display})"
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for messages and logs."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
 
 
 class Settings(BaseSettings):
@@ -132,6 +153,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How fast the email provider's slots free again: its rate limit in "
         "requests per second.",
+    )
+    warehouse_url: SecretStr | None = Field(
+        default=None,
+        description="A PostgreSQL database for the whole warehouse (dbt models and LeadFlow's "
+        "own tables), such as postgresql://leadflow:PASSWORD@db.internal:5432/leadflow; "
+        "unset: the DuckDB file in the data folder (docs/operations.md).",
     )
     warehouse_writer_timeout_seconds: float = Field(
         default=3600,
@@ -246,6 +273,18 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("warehouse_url")
+    @classmethod
+    def _warehouse_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        # The address is not echoed: it may carry a password.
+        if value is not None and not re.match(r"postgres(ql)?://", value.get_secret_value()):
+            raise ValueError(
+                "not a PostgreSQL address; give a libpq URL such as "
+                "postgresql://leadflow:PASSWORD@db.internal:5432/leadflow, or unset it for "
+                "the DuckDB file in the data folder"
+            )
+        return value
+
     @field_validator("task_webhook_url")
     @classmethod
     def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
@@ -310,7 +349,15 @@ class Settings(BaseSettings):
 
     @property
     def warehouse_path(self) -> Path:
+        """The DuckDB warehouse file (the embedded default)."""
         return self.data_root / "warehouse.duckdb"
+
+    @property
+    def warehouse(self) -> Path | PostgresTarget:
+        """Where the warehouse is: the PostgreSQL database when one is set, else the file."""
+        if self.warehouse_url is not None:
+            return PostgresTarget(self.warehouse_url.get_secret_value())
+        return self.warehouse_path
 
     @property
     def outbox_dir(self) -> Path:

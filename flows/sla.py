@@ -14,6 +14,8 @@ from typing import Any
 import duckdb
 from rich.table import Table
 
+from flows.warehouse import Connection
+
 SCORECARD = "main.fct_handoff_sla_by_rep"
 
 
@@ -93,7 +95,7 @@ def share(value: float | None, met: int, decided: int) -> str:
     return "-" if value is None else f"{value:.0%} ({met:,}/{decided:,})"
 
 
-def read_sla_report(connection: duckdb.DuckDBPyConnection) -> SlaReport:
+def read_sla_report(connection: Connection) -> SlaReport:
     """The scorecard as the last run built it, most overdue first."""
     try:
         records = connection.execute(

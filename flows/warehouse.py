@@ -7,6 +7,10 @@ dbt reads both schemas as sources and writes its models to ``main``.
 
 DuckDB allows one writer process, so the pipeline opens the file from one process, one
 stage at a time, and closes it before dbt (which opens its own connection) runs.
+
+With ``LEADFLOW_WAREHOUSE_URL`` set, the same tables live in a PostgreSQL database and the
+same modules write them through ``flows.postgres.PostgresConnection``; the DDL below uses only
+types both share.
 """
 
 from __future__ import annotations
@@ -15,8 +19,19 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import duckdb
+
+from flows.settings import PostgresTarget
+
+if TYPE_CHECKING:
+    from flows.postgres import PostgresConnection
+
+# A warehouse connection: the DuckDB file's own, or the PostgreSQL one that speaks its dialect.
+Connection: TypeAlias = "duckdb.DuckDBPyConnection | PostgresConnection"
+# Where the warehouse is (Settings.warehouse): the DuckDB file, or a PostgreSQL database.
+WarehouseTarget: TypeAlias = Path | PostgresTarget
 
 RAW_TABLES: dict[str, str] = {
     "leads": """
@@ -279,7 +294,14 @@ class WarehouseLockedError(Exception):
         self.path = path
 
 
-def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(target: WarehouseTarget, *, read_only: bool = False) -> Connection:
+    """A connection to the warehouse. On PostgreSQL, read-only is the caller's promise: the
+    server takes any number of readers and writers."""
+    if isinstance(target, PostgresTarget):
+        from flows.postgres import PostgresConnection
+
+        return PostgresConnection(target)
+    path = target
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -293,19 +315,22 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
 
 
 @contextmanager
-def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Iterator[Connection]:
     """A connection that is always closed, so the next stage (or dbt) can open the file."""
-    connection = connect(path, read_only=read_only)
+    connection = connect(target, read_only=read_only)
     try:
         yield connection
     finally:
         connection.close()
 
 
-def _loads_per_mapping(connection: duckdb.DuckDBPyConnection) -> None:
+def _loads_per_mapping(connection: Connection) -> None:
     """ops.loads from before 0.2.0 allowed one load per file content (a unique file_sha256):
     rebuild it unique per (file_sha256, mapping), its rows kept with mapping null. DuckDB
-    cannot drop a constraint in place, so the table is copied, in one transaction."""
+    cannot drop a constraint in place, so the table is copied, in one transaction. (No
+    PostgreSQL warehouse predates 0.2.0.)"""
+    if not isinstance(connection, duckdb.DuckDBPyConnection):
+        return
     old_unique = connection.execute(
         """
         select count(*) from duckdb_constraints()
@@ -327,8 +352,17 @@ def _loads_per_mapping(connection: duckdb.DuckDBPyConnection) -> None:
         raise
 
 
-def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw and ops tables if they are missing (safe to call on every run)."""
+def ensure_schema(connection: Connection) -> None:
+    """Create the raw and ops tables if they are missing (safe to call on every run, and on
+    PostgreSQL from several workers at once: they take turns)."""
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        _ensure_schema(connection)
+        return
+    with connection.advisory_lock("schema"):
+        _ensure_schema(connection)
+
+
+def _ensure_schema(connection: Connection) -> None:
     connection.execute("create schema if not exists raw")
     connection.execute("create schema if not exists ops")
     for name, columns in RAW_TABLES.items():

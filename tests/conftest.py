@@ -1,19 +1,101 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by unit and integration tests.
+
+``warehouse`` runs a test on both warehouses LeadFlow supports: an in-memory DuckDB and a
+database of its own on a real PostgreSQL server, which the dev dependency pgserver bundles
+(no system install; Unix socket only) and one session shares.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
+import psycopg2
 import pytest
 
-from flows.warehouse import ensure_schema
+from flows.settings import PostgresTarget
+from flows.warehouse import Connection, connect, ensure_schema
+
+# A database with LeadFlow's tables already created, copied for each test (fast: a file copy).
+TEMPLATE_DATABASE = "leadflow_template"
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server for this session. It must start: without it nothing
+    about the PostgreSQL warehouse is proven."""
+    try:
+        import pgserver
+    except ImportError as error:
+        pytest.fail(f"pgserver is missing ({error}): run `make .venv/.synced-dev`", pytrace=False)
+    pgdata = tmp_path_factory.mktemp("postgres") / "pgdata"
+    try:
+        # As root, pgserver runs the server as a system user of its own (initdb refuses root).
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    except Exception as error:
+        log = pgdata / "log"
+        detail = log.read_text()[-2000:] if log.exists() else "no server log was written"
+        pytest.fail(
+            f"PostgreSQL (pgserver) did not start in {pgdata}: {error}\n{detail}", pytrace=False
+        )
+    url = server.get_uri()
+    _run_admin(url, f"create database {TEMPLATE_DATABASE}")
+    template = connect(PostgresTarget(_database_url(url, TEMPLATE_DATABASE)))
+    ensure_schema(template)
+    template.close()
+    yield url
+    server.cleanup()
+
+
+def _database_url(server_url: str, database: str) -> str:
+    """The server's URL (postgresql://user:@/postgres?host=...) for another database."""
+    return urlsplit(server_url)._replace(path=f"/{database}").geturl()
+
+
+def _run_admin(server_url: str, statement: str) -> None:
+    with closing(psycopg2.connect(server_url)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(statement)
 
 
 @pytest.fixture
-def warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory warehouse with LeadFlow's raw and ops tables."""
-    connection = duckdb.connect()
-    ensure_schema(connection)
+def postgres_database(postgres_server: str) -> Iterator[PostgresTarget]:
+    """A fresh database with LeadFlow's raw and ops tables, dropped after the test."""
+    name = f"leadflow_test_{next(_database_numbers)}"
+    _run_admin(postgres_server, f"create database {name} template {TEMPLATE_DATABASE}")
+    yield PostgresTarget(_database_url(postgres_server, name))
+    _run_admin(postgres_server, f"drop database {name} with (force)")
+
+
+# Tests whose code does not run on a PostgreSQL warehouse yet, one node id per line: their
+# postgres variants are expected to fail (strictly: one that passes must leave the list).
+NOT_YET_ON_POSTGRES = set(
+    (Path(__file__).parent / "not_yet_on_postgres.txt").read_text().splitlines()
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("warehouse") == "postgres"
+        if on_postgres and item.nodeid in NOT_YET_ON_POSTGRES:
+            item.add_marker(pytest.mark.xfail(reason="not on PostgreSQL yet", strict=True))
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """A warehouse with LeadFlow's raw and ops tables: in-memory DuckDB, then PostgreSQL."""
+    connection: Connection
+    if request.param == "duckdb":
+        connection = duckdb.connect()
+        ensure_schema(connection)
+    else:
+        connection = connect(request.getfixturevalue("postgres_database"))
     yield connection
     connection.close()

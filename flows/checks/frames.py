@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import duckdb
 import pandas as pd
 
 from flows.sales.tasks import HANDOFF_REASON
+from flows.warehouse import Connection
 
 # How many earlier runs make the baseline for volume and source shares, and how few are too few.
 TRAILING_RUNS = 7
@@ -140,7 +140,7 @@ left join main.dim_leads as leads on queue.lead_id = leads.lead_id
 
 
 def read_gate_frames(
-    connection: duckdb.DuckDBPyConnection, run_id: str, as_of: datetime
+    connection: Connection, run_id: str, as_of: datetime
 ) -> dict[str, pd.DataFrame]:
     """Each gated queue with its gate columns, keyed by GX asset name."""
     handoff = connection.execute(

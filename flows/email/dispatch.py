@@ -38,6 +38,7 @@ from flows.email.message import (
 )
 from flows.email.render import RenderedShape, TemplateRenderer, shape_values
 from flows.email.templates import NurtureStep, TemplateError, Track
+from flows.warehouse import Connection
 
 # SendGrid accepts at most 1,000 personalizations per request; batches never exceed that.
 BATCH_SIZE = 1000
@@ -117,7 +118,7 @@ def message_key(lead_id: str, track: str, step: int) -> str:
     return hashlib.md5(f"{lead_id}|{track}|{step}".encode()).hexdigest()
 
 
-def settle_earlier_sends(connection: duckdb.DuckDBPyConnection, sender: EmailSender) -> int:
+def settle_earlier_sends(connection: Connection, sender: EmailSender) -> int:
     """Resolve ledger rows a crashed run left ``pending``; returns how many were settled.
 
     Delivered → ``sent``, at the clock of the run that claimed it. Certainly not delivered →
@@ -186,7 +187,7 @@ def split_into_batches(
     return [tuple(batch) for batch in batches]
 
 
-def _events_seen_by_models(connection: duckdb.DuckDBPyConnection) -> datetime | None:
+def _events_seen_by_models(connection: Connection) -> datetime | None:
     """The newest event load the models were built from (None before the first build)."""
     try:
         row = connection.execute(
@@ -197,9 +198,7 @@ def _events_seen_by_models(connection: duckdb.DuckDBPyConnection) -> datetime | 
     return row[0] if row else None
 
 
-def _select_due(
-    connection: duckdb.DuckDBPyConnection, as_of: datetime, limits: SendLimits
-) -> dict[str, Any]:
+def _select_due(connection: Connection, as_of: datetime, limits: SendLimits) -> dict[str, Any]:
     """Put the due steps into the temporary table ``due_steps``; return the counts.
 
     Due: the queue's due rows, plus steps interrupted after the queue was built (it saw them
@@ -314,7 +313,7 @@ def _select_due(
 
 
 def dispatch_due_steps(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     *,
     tracks: Mapping[str, Track],
     renderer: TemplateRenderer,
@@ -527,7 +526,7 @@ CLAIM_SQL = """(
 
 
 def _claim(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     prepared: list[PreparedSend],
     provider: str,
     limits: SendLimits,
@@ -577,7 +576,7 @@ def _claim(
 
 
 def _send(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     prepared: list[PreparedSend],
     steps: Mapping[tuple[str, int], tuple[NurtureStep, Track]],
     sender: Sender,
@@ -645,9 +644,7 @@ def _batch(
     )
 
 
-def _settle(
-    connection: duckdb.DuckDBPyConnection, results: list[SendResult], as_of: datetime
-) -> None:
+def _settle(connection: Connection, results: list[SendResult], as_of: datetime) -> None:
     if not results:
         return
     settled = pa.Table.from_pylist(
@@ -685,7 +682,7 @@ def _settle(
     connection.unregister("settled")
 
 
-def _release(connection: duckdb.DuckDBPyConnection, message_keys: list[str]) -> None:
+def _release(connection: Connection, message_keys: list[str]) -> None:
     """Give back claims whose email was never handed to the provider (not an attempt)."""
     if not message_keys:
         return
@@ -700,7 +697,7 @@ def _release(connection: duckdb.DuckDBPyConnection, message_keys: list[str]) -> 
 
 
 def _quarantine_unrendered(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     unrendered: list[tuple[Mapping[str, Any], str]],
     run_id: str,
 ) -> None:

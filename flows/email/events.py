@@ -31,12 +31,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import pyarrow as pa
 
 from flows.runs import utc_now
 from flows.sources.inbox import file_sha256
 from flows.sources.mapping import sql_text
+from flows.warehouse import Connection
 
 ENTITY = "email_provider_events"
 SOURCE = "sendgrid"
@@ -160,7 +160,7 @@ class LandedEventsLoad:
         return self.lines_read - self.events_loaded - sum(self.reasons.values())
 
 
-def ensure_suppressions_table(connection: duckdb.DuckDBPyConnection) -> None:
+def ensure_suppressions_table(connection: Connection) -> None:
     connection.execute("create schema if not exists ops")
     connection.execute(SUPPRESSIONS_DDL)
 
@@ -172,9 +172,7 @@ def complete_lines(path: Path, skip: int) -> list[str]:
     return complete.decode("utf-8", errors="replace").splitlines()[skip:]
 
 
-def load_landed_events(
-    connection: duckdb.DuckDBPyConnection, folder: Path, run_id: str
-) -> LandedEventsLoad:
+def load_landed_events(connection: Connection, folder: Path, run_id: str) -> LandedEventsLoad:
     """Load the lines of every landing file not read before, each file in a transaction.
 
     A landing file grows while its receiver runs, so each load of it reads the lines after
@@ -216,7 +214,7 @@ def load_landed_events(
 
 
 def _load_lines(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     path: Path,
     sha256: str,
     lines: list[str],
@@ -394,7 +392,7 @@ def _load_lines(
     return LandedEventsLoad(1, len(lines), events_loaded, quarantined)
 
 
-def _map_to_lead_events(connection: duckdb.DuckDBPyConnection, load_id: str) -> None:
+def _map_to_lead_events(connection: Connection, load_id: str) -> None:
     """The load's engagement and opt-out events, as the event types dbt scores."""
     mapping = ", ".join(
         f"({sql_text(event)}, {sql_text(event_type)})" for event, event_type in EVENT_TYPES.items()
@@ -430,7 +428,7 @@ def _map_to_lead_events(connection: duckdb.DuckDBPyConnection, load_id: str) -> 
     )
 
 
-def _apply_suppressions(connection: duckdb.DuckDBPyConnection, load_id: str) -> None:
+def _apply_suppressions(connection: Connection, load_id: str) -> None:
     """Opt-outs of the load suppress their address; group resubscribes lift their group.
 
     A group's suppression is told apart by its source, ``sendgrid:asm_group=<id>``. Lifts go
@@ -508,7 +506,7 @@ def _apply_suppressions(connection: duckdb.DuckDBPyConnection, load_id: str) -> 
     )
 
 
-def settle_from_events(connection: duckdb.DuckDBPyConnection) -> int:
+def settle_from_events(connection: Connection) -> int:
     """Mark ``sent`` the pending ledger rows SendGrid says it processed or delivered.
 
     ``sent_at`` is the row's ``created_at``: the clock of the run that claimed it, so a
@@ -534,9 +532,7 @@ def settle_from_events(connection: duckdb.DuckDBPyConnection) -> int:
     )
 
 
-def release_never_sent(
-    connection: duckdb.DuckDBPyConnection, as_of: datetime, after: timedelta
-) -> int:
+def release_never_sent(connection: Connection, as_of: datetime, after: timedelta) -> int:
     """Mark ``failed``, so the next claim sends them, the pending sends that never reached the
     provider; returns how many.
 
@@ -596,7 +592,7 @@ class StalePending:
 
 
 def stale_pending(
-    connection: duckdb.DuckDBPyConnection, as_of: datetime, after: timedelta = timedelta(hours=24)
+    connection: Connection, as_of: datetime, after: timedelta = timedelta(hours=24)
 ) -> list[StalePending]:
     """Ledger rows pending for longer than ``after`` at the run clock ``as_of`` (naive UTC) with
     no processed/delivered event (setting ``LEADFLOW_PENDING_UNKNOWN_AFTER_HOURS``), oldest

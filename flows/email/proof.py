@@ -25,12 +25,13 @@ from flows.email.render import TemplateRenderer
 from flows.email.templates import context_for_step, find_step_file
 from flows.email.tracks import LintProblem, TemplateError, Track, read_step_file
 from flows.settings import ConfigError, Settings
+from flows.warehouse import Connection
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 TEST_CATEGORY = "test"
 
 
-def lead_row(connection: duckdb.DuckDBPyConnection, lead_id: str) -> dict[str, Any]:
+def lead_row(connection: Connection, lead_id: str) -> dict[str, Any]:
     """A lead's template values: its nurture queue row, else its dim_leads row (read-only)."""
     for table in ("main.fct_nurture_queue", "main.dim_leads"):
         try:

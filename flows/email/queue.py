@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import duckdb
+from flows.warehouse import Connection
 
 
-def count_deferred_for_quiet_hours(connection: duckdb.DuckDBPyConnection) -> int:
+def count_deferred_for_quiet_hours(connection: Connection) -> int:
     """Steps due now but outside the send window in their lead's time zone (dbt var
     ``nurture_send_window``): they stay queued and go at the first run inside the window."""
     row = connection.execute(

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from flows.sales.tasks import DEFAULT_FOLLOW_UP_POLICY, FOLLOW_UP_POLICIES
+from flows.warehouse import Connection
 
 if TYPE_CHECKING:
-    import duckdb
+    pass
 
 TRACKS_FOLDER = "tracks"
 TRACK_FILE = "track.yml"
@@ -458,7 +459,7 @@ def load_tracks(templates_dir: Path) -> dict[str, Track]:
     return reading.tracks
 
 
-def publish_tracks(connection: duckdb.DuckDBPyConnection, tracks: Mapping[str, Track]) -> int:
+def publish_tracks(connection: Connection, tracks: Mapping[str, Track]) -> int:
     """Replace ``ops.nurture_steps`` with the authored steps in one transaction; returns rows."""
     rows = [
         (

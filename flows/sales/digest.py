@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import duckdb
 import jinja2
 import yaml
 
@@ -35,6 +34,7 @@ from flows.email.plaintext import html_to_text
 from flows.email.render import explain, make_environment
 from flows.email.tracks import LintProblem, TemplateError, split_front_matter
 from flows.sales.sinks import SinkResult, rep_queue_order
+from flows.warehouse import Connection
 
 DIGEST_TEMPLATE = "digest/daily.html"
 DIGEST_CONTEXT_DOC = "digest/CONTEXT.md"
@@ -194,9 +194,7 @@ class DigestSettings:
     crm_url_template: str | None
 
 
-def settle_earlier_digests(
-    connection: duckdb.DuckDBPyConnection, sender: EmailSender, day: date
-) -> None:
+def settle_earlier_digests(connection: Connection, sender: EmailSender, day: date) -> None:
     """A row a crash left pending: sent if the provider has it, failed (sent again) if it
     certainly has not, left pending (never sent twice) if it cannot tell."""
     pending = connection.execute(
@@ -224,7 +222,7 @@ class DigestSink:
         self.sender = sender
         self.template = load_digest_template(settings.templates_dir)
 
-    def deliver(self, connection: duckdb.DuckDBPyConnection, as_of: datetime) -> SinkResult:
+    def deliver(self, connection: Connection, as_of: datetime) -> SinkResult:
         built = connection.execute(
             "select count(*) from information_schema.tables where table_schema = 'main' "
             "and table_name in ('dim_reps', 'dim_leads')"
@@ -274,7 +272,7 @@ class DigestSink:
 
     def _send(
         self,
-        connection: duckdb.DuckDBPyConnection,
+        connection: Connection,
         context: Mapping[str, Any],
         day: date,
         as_of: datetime,

@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from flows.email.events import complete_lines
 from flows.files import write_atomically
 from flows.sales.tasks import PENDING_TASK_STATUSES
 from flows.sources.catalog import OUTCOME_REASONS
 from flows.sources.inbox import file_sha256
 from flows.sources.mapping import sql_text
+from flows.warehouse import Connection
 
 # The source system of outcomes recorded by the command and the callback (raw.outcomes.source).
 SOURCE = "sales"
@@ -90,7 +89,7 @@ class TaskOnRecord:
     title: str
 
 
-def find_task(connection: duckdb.DuckDBPyConnection, task_id: str) -> TaskOnRecord:
+def find_task(connection: Connection, task_id: str) -> TaskOnRecord:
     row = connection.execute(
         "select task_id, lead_id, owner_rep_id, status, title from ops.sales_tasks "
         "where task_id = ?",
@@ -122,7 +121,7 @@ def command_outcome(
     }
 
 
-def close_tasks_for_outcomes(connection: duckdb.DuckDBPyConnection, as_of: datetime) -> int:
+def close_tasks_for_outcomes(connection: Connection, as_of: datetime) -> int:
     """End every pending task of a lead that sales gave an outcome since the task was created.
 
     Reads the resolved outcomes dbt built (``int_lead_outcomes_resolved``); a task ends with

@@ -21,9 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-import duckdb
-
 from flows.sales.tasks import PENDING_TASK_STATUSES, PRIORITY_TIER_SIZE
+from flows.warehouse import Connection
 
 TASK_COLUMNS = (
     "task_id",
@@ -65,13 +64,13 @@ class SinkResult:
 class TaskSink(Protocol):
     name: str
 
-    def deliver(self, connection: duckdb.DuckDBPyConnection, as_of: datetime) -> SinkResult:
+    def deliver(self, connection: Connection, as_of: datetime) -> SinkResult:
         """Bring the sink up to date with ``ops.sales_tasks``; safe to call again."""
         ...
 
 
 def deliver_tasks(
-    connection: duckdb.DuckDBPyConnection, sinks: Sequence[TaskSink], as_of: datetime
+    connection: Connection, sinks: Sequence[TaskSink], as_of: datetime
 ) -> list[SinkResult]:
     return [sink.deliver(connection, as_of) for sink in sinks]
 
@@ -81,7 +80,7 @@ class WarehouseSink:
 
     name = "warehouse"
 
-    def deliver(self, connection: duckdb.DuckDBPyConnection, as_of: datetime) -> SinkResult:
+    def deliver(self, connection: Connection, as_of: datetime) -> SinkResult:
         row = connection.execute(
             "select count(*) from ops.sales_tasks where list_contains(?, status)",
             [list(PENDING_TASK_STATUSES)],
@@ -97,7 +96,7 @@ class RepCsvSink:
     def __init__(self, tasks_dir: Path) -> None:
         self.tasks_dir = tasks_dir
 
-    def deliver(self, connection: duckdb.DuckDBPyConnection, as_of: datetime) -> SinkResult:
+    def deliver(self, connection: Connection, as_of: datetime) -> SinkResult:
         counts = write_rep_task_files(connection, self.tasks_dir, as_of=as_of)
         return SinkResult(self.name, sum(counts.values()))
 
@@ -108,7 +107,7 @@ def rep_file_name(rep_id: str) -> str:
 
 
 def _copy_to_csv(
-    connection: duckdb.DuckDBPyConnection, query: str, parameters: list[object], target: Path
+    connection: Connection, query: str, parameters: list[object], target: Path
 ) -> None:
     """The query's rows as ``target``, replaced atomically: a reader sees the old or the new."""
     temporary = target.with_name(f".{target.name}.tmp")
@@ -118,7 +117,7 @@ def _copy_to_csv(
 
 
 def write_rep_task_files(
-    connection: duckdb.DuckDBPyConnection, tasks_dir: Path, *, as_of: datetime | None = None
+    connection: Connection, tasks_dir: Path, *, as_of: datetime | None = None
 ) -> dict[str, int]:
     """Write ``<rep_id>.csv`` with each rep's open tasks in queue order (overdue first by
     ``as_of``, default now). A file whose rep has no open task any more is emptied to its

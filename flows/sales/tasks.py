@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-import duckdb
+from flows.warehouse import Connection
 
 HANDOFF_REASON = "mql_handoff"
 # A task's life: `queued` waits for room in its rep's daily capacity, `open` is on the rep's
@@ -93,7 +93,7 @@ HANDOFF_TITLE_SQL = """
     end"""
 
 
-def _count_new(connection: duckdb.DuckDBPyConnection, run_id: str, reason: str) -> int:
+def _count_new(connection: Connection, run_id: str, reason: str) -> int:
     row = connection.execute(
         "select count(*) from ops.sales_tasks where run_id = ? and reason = ?", [run_id, reason]
     ).fetchone()
@@ -101,7 +101,7 @@ def _count_new(connection: duckdb.DuckDBPyConnection, run_id: str, reason: str) 
 
 
 def create_handoff_tasks(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     run_id: str,
     as_of: datetime,
     crm_url_template: str | None = None,
@@ -163,7 +163,7 @@ def create_handoff_tasks(
 
 
 def create_follow_up_tasks(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     run_id: str,
     as_of: datetime,
     policies: Mapping[tuple[str, int], str],
@@ -269,7 +269,7 @@ def create_follow_up_tasks(
     return _count_new(connection, run_id, NURTURE_FOLLOW_UP_REASON)
 
 
-def arrange_task_queues(connection: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
+def arrange_task_queues(connection: Connection, as_of: datetime) -> None:
     """Supersede, then release: one pending task per lead and rep, open up to capacity.
 
     Of a lead's pending tasks with one rep the hand-off wins (sales-ready comes first), else
@@ -345,7 +345,7 @@ def arrange_task_queues(connection: duckdb.DuckDBPyConnection, as_of: datetime) 
     )
 
 
-def queued_tasks_by_rep(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def queued_tasks_by_rep(connection: Connection) -> dict[str, int]:
     """Tasks waiting for room in each rep's capacity: the overflow the sales manager sees."""
     return dict(
         connection.execute(

@@ -34,11 +34,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import duckdb
 import httpx
 from pydantic import SecretStr
 
 from flows.sales.sinks import SinkResult
+from flows.warehouse import Connection
 
 SINK_NAME = "webhook"
 SIGNATURE_HEADER = "X-LeadFlow-Signature"
@@ -185,7 +185,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def enqueue_events(connection: duckdb.DuckDBPyConnection, sink: str, as_of: datetime) -> None:
+def enqueue_events(connection: Connection, sink: str, as_of: datetime) -> None:
     """Add the events due to the log, once per idempotency key; skip those overtaken.
 
     ``task.opened`` for every open task; an ended status for a task whose ``task.opened`` was
@@ -226,7 +226,7 @@ def enqueue_events(connection: duckdb.DuckDBPyConnection, sink: str, as_of: date
     )
 
 
-def pending_events(connection: duckdb.DuckDBPyConnection, sink: str) -> list[dict[str, Any]]:
+def pending_events(connection: Connection, sink: str) -> list[dict[str, Any]]:
     """The events still to post, the most important tasks first."""
     columns = ", ".join(f"tasks.{column}" for column in PAYLOAD_COLUMNS)
     cursor = connection.execute(
@@ -245,7 +245,7 @@ def pending_events(connection: duckdb.DuckDBPyConnection, sink: str) -> list[dic
 
 
 def record_outcome(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     sink: str,
     idempotency_key: str,
     outcome: PostOutcome,
@@ -296,7 +296,7 @@ class WebhookSink:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def deliver(self, connection: duckdb.DuckDBPyConnection, as_of: datetime) -> SinkResult:
+    def deliver(self, connection: Connection, as_of: datetime) -> SinkResult:
         enqueue_events(connection, self.name, as_of)
         events = pending_events(connection, self.name)
         delivered = 0

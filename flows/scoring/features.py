@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flows.warehouse import Connection
+
 if TYPE_CHECKING:
-    import duckdb
     from numpy.typing import NDArray
 
 # The models the query reads, in the schema dbt builds into.
@@ -124,7 +125,7 @@ def feature_query(rule_count: int, event_type_count: int) -> str:
 
 
 def load_features(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     *,
     rule_ids: tuple[str, ...],
     event_types: tuple[str, ...],

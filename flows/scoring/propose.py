@@ -32,9 +32,10 @@ from flows.scoring.seeds import (
     read_vars,
     with_points,
 )
+from flows.warehouse import Connection
 
 if TYPE_CHECKING:
-    import duckdb
+    pass
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Proposal:
 
 
 def propose_points(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     dbt_project_dir: Path,
     out_dir: Path,
     *,

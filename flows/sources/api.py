@@ -24,8 +24,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
+
+from flows.warehouse import Connection
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -123,7 +124,7 @@ def _get(
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def read_watermark(connection: duckdb.DuckDBPyConnection, source: str) -> datetime | None:
+def read_watermark(connection: Connection, source: str) -> datetime | None:
     row = connection.execute(
         "select watermark from ops.api_watermarks where source = ?", [source]
     ).fetchall()
@@ -131,7 +132,7 @@ def read_watermark(connection: duckdb.DuckDBPyConnection, source: str) -> dateti
 
 
 def advance_watermark(
-    connection: duckdb.DuckDBPyConnection, source: str, entity: str, column: str, load_id: str
+    connection: Connection, source: str, entity: str, column: str, load_id: str
 ) -> None:
     """Move a source's watermark to the newest ``column`` among the rows of one load into
     ``raw.<entity>`` (validated, so never in the future); it never moves back."""
@@ -149,7 +150,7 @@ def advance_watermark(
 
 
 def fetch_to_landing(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     source: ApiSource,
     landing_dir: Path,
     fetched_at: datetime,

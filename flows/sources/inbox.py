@@ -35,6 +35,7 @@ from flows.sources.mapping import (
     type_by_suffix,
 )
 from flows.sources.validation import rejected_rows_sql, typed_columns_sql
+from flows.warehouse import Connection
 
 FILE_NAME_PATTERN = re.compile(
     r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.(csv|jsonl|ndjson|parquet)(\.gz)?$"
@@ -178,7 +179,7 @@ def identify(path: Path, mappings: list[SourceMapping] | None = None) -> SourceM
 
 
 def scan_inbox(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     inbox_dir: Path,
     mappings: list[SourceMapping] | None = None,
 ) -> InboxScan:
@@ -323,7 +324,7 @@ NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
 
 def parse_into(
-    connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, table: str
+    connection: Connection, inbox_file: InboxFile, table: str
 ) -> dict[str, ParsedColumn]:
     """Parse a file into a temporary table in file order, its columns named by position;
     returns each header name's column."""
@@ -387,7 +388,7 @@ def parse_into(
 
 
 def _parse_json_lines(
-    connection: duckdb.DuckDBPyConnection, table: str, parameters: dict[str, str]
+    connection: Connection, table: str, parameters: dict[str, str]
 ) -> dict[str, ParsedColumn]:
     """Each record's top-level fields as JSON values, so a string keeps its text and an object
     stays an object (that row is quarantined where a single value is expected); the whole
@@ -422,7 +423,7 @@ def _parse_json_lines(
 
 
 def stage_file(
-    connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, as_of: datetime, index: int
+    connection: Connection, inbox_file: InboxFile, as_of: datetime, index: int
 ) -> StagedFile:
     """Parse a file into a temporary table of classified rows (nothing permanent is written)."""
     entity = inbox_file.entity
@@ -488,7 +489,7 @@ class FileLoad(RowFates):
 
 
 def load_file(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     inbox_file: InboxFile,
     as_of: datetime,
     run_id: str,
@@ -549,7 +550,7 @@ def load_file(
     )
 
 
-def already_loaded(connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile) -> bool:
+def already_loaded(connection: Connection, inbox_file: InboxFile) -> bool:
     """Whether this content was loaded under this mapping (e.g. a copy of a file loaded under
     another name earlier in the same run); a ledger row from before mappings were recorded
     counts for the same entity and source."""
@@ -562,9 +563,7 @@ def already_loaded(connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile)
     )
 
 
-def commit_staged(
-    connection: duckdb.DuckDBPyConnection, staged_files: list[StagedFile], run_id: str
-) -> None:
+def commit_staged(connection: Connection, staged_files: list[StagedFile], run_id: str) -> None:
     """Write each staged file to raw/quarantine/ledger in a transaction of its own: a crash
     leaves every file either wholly loaded or not at all."""
     for staged in staged_files:
@@ -582,7 +581,7 @@ def commit_staged(
 
 
 def record_load_error(
-    connection: duckdb.DuckDBPyConnection, error: SourceFileError, sha256: str, run_id: str
+    connection: Connection, error: SourceFileError, sha256: str, run_id: str
 ) -> None:
     """Keep why a file could not load; it stays in the inbox and is tried again next run."""
     connection.execute(
@@ -591,7 +590,7 @@ def record_load_error(
     )
 
 
-def _commit_one(connection: duckdb.DuckDBPyConnection, staged: StagedFile, run_id: str) -> None:
+def _commit_one(connection: Connection, staged: StagedFile, run_id: str) -> None:
     inbox_file, entity = staged.file, staged.file.entity
     lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
     column_list = ", ".join(entity.columns)

@@ -18,8 +18,6 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from flows.sources.inbox import (
     InboxFile,
     SourceFileError,
@@ -31,6 +29,7 @@ from flows.sources.inbox import (
     stage_file,
 )
 from flows.sources.mapping import FileFormat, SourceMapping
+from flows.warehouse import Connection
 
 
 def export_name(source_file: str) -> str:
@@ -46,7 +45,7 @@ def export_name(source_file: str) -> str:
 
 
 def export_quarantined(
-    connection: duckdb.DuckDBPyConnection, out_dir: Path, *, reason: str | None = None
+    connection: Connection, out_dir: Path, *, reason: str | None = None
 ) -> dict[Path, int]:
     """Write unresolved extract rejections (optionally of one reason) as CSV files to fix."""
     rows = connection.execute(
@@ -104,7 +103,7 @@ def resubmission_mapping(path: Path, mappings: list[SourceMapping]) -> SourceMap
 
 
 def resubmit(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     files: list[Path],
     mappings: list[SourceMapping],
     *,

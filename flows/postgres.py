@@ -1,0 +1,242 @@
+"""The warehouse on PostgreSQL: a connection that runs LeadFlow's DuckDB-dialect SQL there.
+
+LeadFlow's own SQL (extract, hand-off, sends, runs) is written once, in DuckDB's dialect, for
+the embedded default. With ``LEADFLOW_WAREHOUSE_URL`` set, the same modules get this connection
+instead: each statement is translated by sqlglot (once per distinct text: the same few hundred
+statements run on every run) and run through psycopg2, and the part of DuckDB's Python API the
+modules use is offered on top: ``execute``/``executemany`` with ``?`` or ``$name`` parameters,
+``fetchall``/``fetchone``/``description``/``df``/``fetchnumpy``, ``begin``/``commit``/``rollback``,
+and ``register``, which copies a pyarrow table or pandas frame into a temporary table.
+
+SQL that sqlglot cannot translate is written in the subset both engines share (``insert ... on
+conflict do nothing`` rather than ``insert or ignore``, explicit column lists rather than ``by
+name``). PostgreSQL's errors are raised as DuckDB's exception classes, the warehouse's error
+vocabulary in the modules (``duckdb.CatalogException`` for a relation that does not exist,
+``duckdb.ConstraintException`` for a key already taken), so one ``except`` serves both.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Self
+
+import duckdb
+import numpy as np
+import pandas as pd
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.extras
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlglot
+from sqlglot import exp
+
+from flows.settings import PostgresTarget
+
+# A parameter marker that survives the escaping of literal percent signs (psycopg2 reads
+# `%` as the start of a parameter); put back as `%s` / `%(name)s` after.
+_MARKER = re.compile(r"__leadflow_param_(\w*?)__")
+_ADVISORY_NAMESPACE = 0x1EADF10  # pg_advisory_lock(namespace, key): LeadFlow's own locks
+
+
+def _placeholder_marker(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Placeholder):
+        return exp.var(f"__leadflow_param_{node.name if node.this else ''}__")
+    if isinstance(node, exp.Parameter):  # $name in some sqlglot versions
+        return exp.var(f"__leadflow_param_{node.name}__")
+    return node
+
+
+def _statements(tree: exp.Expression) -> list[exp.Expression]:
+    """DuckDB's `create or replace table` is `drop ... if exists` then `create` here."""
+    if isinstance(tree, exp.Create) and tree.args.get("replace") and tree.kind == "TABLE":
+        created = tree.copy()
+        created.set("replace", False)
+        target = tree.find(exp.Table)
+        assert target is not None
+        return [exp.Drop(tables=[target.copy()], kind="TABLE", exists=True), created]
+    return [tree]
+
+
+@lru_cache(maxsize=2048)
+def translate(sql: str) -> tuple[str, ...]:
+    """The PostgreSQL statements for one DuckDB-dialect text, with psycopg2's parameters."""
+    translated: list[str] = []
+    for tree in sqlglot.parse(sql, read="duckdb"):
+        if tree is None:
+            continue
+        for statement in _statements(tree.transform(_placeholder_marker)):
+            text = statement.sql(dialect="postgres").replace("%", "%%")
+            translated.append(_MARKER.sub(lambda m: f"%({m[1]})s" if m[1] else "%s", text))
+    return tuple(translated)
+
+
+def _as_duckdb_error(error: psycopg2.Error) -> duckdb.Error:
+    """The DuckDB exception a module catches for this PostgreSQL error."""
+    message = (error.pgerror or str(error)).strip()
+    if isinstance(error, psycopg2.errors.UndefinedTable | psycopg2.errors.InvalidSchemaName):
+        return duckdb.CatalogException(message)
+    if isinstance(error, psycopg2.errors.IntegrityError):
+        return duckdb.ConstraintException(message)
+    if isinstance(error, psycopg2.errors.DataError):
+        return duckdb.ConversionException(message)
+    if isinstance(error, psycopg2.errors.SyntaxError | psycopg2.errors.UndefinedFunction):
+        return duckdb.ParserException(message)
+    return duckdb.Error(message)
+
+
+_ARROW_TYPES: list[tuple[Any, str]] = [
+    (pa.types.is_boolean, "boolean"),
+    (pa.types.is_integer, "bigint"),
+    (pa.types.is_floating, "double precision"),
+    (pa.types.is_decimal, "numeric"),
+    (pa.types.is_timestamp, "timestamp"),
+    (pa.types.is_date, "date"),
+    (pa.types.is_string, "varchar"),
+    (pa.types.is_large_string, "varchar"),
+    (pa.types.is_null, "varchar"),
+]
+
+
+def _column_type(arrow_type: pa.DataType) -> str:
+    for matches, sql_type in _ARROW_TYPES:
+        if matches(arrow_type):
+            return sql_type
+    raise TypeError(f"cannot register a column of type {arrow_type} on PostgreSQL")
+
+
+class PostgresConnection:
+    """One PostgreSQL session with the DuckDB connection API LeadFlow's modules use.
+
+    Autocommit, as DuckDB is: each statement is its own transaction unless ``begin`` opened
+    one. Temporary tables live as long as the connection, as in DuckDB.
+    """
+
+    def __init__(self, target: PostgresTarget) -> None:
+        try:
+            self._connection = psycopg2.connect(target.url)
+        except psycopg2.OperationalError as error:
+            raise duckdb.IOException(
+                f"cannot connect to the PostgreSQL warehouse {target.display}: {error}".strip()
+            ) from None
+        self._connection.autocommit = True
+        # DuckDB returns json as text; so must this, for the modules that parse it themselves.
+        psycopg2.extras.register_default_json(self._connection, loads=lambda text: text)
+        psycopg2.extras.register_default_jsonb(self._connection, loads=lambda text: text)
+        self._cursor = self._connection.cursor()
+
+    # -- statements ---------------------------------------------------------------------
+    def execute(
+        self, query: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Self:
+        arguments = _arguments(parameters)
+        try:
+            for statement in translate(query):
+                self._cursor.execute(statement, arguments)
+        except psycopg2.Error as error:
+            raise _as_duckdb_error(error) from None
+        return self
+
+    def executemany(self, query: str, parameters: Sequence[Sequence[Any]]) -> Self:
+        (statement,) = translate(query)
+        try:
+            psycopg2.extras.execute_batch(
+                self._cursor, statement, [_arguments(row) for row in parameters], page_size=1000
+            )
+        except psycopg2.Error as error:
+            raise _as_duckdb_error(error) from None
+        return self
+
+    # -- results ------------------------------------------------------------------------
+    @property
+    def description(self) -> list[tuple[Any, ...]] | None:
+        if self._cursor.description is None:
+            return None
+        return [tuple(column) for column in self._cursor.description]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self._cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    def df(self) -> pd.DataFrame:
+        columns = [column[0] for column in self._cursor.description or []]
+        return pd.DataFrame(self.fetchall(), columns=columns)
+
+    def fetchnumpy(self) -> dict[str, np.ndarray[Any, Any]]:
+        frame = self.df()
+        return {column: frame[column].to_numpy() for column in frame.columns}
+
+    # -- transactions -------------------------------------------------------------------
+    def begin(self) -> None:
+        self._cursor.execute("begin")
+
+    def commit(self) -> None:
+        self._cursor.execute("commit")
+
+    def rollback(self) -> None:
+        self._cursor.execute("rollback")
+
+    def close(self) -> None:
+        self._connection.close()
+
+    # -- relations from Python ------------------------------------------------------------
+    def register(self, name: str, data: pa.Table | pd.DataFrame) -> None:
+        """Copy ``data`` into the temporary table ``name`` (DuckDB reads it in place)."""
+        table = (
+            data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        )
+        columns = ", ".join(f'"{field.name}" {_column_type(field.type)}' for field in table.schema)
+        buffer = io.BytesIO()
+        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        try:
+            self._cursor.execute(f'drop table if exists "{name}"')
+            self._cursor.execute(f'create temporary table "{name}" ({columns})')
+            self._cursor.copy_expert(f'copy "{name}" from stdin with (format csv)', buffer)
+        except psycopg2.Error as error:
+            raise _as_duckdb_error(error) from None
+
+    def unregister(self, name: str) -> None:
+        self._cursor.execute(f'drop table if exists "{name}"')
+
+    # -- locks ----------------------------------------------------------------------------
+    @contextmanager
+    def advisory_lock(self, name: str) -> Iterator[None]:
+        """Hold LeadFlow's session lock ``name`` (one holder across every worker at a time)."""
+        key = _lock_key(name)
+        self._cursor.execute("select pg_advisory_lock(%s, %s)", (_ADVISORY_NAMESPACE, key))
+        try:
+            yield
+        finally:
+            self._cursor.execute("select pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, key))
+
+
+def _lock_key(name: str) -> int:
+    """A stable 32-bit key per lock name (Python's hash() changes between processes)."""
+    import zlib
+
+    return zlib.crc32(name.encode()) - 2**31
+
+
+def _arguments(parameters: Sequence[Any] | Mapping[str, Any] | None) -> Any:
+    """psycopg2's arguments: always given (so `%%` is read as `%`), lists as arrays."""
+    if parameters is None:
+        return ()
+    if isinstance(parameters, Mapping):
+        return {key: _value(value) for key, value in parameters.items()}
+    return tuple(_value(value) for value in parameters)
+
+
+def _value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+psycopg2.extensions.register_adapter(np.int64, psycopg2.extensions.AsIs)
