@@ -46,9 +46,7 @@ def test_a_leads_profile_links_its_source_to_its_own_crm(tmp_path):
         "app.hubspot.com/contacts/123/record/0-1/{source_lead_id}",  # no scheme: not a link
     ],
 )
-def test_a_profile_template_that_cannot_link_names_the_file_the_key_and_the_fix(
-    tmp_path, template
-):
+def test_a_profile_template_that_cannot_link_names_the_file_the_key_and_the_fix(tmp_path, template):
     profile = leads_profile(tmp_path, "hubspot", template)
     with pytest.raises(MappingError) as raised:
         load_mapping(profile)
