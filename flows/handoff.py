@@ -5,7 +5,7 @@ from datetime import datetime
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.sales.delivery import task_sinks
+from flows.sales.delivery import crm_links, task_sinks
 from flows.sales.outcomes import close_tasks_for_outcomes
 from flows.sales.sinks import SinkResult, deliver_tasks
 from flows.sales.tasks import create_handoff_tasks, queued_tasks_by_rep
@@ -18,7 +18,7 @@ def create_tasks_for_sales_ready_leads(run_id: str, as_of: datetime) -> int:
     settings = load_settings()
     with open_warehouse(settings.warehouse_path) as connection:
         close_tasks_for_outcomes(connection, as_of)  # sales' word ends tasks before new ones
-        return create_handoff_tasks(connection, run_id, as_of, settings.crm_url_template)
+        return create_handoff_tasks(connection, run_id, as_of, crm_links(settings))
 
 
 @task(cache_policy=NO_CACHE)

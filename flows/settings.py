@@ -20,6 +20,8 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.crm_links import checked_crm_url_template
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -169,7 +171,8 @@ class Settings(BaseSettings):
     crm_url_template: str | None = Field(
         default=None,
         description="A link to a lead in your CRM, for tasks of leads known only by their "
-        "source record id: https://crm.example/leads/{source_lead_id} ({source} also works).",
+        "source record id: https://crm.example/leads/{source_lead_id} ({source} also works); "
+        "a source whose leads profile sets crm_url_template links with that one instead.",
     )
 
     send_max_attempts: int = Field(
@@ -258,20 +261,7 @@ class Settings(BaseSettings):
     @field_validator("crm_url_template")
     @classmethod
     def _crm_link_names_the_record(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        placeholders = set(re.findall(r"{([^{}]*)}", value))
-        if (
-            not re.fullmatch(r"https?://\S+", value)
-            or "source_lead_id" not in placeholders
-            or not placeholders <= {"source", "source_lead_id"}
-        ):
-            raise ValueError(
-                f"{value!r} is not a CRM link template: an http(s) address with "
-                "{source_lead_id} where the record id goes (and optionally {source}), such as "
-                "https://crm.example/leads/{source_lead_id}"
-            )
-        return value
+        return None if value is None else checked_crm_url_template(value)
 
     @field_validator("warehouse_url")
     @classmethod

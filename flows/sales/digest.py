@@ -3,7 +3,8 @@
 Rendered from ``templates/digest/daily.html`` (front matter with the subject, then a Jinja
 body; the context is documented in ``templates/digest/CONTEXT.md``) in the nurture templates'
 sandbox: autoescaped HTML, StrictUndefined, no access to Python internals. Each task shows its
-why-now and, when ``LEADFLOW_CRM_URL_TEMPLATE`` is set, a link to the lead in the CRM.
+why-now and, when the lead's source has a CRM link template (its leads profile's
+``crm_url_template``, else ``LEADFLOW_CRM_URL_TEMPLATE``), a link to the lead in the CRM.
 
 Sent through the configured email provider (the local outbox, or SendGrid when keyed), once
 per rep and day at most: the day is the run's clock in ``LEADFLOW_SCHEDULE_TIMEZONE``, and
@@ -28,6 +29,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import yaml
 
+from flows.crm_links import CrmLinks, crm_url_sql
 from flows.email.context import clean_text
 from flows.email.message import EmailSender, OutgoingBatch, Recipient
 from flows.email.plaintext import html_to_text
@@ -43,7 +45,7 @@ DIGEST_CATEGORY = "leadflow-digest"
 SINK_NAME = "digest"
 
 # Each open task of an active rep, with the rep and the link into the CRM (the lead's most
-# trusted record in the template, URL-encoded; null when no template is set).
+# trusted record in its source's template, URL-encoded; null when there is no template).
 DIGEST_TASKS_SQL = f"""
     select
         tasks.owner_rep_id as rep_id,
@@ -58,8 +60,7 @@ DIGEST_TASKS_SQL = f"""
         tasks.due_at < $as_of as is_overdue,
         tasks.email,
         tasks.phone,
-        replace(replace($crm_url_template, '{{source}}', url_encode(leads.source)),
-                '{{source_lead_id}}', url_encode(leads.source_lead_id)) as crm_url
+        {crm_url_sql("leads.source", "leads.source_lead_id")} as crm_url
     from ops.sales_tasks as tasks
     left join main.dim_reps as reps on tasks.owner_rep_id = reps.rep_id
     left join main.dim_leads as leads on tasks.lead_id = leads.lead_id
@@ -191,7 +192,7 @@ class DigestSettings:
     sender_name: str
     unsubscribe_url: str  # may contain {message_key}
     unsubscribe_group: int | None
-    crm_url_template: str | None
+    crm_links: CrmLinks
 
 
 def settle_earlier_digests(connection: Connection, sender: EmailSender, day: date) -> None:
@@ -245,7 +246,7 @@ class DigestSink:
         queued = dict(connection.execute(QUEUED_SQL).fetchall())
         cursor = connection.execute(
             DIGEST_TASKS_SQL,
-            {"as_of": as_of, "crm_url_template": self.settings.crm_url_template},
+            {"as_of": as_of, **self.settings.crm_links.sql_parameters()},
         )
         names = [column[0] for column in cursor.description or ()]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 
 from flows.warehouse import Connection
 
+from flows.crm_links import CrmLinks, crm_url_sql
+
 HANDOFF_REASON = "mql_handoff"
 # A task's life: `queued` waits for room in its rep's daily capacity, `open` is on the rep's
 # list, and it ends `done` (sales accepted or won the lead), `closed` (rejected or lost, the
@@ -72,16 +74,14 @@ def task_id_sql(lead_id: str, reason: str, track: str, step: str) -> str:
 
 # The title says how the rep reaches the lead, by the channels the lead has: no call for a lead
 # without a phone, no email for one without an address. A lead with neither (reach_by = crm) is
-# found by its source and record id; the link replaces {source} and {source_lead_id} in the
-# template (settings.crm_url_template), URL-encoded, and is left out when no template is set
-# (the parameter is null).
-HANDOFF_TITLE_SQL = """
+# found by its source and record id, linked by its source's template (flows/crm_links.py) and
+# without a link when there is none.
+HANDOFF_TITLE_SQL = f"""
     case
         when reach_by = 'crm' then concat_ws(' ',
             'Follow up on', source, 'record', source_lead_id,
             case when company is not null then 'at ' || company end,
-            replace(replace(?, '{source}', url_encode(source)),
-                    '{source_lead_id}', url_encode(source_lead_id)))
+            {crm_url_sql("source", "source_lead_id")})
         else concat_ws(' ',
             case
                 when email is not null and phone is not null then 'Call or email'
@@ -104,7 +104,7 @@ def create_handoff_tasks(
     connection: Connection,
     run_id: str,
     as_of: datetime,
-    crm_url_template: str | None = None,
+    crm_links: CrmLinks | None = None,
 ) -> int:
     """One task per lead in ``fct_handoff_queue``; returns how many were new.
 
@@ -112,7 +112,7 @@ def create_handoff_tasks(
     (``dim_leads.latest_outcome_at``): re-running adds nothing, while a lead that sales
     recycled and that qualifies again is handed off anew. ``step`` numbers those rounds.
     A lead known only by its source record id gets a task naming the source and the record
-    id, with a link into the CRM when ``crm_url_template`` is given.
+    id, with a link into the CRM when ``crm_links`` has a template for its source.
     """
     connection.execute(
         f"""
@@ -150,13 +150,13 @@ def create_handoff_tasks(
             why_now,
             due_at,
             'queued',
-            ?,
-            ?,
+            $as_of,
+            $run_id,
             {priority_sql(str(HANDOFF_TIER), "lead_score")}
         from queue
         on conflict (task_id) do nothing
         """,
-        [crm_url_template, as_of, run_id],
+        {"as_of": as_of, "run_id": run_id, **(crm_links or CrmLinks()).sql_parameters()},
     )
     arrange_task_queues(connection, as_of)
     return _count_new(connection, run_id, HANDOFF_REASON)

@@ -4,7 +4,8 @@ A profile is a YAML file a data engineer writes without Python (reference: docs/
 It names the source system and entity, which files it applies to, how the file is written
 (delimiter, quote, encoding), which export column feeds each canonical column, value maps
 (placeholders such as ``Select`` to null, ``Yes``/``No`` to booleans), timestamp formats and
-constant fields. Files without a profile follow the naming convention
+constant fields, and for a leads profile the link to a lead's record in the source's CRM.
+Files without a profile follow the naming convention
 ``<entity>__<source>.csv`` with canonical column names.
 
 A profile turns into one SQL projection over the parsed file, so mapping stays set-based.
@@ -30,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from flows.crm_links import checked_crm_url_template
 from flows.sources.api import ApiSource
 from flows.sources.catalog import ENTITIES, Entity
 from flows.sources.validation import NESTED_COLUMN
@@ -42,6 +44,7 @@ FILE_MTIME = "file_mtime"  # default_timestamp: the file's modification time, i.
 # of raw.leads, for fit rules to read (docs/sources.md, "Custom attributes").
 ATTRIBUTES_COLUMN = "attributes"
 ATTRIBUTE_ENTITIES = ("leads",)
+CRM_LINK_ENTITY = "leads"  # the entity whose profiles may declare crm_url_template
 
 
 class MappingError(Exception):
@@ -153,6 +156,7 @@ class SourceMapping:
     all_attributes: bool = False  # every export column no canonical column takes, too
     outcome_only: tuple[str, ...] = ()  # export columns never kept as scoring input
     api: ApiSource | None = None
+    crm_url_template: str | None = None  # leads: the link to a record (flows/crm_links.py)
     path: Path | None = None
 
     @property
@@ -358,6 +362,7 @@ class _ProfileModel(BaseModel):
     attributes: str | list[str] | dict[str, str] = []
     outcome_only: list[str] = []
     api: _ApiModel | None = None
+    crm_url_template: str | None = None
 
     @model_validator(mode="after")
     def _names_files(self) -> _ProfileModel:
@@ -380,6 +385,11 @@ class _ProfileModel(BaseModel):
                     "2026-10-01 00:00:00"
                 ) from None
         return value
+
+    @field_validator("crm_url_template")
+    @classmethod
+    def _crm_link_names_the_record(cls, value: str | None) -> str | None:
+        return None if value is None else checked_crm_url_template(value)
 
     @field_validator("attributes", mode="before")
     @classmethod
@@ -480,6 +490,11 @@ def load_mapping(path: Path) -> SourceMapping:
             f"{path}: key `required` lists {', '.join(unrequirable)}, which `columns` does not "
             "map to an export column"
         )
+    if model.crm_url_template is not None and entity.name != CRM_LINK_ENTITY:
+        raise MappingError(
+            f"{path}: key `crm_url_template` links a source's leads, so it belongs in the "
+            f"source's {CRM_LINK_ENTITY} profile, not in this {entity.name} profile; move it there"
+        )
     watermark_columns = [
         c for c, name in model.columns.items() if model.api and name == model.api.updated_at_field
     ]
@@ -514,6 +529,7 @@ def load_mapping(path: Path) -> SourceMapping:
         all_attributes=model.attributes == ALL_COLUMNS,
         outcome_only=tuple(model.outcome_only),
         api=api,
+        crm_url_template=model.crm_url_template,
         path=path,
     )
 
@@ -551,13 +567,38 @@ def _attributes(path: Path, model: _ProfileModel, entity: Entity) -> dict[str, s
 
 def load_mappings(folders: Iterable[Path]) -> list[SourceMapping]:
     """Every profile in the folders, in name order (per entity, the first whose files match
-    wins)."""
-    return [
+    wins). Two profiles linking one source to different CRM records fail here, before a
+    run loads anything."""
+    mappings = [
         load_mapping(path)
         for folder in folders
         if folder.is_dir()
         for path in sorted(folder.glob("*.yml"))
     ]
+    crm_url_templates(mappings)
+    return mappings
+
+
+def crm_url_templates(mappings: Iterable[SourceMapping]) -> dict[str, str]:
+    """Source -> the CRM link template its leads profile declares (sources without: none).
+
+    Raises ``MappingError`` naming both files when two profiles of one source declare
+    different templates (say a copy of a shipped profile in LEADFLOW_MAPPINGS_DIR).
+    """
+    declared: dict[str, tuple[str, Path | None]] = {}
+    for mapping in mappings:
+        if mapping.crm_url_template is None:
+            continue
+        template, path = declared.setdefault(
+            mapping.source, (mapping.crm_url_template, mapping.path)
+        )
+        if template != mapping.crm_url_template:
+            raise MappingError(
+                f"{mapping.path}: key `crm_url_template` links source {mapping.source} "
+                f"differently from {path}; a source's leads link to one CRM: remove the key "
+                "from one of the two profiles or give both the same template"
+            )
+    return {source: template for source, (template, _) in declared.items()}
 
 
 def find_mapping(name_or_path: str, folders: Iterable[Path]) -> SourceMapping:

@@ -1,5 +1,6 @@
 """The reps' daily digest rendered and sent through the outbox and through the real sendgrid
-client to the SendGrid double: once per rep per day, most urgent first, escaped, linked."""
+client to the SendGrid double: once per rep per day, most urgent first, escaped, linked (to
+the CRM of the lead's source when its profile names one)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from flows.email.outbox import OutboxSender
 from flows.email.sendgrid import SendGridSender
 from flows.sales.delivery import digest_sink
 from flows.settings import ConfigError, Settings
+from flows.sources.mapping import SHIPPED_PROFILES
 from tests.sendgrid_double import SendGridDouble
 
 KEY = SecretStr("SG." + "a" * 22 + "." + "b" * 43)
@@ -34,7 +36,7 @@ def build_marts(warehouse) -> None:
     )
     warehouse.execute(
         "create table main.dim_leads as select * from (values ('L1', 'crm', 'A/1'), "
-        "('L2', 'crm', 'B2'), ('L3', 'crm', 'C3'), ('L4', 'crm', 'D4'), ('L5', 'crm', 'E5')) "
+        "('L2', 'hubspot', 'B2'), ('L3', 'crm', 'C3'), ('L4', 'crm', 'D4'), ('L5', 'crm', 'E5')) "
         "as leads (lead_id, source, source_lead_id)"
     )
     tasks = [
@@ -61,9 +63,21 @@ def build_marts(warehouse) -> None:
         )  # fmt: skip
 
 
+HUBSPOT_LINK = "https://app.hubspot.com/contacts/123/record/0-1/{source_lead_id}"
+
+
 def settings_for(tmp_path: Path, **values: object) -> Settings:
+    """Leads link to https://crm.example, HubSpot's to HubSpot (its profile says so)."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir(exist_ok=True)
+    (profiles / "hubspot_contacts.yml").write_text(
+        (SHIPPED_PROFILES / "hubspot_contacts.yml").read_text(encoding="utf-8")
+        + f'crm_url_template: "{HUBSPOT_LINK}"\n',
+        encoding="utf-8",
+    )
     return Settings(
         data_dir=tmp_path / "data",
+        mappings_dir=profiles,
         crm_url_template="https://crm.example/leads/{source_lead_id}",
         schedule_timezone="Europe/Berlin",
         **values,
@@ -99,6 +113,8 @@ def test_the_outbox_gets_each_active_rep_one_digest_a_day_most_urgent_first(ware
     assert "1 more task waits for room" in text
     assert "Follow up with Ann &lt;b&gt;Lee&lt;/b&gt;" in html
     assert 'href="https://crm.example/leads/A%2F1"' in html
+    assert 'href="https://app.hubspot.com/contacts/123/record/0-1/B2"' in html
+    assert "crm.example/leads/B2" not in html
     assert "Asked for a demo" in text
 
     # The next day (in Berlin) is a new digest.

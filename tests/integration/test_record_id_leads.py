@@ -4,7 +4,9 @@ A generated export shaped like a real public CRM lead export (UUID ids, a lead n
 phone, name or timestamp, Yes/No flags, "Select" placeholders), its activity and sales'
 feedback naming the leads by record id, through the real pipeline: every row loaded or
 quarantined with a reason; the leads known only by record id scored, staged and handed off
-with ``reach_by = crm``; the tags sales wrote, loaded as outcomes with a reason, put the
+with ``reach_by = crm``, linked to the record by the export's own CRM link (its profile's
+``crm_url_template``) while a partner's record-id-only leads get LEADFLOW_CRM_URL_TEMPLATE;
+the tags sales wrote, loaded as outcomes with a reason, put the
 contactable leads in that reason's nurture track; nobody who asked not to be emailed emailed.
 """
 
@@ -32,7 +34,11 @@ pytestmark = pytest.mark.slow
 RUN_AT = datetime(2026, 11, 1, 8, 30)
 EXPORTED_AT = RUN_AT - timedelta(days=1)
 PROFILES = PROJECT_ROOT / "tests" / "fixtures" / "profiles"
-CRM_URL_TEMPLATE = "https://crm.example/leads/{source_lead_id}"
+CRM_URL_TEMPLATE = "https://crm.example/leads/{source_lead_id}"  # every source without its own
+# The export's own link (crm_prospects.yml `crm_url_template`).
+EXPORT_CRM_URL_TEMPLATE = "https://prospects.example/record/{source_lead_id}?view=lead"
+PARTNER_SOURCE = "partner_crm"  # files by convention: no profile, so no link of its own
+PARTNER_HOT_LEADS = 3
 HEADER = (
     "Prospect ID", "Lead Number", "Lead Origin", "Lead Source", "Do Not Email", "Do Not Call",
     "TotalVisits", "Total Time Spent on Website", "Page Views Per Visit", "Last Activity",
@@ -62,6 +68,7 @@ TAG_TRACKS = {
 class Export:
     rows: int
     hot_record_ids: frozenset[str]  # key-only leads that fit and engage: handed off
+    partner_record_ids: frozenset[str]  # the partner's key-only leads, hot too
     rejected_record_id: str  # a hot key-only lead sales already rejected, by record id
     do_not_email_with_email: frozenset[str]
     tags: dict[str, str]  # record id -> the tag sales wrote, for the rows with one
@@ -161,12 +168,33 @@ def generate_export(inbox: Path, leads: int = 1200, seed: int = 20) -> Export:
             for region in ("NA", "EMEA", "APAC", "LATAM")
         ],
     )  # fmt: skip
+    partner_ids = [f"P-{number}" for number in range(PARTNER_HOT_LEADS)]
+    _write_csv(
+        inbox / f"leads__{PARTNER_SOURCE}.csv",
+        ("source_lead_id", "created_at", "updated_at", "country", "title", "industry",
+         "lead_source"),
+        [
+            (record_id, str(EXPORTED_AT), str(EXPORTED_AT), "IN", "Working Professional",
+             "software", "referral")
+            for record_id in partner_ids
+        ],
+    )  # fmt: skip
+    _write_csv(
+        inbox / f"events__{PARTNER_SOURCE}.csv",
+        ("event_id", "source_lead_id", "event_type", "occurred_at"),
+        [
+            (f"{record_id}-{event_type}", record_id, event_type, str(RUN_AT - timedelta(days=days)))
+            for record_id in partner_ids
+            for event_type, days in HOT_EVENTS
+        ],
+    )
     bad_lead_rows = {"missing_required": 1, "malformed_email": 1}
     # The tags load quarantines the same two rows, and every row without a tag.
     untagged = leads - len(tags)
     return Export(
         rows=len(rows),
         hot_record_ids=frozenset(hot),
+        partner_record_ids=frozenset(partner_ids),
         rejected_record_id=rejected,
         do_not_email_with_email=frozenset(do_not_email),
         tags=tags,
@@ -236,7 +264,7 @@ def test_every_row_of_the_export_is_loaded_or_quarantined_with_a_reason(run):
         ).fetchone() == (0,)
         assert connection.execute(
             "select rows_loaded, rows_quarantined from ops.loads where entity <> 'leads' "
-            "order by entity, rows_loaded"
+            "and source = 'crm_export' order by entity, rows_loaded"
         ).fetchall() == [
             (len(export.hot_record_ids) * len(HOT_EVENTS), 0),
             (1, 0),  # sales' feedback by record id
@@ -270,15 +298,30 @@ def test_leads_known_only_by_record_id_are_scored_staged_and_handed_off_in_the_c
             "from ops.sales_tasks as tasks inner join dim_leads as leads using (lead_id) "
             "where tasks.reason = 'mql_handoff' and leads.email is null"
         ).fetchall()
+        # Each linked to its record: the export's own CRM, the partner's by the setting.
         assert sorted(tasks) == sorted(
-            (
-                record_id,
-                None,
-                None,
-                f"Follow up on crm_export record {record_id} "
-                + CRM_URL_TEMPLATE.format(source_lead_id=record_id),
-            )
-            for record_id in handed_off
+            [
+                *(
+                    (
+                        record_id,
+                        None,
+                        None,
+                        f"Follow up on crm_export record {record_id} "
+                        + EXPORT_CRM_URL_TEMPLATE.format(source_lead_id=record_id),
+                    )
+                    for record_id in handed_off
+                ),
+                *(
+                    (
+                        record_id,
+                        None,
+                        None,
+                        f"Follow up on {PARTNER_SOURCE} record {record_id} "
+                        + CRM_URL_TEMPLATE.format(source_lead_id=record_id),
+                    )
+                    for record_id in export.partner_record_ids
+                ),
+            ]
         )
         # Sales' feedback named its lead by record id: rejected, so not handed off.
         assert connection.execute(

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from flows.crm_links import CrmLinks
 from flows.sales.sinks import rep_file_name, write_rep_task_files
 from flows.sales.tasks import (
     arrange_task_queues,
@@ -139,8 +140,8 @@ def test_a_lead_known_only_by_its_record_id_gets_a_task_naming_source_and_record
 
 def test_a_crm_url_template_links_the_task_to_the_record(warehouse):
     add_handoff_queue(warehouse, [CRM_ONLY, QUEUE[0]])
-    template = "https://crm.example/{source}/leads/{source_lead_id}?view=full"
-    assert create_handoff_tasks(warehouse, "run-1", AS_OF, template) == 2
+    links = CrmLinks(fallback="https://crm.example/{source}/leads/{source_lead_id}?view=full")
+    assert create_handoff_tasks(warehouse, "run-1", AS_OF, links) == 2
     assert warehouse.execute("select title from ops.sales_tasks order by lead_id").fetchall() == [
         ("Email Ann Lee at Acme",),  # reached by email: no CRM link
         (
@@ -148,6 +149,36 @@ def test_a_crm_url_template_links_the_task_to_the_record(warehouse):
             "https://crm.example/crm_export/leads/7f3c9a2e-1b4d%2Fx?view=full",
         ),
     ]
+
+
+def test_a_source_with_its_own_crm_template_links_there_and_the_others_use_the_fallback(
+    warehouse,
+):
+    hubspot = ("L6", *CRM_ONLY[1:10], "hubspot", "901")
+    salesforce = ("L8", *CRM_ONLY[1:10], "salesforce", "00Q5e00001")
+    add_handoff_queue(warehouse, [CRM_ONLY, hubspot, salesforce])
+    links = CrmLinks(
+        fallback="https://crm.example/leads/{source_lead_id}",
+        by_source={
+            "hubspot": "https://app.hubspot.com/contacts/123/record/0-1/{source_lead_id}",
+            "salesforce": "https://acme.my.salesforce.com/lightning/r/Lead/{source_lead_id}/view",
+        },
+    )
+    assert create_handoff_tasks(warehouse, "run-1", AS_OF, links) == 3
+    assert warehouse.execute("select lead_id, title from ops.sales_tasks order by 1").fetchall() == [
+        ("L6", "Follow up on hubspot record 901 at Acme "
+               "https://app.hubspot.com/contacts/123/record/0-1/901"),
+        ("L7", "Follow up on crm_export record 7f3c9a2e-1b4d/x at Acme "
+               "https://crm.example/leads/7f3c9a2e-1b4d%2Fx"),
+        ("L8", "Follow up on salesforce record 00Q5e00001 at Acme "
+               "https://acme.my.salesforce.com/lightning/r/Lead/00Q5e00001/view"),
+    ]  # fmt: skip
+    # A source's own template without the fallback: the other sources' tasks have no link.
+    warehouse.execute("delete from ops.sales_tasks")
+    create_handoff_tasks(warehouse, "run-2", AS_OF, CrmLinks(by_source=links.by_source))
+    assert warehouse.execute(
+        "select title from ops.sales_tasks where lead_id = 'L7'"
+    ).fetchall() == [("Follow up on crm_export record 7f3c9a2e-1b4d/x at Acme",)]
 
 
 def test_one_handoff_task_per_lead_however_often_it_runs(warehouse):
