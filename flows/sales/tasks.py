@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from flows.warehouse import Connection
-
 from flows.crm_links import CrmLinks, crm_url_sql
+from flows.warehouse import Connection
 
 HANDOFF_REASON = "mql_handoff"
 # A task's life: `queued` waits for room in its rep's daily capacity, `open` is on the rep's
