@@ -1,0 +1,62 @@
+"""The PostgreSQL connection: LeadFlow's DuckDB-dialect SQL translated and run on a real server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from flows.postgres import translate
+from flows.settings import PostgresTarget
+from flows.warehouse import connect
+
+
+def test_parameters_are_psycopg2s_and_literal_percent_signs_survive():
+    assert translate("select 'a%' where x like '%b' and y = ? and z = $name") == (
+        "SELECT 'a%%' WHERE x LIKE '%%b' AND y = %s AND z = %(name)s",
+    )
+
+
+def test_create_or_replace_is_drop_then_create():
+    assert translate("create or replace temp table t as select 1 as a") == (
+        "DROP TABLE IF EXISTS t",
+        "CREATE TEMPORARY TABLE t AS SELECT 1 AS a",
+    )
+
+
+def test_a_password_never_shows_in_the_targets_repr():
+    target = PostgresTarget("postgresql://leadflow:s3cret@db.internal:5432/leadflow")
+    assert "s3cret" not in repr(target)
+    assert target.display == "postgresql://leadflow:***@db.internal:5432/leadflow"
+
+
+def test_statements_results_and_errors_read_as_on_duckdb(postgres_database):
+    connection = connect(postgres_database)
+    connection.execute("create table ops.t (a varchar primary key, b json, c timestamp)")
+    at = datetime(2026, 1, 1, 8)
+    connection.execute("insert into ops.t values (?, ?, ?)", ["x", '{"k": 1}', at])
+    # json comes back as text, as DuckDB returns it; lists bind as arrays.
+    assert connection.execute(
+        "select * from ops.t where list_contains($keys, a)", {"keys": ["x", "y"]}
+    ).fetchall() == [("x", '{"k": 1}', at)]
+    with pytest.raises(duckdb.ConstraintException, match="duplicate key"):
+        connection.execute("insert into ops.t values ('x', null, null)")
+    with pytest.raises(duckdb.CatalogException, match=r"main\.nope"):
+        connection.execute("select * from main.nope")
+    connection.close()
+
+
+def test_a_registered_table_keeps_nulls_and_empty_strings_apart(postgres_database):
+    connection = connect(postgres_database)
+    connection.register("r", pa.table({"a": ["x", "", None], "n": [1, 2, None]}))
+    assert connection.execute("select a, n from r order by n nulls last").fetchall() == [
+        ("x", 1),
+        ("", 2),
+        (None, None),
+    ]
+    connection.unregister("r")
+    with pytest.raises(duckdb.CatalogException):
+        connection.execute("select * from r")
+    connection.close()
