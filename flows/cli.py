@@ -23,7 +23,13 @@ from typer._click import Context as ClickContext  # typer vendors click: its typ
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from flows.runs import interrupted_by, raise_interrupt
-from flows.settings import ConfigError, Settings, apply_prefect_defaults, load_settings
+from flows.settings import (
+    ConfigError,
+    Settings,
+    WarehouseUnreachableError,
+    apply_prefect_defaults,
+    load_settings,
+)
 from flows.warehouse import Connection
 
 if TYPE_CHECKING:
@@ -155,16 +161,18 @@ def reading_warehouse(settings: Settings) -> Iterator[Connection]:
 
     try:
         with (
-            reading_lock(settings.warehouse_path),
-            open_warehouse(settings.warehouse_path) as connection,
+            reading_lock(settings.warehouse),
+            open_warehouse(settings.warehouse) as connection,
         ):
             ensure_schema(connection)
             yield connection
     except WarehouseBusyError as error:
         fail(str(error), code=BUSY)
+    except WarehouseUnreachableError as error:
+        fail(str(error))
     except WarehouseLockedError as error:
         # A process that does not take LeadFlow's lock (dbt by hand, a DuckDB shell) has it.
-        fail(f"{busy_message(read_holder(settings.warehouse_path))}: {error}", code=BUSY)
+        fail(f"{busy_message(read_holder(settings.warehouse))}: {error}", code=BUSY)
 
 
 @contextmanager
@@ -181,11 +189,13 @@ def holding_warehouse(settings: Settings) -> Iterator[None]:
 
     try:
         with run_lock(
-            settings.warehouse_path, wait_seconds=settings.run_wait_seconds, on_wait=say_waiting
+            settings.warehouse, wait_seconds=settings.run_wait_seconds, on_wait=say_waiting
         ):
             yield
     except WarehouseBusyError as error:
         fail(str(error), code=BUSY)
+    except WarehouseUnreachableError as error:
+        fail(str(error))
 
 
 def prepare_prefect(settings: Settings, verbose: bool) -> None:
@@ -238,7 +248,7 @@ def run_pipeline_holding_warehouse(
         from flows.email.providers import email_sender
 
         err.print(
-            f"[dim]Running lead_pipeline on {settings.warehouse_path}, email through "
+            f"[dim]Running lead_pipeline on {settings.warehouse}, email through "
             f"{email_sender(settings).provider} …[/dim]"
         )
     from flows.email.message import EmailProviderError
@@ -375,7 +385,7 @@ def demo(
     if not as_json:
         out.print(
             f"\nEmails: {settings.outbox_dir}   Sales tasks: {settings.tasks_dir}   "
-            f"Warehouse: {settings.warehouse_path}\n"
+            f"Warehouse: {settings.warehouse}\n"
             "Next: `leadflow quarantine` shows rejected rows, `leadflow tasks` the sales queue."
         )
 
@@ -528,7 +538,7 @@ def quarantine_resubmit(
     as_of = utc_now()
     try:
         mappings = load_mappings(settings.mapping_folders)
-        with holding_warehouse(settings), open_warehouse(settings.warehouse_path) as connection:
+        with holding_warehouse(settings), open_warehouse(settings.warehouse) as connection:
             ensure_schema(connection)
             staged = resubmit(connection, files, mappings, run_id=new_run_id(as_of), as_of=as_of)
     except (SourceFileError, MappingError) as error:
@@ -715,7 +725,7 @@ def docs() -> None:
 
     settings = settings_or_fail()
     with holding_warehouse(settings):
-        with open_warehouse(settings.warehouse_path) as connection:
+        with open_warehouse(settings.warehouse) as connection:
             ensure_schema(connection)  # the sources must exist for the catalog
         try:
             dbt_index = generate_docs(settings)
@@ -887,9 +897,9 @@ def templates_send_test(
     message_key = new_test_key()
     try:
         if lead:
-            if not settings.warehouse_path.is_file():
-                fail(f"--lead: no warehouse at {settings.warehouse_path} yet; run `leadflow run`")
-            with open_warehouse(settings.warehouse_path, read_only=True) as connection:
+            if not settings.has_warehouse():
+                fail(f"--lead: no warehouse at {settings.warehouse} yet; run `leadflow run`")
+            with open_warehouse(settings.warehouse, read_only=True) as connection:
                 values = context_from_lead(lead_row(connection, lead), settings, message_key)
         else:
             values = {
@@ -1110,8 +1120,8 @@ def outcome(
     chosen = result.strip().lower()
     if chosen not in COMMAND_OUTCOMES:
         fail(f"{result!r} is not an outcome; give one of {', '.join(COMMAND_OUTCOMES)}")
-    if not settings.warehouse_path.is_file():
-        fail(f"no warehouse at {settings.warehouse_path} yet, so no tasks; run `leadflow run`")
+    if not settings.has_warehouse():
+        fail(f"no warehouse at {settings.warehouse} yet, so no tasks; run `leadflow run`")
     try:
         code = checked_reason(reason, outcome_reasons(settings.dbt_project_dir))
         with reading_warehouse(settings) as connection:

@@ -54,7 +54,13 @@ def ensure_concurrency_limits(settings: Settings) -> list[ConcurrencyLimit]:
 
 @contextmanager
 def warehouse_writer(settings: Settings) -> Iterator[None]:
-    """Hold the warehouse's single writer slot; a second run waits for the first."""
+    """Hold the warehouse's single writer slot; a second run waits for the first.
+
+    Only a DuckDB warehouse has one writer: PostgreSQL takes concurrent writers (pipelines
+    still go one at a time there, under the pipeline lock of flows/runs.py)."""
+    if settings.warehouse_url is not None:
+        yield
+        return
     from prefect.concurrency.sync import concurrency
 
     ensure_concurrency_limits(settings)

@@ -83,7 +83,7 @@ def lead_pipeline(
     # takes them in that order, so two runs never hold one each and wait for the other.
     with (
         run_lock(
-            settings.warehouse_path,
+            settings.warehouse,
             wait_seconds=settings.run_wait_seconds,
             on_wait=lambda holder: logger.warning("Waiting for %s to finish", holder.describe()),
         ),
@@ -111,12 +111,12 @@ def run_stages(
     )
     print(f"Run {run_id}: nurture email goes through {summary.email_provider}")
     started_at = utc_now()
-    summary.runs_marked_crashed = record_start(settings.warehouse_path, run_id, started_at)
+    summary.runs_marked_crashed = record_start(settings.warehouse, run_id, started_at)
     if summary.runs_marked_crashed:
         logger.warning(summary.crashed_note())
     try:
         # Named once its row exists: from here on, however the run ends, its row says so.
-        announce_run(settings.warehouse_path, run_id, started_at)
+        announce_run(settings.warehouse, run_id, started_at)
         extracted = timed(summary, "extract", lambda: extract(run_id, as_of))
         summary.files_loaded = extracted.files_loaded
         summary.files_skipped = extracted.files_skipped
@@ -163,10 +163,10 @@ def run_stages(
             isinstance(error, KeyboardInterrupt | TerminationSignal) or interrupted_by() is not None
         )
         status = "interrupted" if stopped else "failed"
-        record_end(settings.warehouse_path, run_id, status, {"error": str(error) or status})
+        record_end(settings.warehouse, run_id, status, {"error": str(error) or status})
         raise
     status = "completed_with_file_errors" if summary.file_errors else "completed"
-    record_end(settings.warehouse_path, run_id, status, summary.to_dict())
+    record_end(settings.warehouse, run_id, status, summary.to_dict())
     create_markdown_artifact(
         markdown=summary.to_markdown(), key="lead-pipeline-summary", description="Run summary"
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -36,12 +37,12 @@ import pyarrow.csv as pa_csv
 import sqlglot
 from sqlglot import exp
 
-from flows.settings import PostgresTarget
+from flows.settings import PostgresTarget, WarehouseUnreachableError
 
 # A parameter marker that survives the escaping of literal percent signs (psycopg2 reads
 # `%` as the start of a parameter); put back as `%s` / `%(name)s` after.
 _MARKER = re.compile(r"__leadflow_param_(\w*?)__")
-_ADVISORY_NAMESPACE = 0x1EADF10  # pg_advisory_lock(namespace, key): LeadFlow's own locks
+ADVISORY_NAMESPACE = 0x1EADF10  # pg_advisory_lock(namespace, key): LeadFlow's own locks
 
 
 def _placeholder_marker(node: exp.Expression) -> exp.Expression:
@@ -121,8 +122,10 @@ class PostgresConnection:
         try:
             self._connection = psycopg2.connect(target.url)
         except psycopg2.OperationalError as error:
-            raise duckdb.IOException(
-                f"cannot connect to the PostgreSQL warehouse {target.display}: {error}".strip()
+            reason = " ".join(str(error).split())
+            raise WarehouseUnreachableError(
+                f"cannot connect to the PostgreSQL warehouse {target.display} ({reason}); "
+                "check LEADFLOW_WAREHOUSE_URL and that the server is up"
             ) from None
         self._connection.autocommit = True
         # DuckDB returns json as text; so must this, for the modules that parse it themselves.
@@ -167,8 +170,20 @@ class PostgresConnection:
         return tuple(row) if row is not None else None
 
     def df(self) -> pd.DataFrame:
+        """The result as DuckDB's ``df()`` gives it: typed columns (through arrow), decimals
+        as floats, booleans with nulls as pandas' nullable boolean."""
         columns = [column[0] for column in self._cursor.description or []]
-        return pd.DataFrame(self.fetchall(), columns=columns)
+        rows = self._cursor.fetchall()
+        arrays = [pa.array([row[index] for row in rows]) for index in range(len(columns))]
+        arrays = [
+            array.cast(pa.float64()) if pa.types.is_decimal(array.type) else array
+            for array in arrays
+        ]
+        frame = pa.table(arrays, names=columns).to_pandas()
+        for name, array in zip(columns, arrays, strict=True):
+            if pa.types.is_boolean(array.type) and array.null_count:
+                frame[name] = frame[name].astype(pd.BooleanDtype())
+        return frame
 
     def fetchnumpy(self) -> dict[str, np.ndarray[Any, Any]]:
         frame = self.df()
@@ -210,20 +225,59 @@ class PostgresConnection:
     # -- locks ----------------------------------------------------------------------------
     @contextmanager
     def advisory_lock(self, name: str) -> Iterator[None]:
-        """Hold LeadFlow's session lock ``name`` (one holder across every worker at a time)."""
-        key = _lock_key(name)
-        self._cursor.execute("select pg_advisory_lock(%s, %s)", (_ADVISORY_NAMESPACE, key))
+        """Hold LeadFlow's lock ``name`` (one session across every worker at a time)."""
+        self._cursor.execute("select pg_advisory_lock(%s, %s)", _lock_arguments(name))
         try:
             yield
         finally:
-            self._cursor.execute("select pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, key))
+            self._cursor.execute("select pg_advisory_unlock(%s, %s)", _lock_arguments(name))
+
+    def try_advisory_lock(self, name: str) -> bool:
+        """Take LeadFlow's lock ``name`` for this session if it is free; held until the
+        session ends (or the server sees its process die)."""
+        self._cursor.execute("select pg_try_advisory_lock(%s, %s)", _lock_arguments(name))
+        row = self._cursor.fetchone()
+        return bool(row and row[0])
+
+    def advisory_holders(self, name: str) -> list[str]:
+        """The names (``application_name``) of the sessions holding lock ``name``."""
+        self._cursor.execute(
+            """
+            select activity.application_name
+            from pg_locks as locks
+            inner join pg_stat_activity as activity on locks.pid = activity.pid
+            where
+                locks.locktype = 'advisory' and locks.granted and locks.objsubid = 2
+                and locks.classid::bigint = %s and locks.objid::bigint = %s
+            """,
+            (ADVISORY_NAMESPACE, self.advisory_key(name)),
+        )
+        return [name for (name,) in self._cursor.fetchall()]
+
+    def held_advisory_keys(self) -> set[int]:
+        """The keys of LeadFlow's locks some session holds now, on any host."""
+        self._cursor.execute(
+            "select objid::bigint from pg_locks where locktype = 'advisory' and granted "
+            "and objsubid = 2 and classid::bigint = %s",
+            (ADVISORY_NAMESPACE,),
+        )
+        return {key for (key,) in self._cursor.fetchall()}
+
+    def name_session(self, name: str) -> None:
+        """Name this session (``application_name``) for those who look at who holds a lock."""
+        self._cursor.execute("select set_config('application_name', %s, false)", (name,))
+
+    @staticmethod
+    def advisory_key(name: str) -> int:
+        """The lock's key as ``pg_locks.objid`` shows it (with ``classid`` LeadFlow's)."""
+        return zlib.crc32(name.encode())
 
 
-def _lock_key(name: str) -> int:
-    """A stable 32-bit key per lock name (Python's hash() changes between processes)."""
-    import zlib
-
-    return zlib.crc32(name.encode()) - 2**31
+def _lock_arguments(name: str) -> tuple[int, int]:
+    """pg_advisory_lock's two int4 keys: LeadFlow's namespace, and a stable key per name
+    (Python's hash() changes between processes)."""
+    key = PostgresConnection.advisory_key(name)
+    return ADVISORY_NAMESPACE, key - 2**32 if key >= 2**31 else key
 
 
 def _arguments(parameters: Sequence[Any] | Mapping[str, Any] | None) -> Any:

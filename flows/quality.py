@@ -17,7 +17,7 @@ from flows.warehouse import open_warehouse
 def read_queues(run_id: str, as_of: datetime) -> dict[str, pd.DataFrame]:
     """The queues with their gate columns: GX validates DuckDB data through pandas frames."""
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         return read_gate_frames(connection, run_id, as_of)
 
 
@@ -30,7 +30,7 @@ def validate_queues(frames: dict[str, pd.DataFrame]) -> GateReport:
 def record_gate_results(report: GateReport, run_id: str, as_of: datetime) -> None:
     """Keep every verdict, and quarantine each row that failed a critical expectation."""
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         connection.begin()
         for asset, result in report.assets.items():
             for severity, failures, success in (

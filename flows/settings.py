@@ -29,6 +29,10 @@ class ConfigError(Exception):
     """A configuration mistake: the message names the setting and how to fix it."""
 
 
+class WarehouseUnreachableError(ConfigError):
+    """The PostgreSQL warehouse did not answer; the message names the address (no password)."""
+
+
 @dataclass(frozen=True)
 class PostgresTarget:
     """A PostgreSQL warehouse by its libpq URL; its repr never shows the password."""
@@ -37,6 +41,9 @@ class PostgresTarget:
 
     def __repr__(self) -> str:
         return f"PostgresTarget({self.display})"
+
+    def __str__(self) -> str:
+        return self.display
 
     @property
     def display(self) -> str:
@@ -348,6 +355,11 @@ class Settings(BaseSettings):
         if self.warehouse_url is not None:
             return PostgresTarget(self.warehouse_url.get_secret_value())
         return self.warehouse_path
+
+    def has_warehouse(self) -> bool:
+        """Whether a run has made the warehouse yet (a PostgreSQL database is there to reach)."""
+        warehouse = self.warehouse
+        return not isinstance(warehouse, Path) or warehouse.is_file()
 
     @property
     def outbox_dir(self) -> Path:

@@ -16,7 +16,7 @@ def publish_nurture_tracks() -> int:
     """Copy the tracks marketing authored in templates/ into ops.nurture_steps for dbt."""
     settings = load_settings()
     tracks = load_tracks(settings.templates_dir)
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         ensure_schema(connection)
         return publish_tracks(connection, tracks)
 
@@ -35,9 +35,9 @@ def build_models(as_of: datetime, full_refresh: bool = False) -> DbtBuildResult:
 @task(cache_policy=NO_CACHE)
 def count_stages() -> dict[str, int]:
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         rows = connection.execute(
-            "select stage, count(*) from main.dim_leads group by all order by all"
+            "select stage, count(*) from main.dim_leads group by stage order by stage"
         ).fetchall()
     return {stage: int(count) for stage, count in rows}
 

@@ -89,18 +89,18 @@ source_baseline as (
     from trailing_handoffs
     group by source
 ),
-batch as (
-    select
-        queue.*,
-        coalesce(queue.source, 'unknown') as source_key,
-        count(*) over () as batch_size,
-        count(*) over (partition by coalesce(queue.source, 'unknown')) as source_size
+batch_size as (
+    select count(*) as batch_size from queue
+),
+source_sizes as (
+    select coalesce(source, 'unknown') as source_key, count(*) as source_size
     from queue
+    group by coalesce(source, 'unknown')
 )
 select
-    batch.* exclude (source_key, batch_size, source_size),
+    queue.*,
     case
-        when batch.owner_rep_id is null then 'unassigned'
+        when queue.owner_rep_id is null then 'unassigned'
         when reps.rep_id is null then 'not_a_rep'
         when not reps.is_active then 'inactive'
         else 'active'
@@ -109,18 +109,21 @@ select
     reps.daily_task_capacity - coalesce(open_now.open_count, 0) as owner_capacity_left,
     case
         when volume_baseline.run_count >= $min_trailing_runs and volume_baseline.median_rows > 0
-            then batch.batch_size / volume_baseline.median_rows
+            then batch_size.batch_size / volume_baseline.median_rows
     end as handoff_volume_ratio,
     case
         when (select max(run_count) from source_baseline) >= $min_trailing_runs
-            and batch.batch_size >= $min_batch_for_shares
-            then batch.source_size / batch.batch_size - coalesce(source_baseline.trailing_share, 0)
+            and batch_size.batch_size >= $min_batch_for_shares
+            then source_sizes.source_size / batch_size.batch_size
+                - coalesce(source_baseline.trailing_share, 0)
     end as source_share_drift
-from batch
+from queue
+cross join batch_size
 cross join volume_baseline
-left join reps on batch.owner_rep_id = reps.rep_id
-left join open_now on batch.owner_rep_id = open_now.owner_rep_id
-left join source_baseline on batch.source_key = source_baseline.source
+left join source_sizes on coalesce(queue.source, 'unknown') = source_sizes.source_key
+left join reps on queue.owner_rep_id = reps.rep_id
+left join open_now on queue.owner_rep_id = open_now.owner_rep_id
+left join source_baseline on source_sizes.source_key = source_baseline.source
 """
 
 NURTURE_FRAME_SQL = """

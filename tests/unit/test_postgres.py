@@ -60,3 +60,19 @@ def test_a_registered_table_keeps_nulls_and_empty_strings_apart(postgres_databas
     with pytest.raises(duckdb.CatalogException):
         connection.execute("select * from r")
     connection.close()
+
+
+def test_a_frame_has_the_column_types_duckdbs_has(postgres_database, tmp_path):
+    query = """
+        select * from (values
+            (1, 'a', 1.5::decimal(10, 2), true, '2026-01-01 08:00'::timestamp),
+            (2, null, null, null, null)
+        ) as t(n, s, d, b, ts)
+    """
+    on_postgres = connect(postgres_database).execute(query).df()
+    on_duckdb = duckdb.connect().execute(query).df()
+    # Integers may differ in width (a literal is int32 on DuckDB, int4 read as int64 here).
+    assert [dtype.kind for dtype in on_postgres.dtypes] == [
+        dtype.kind for dtype in on_duckdb.dtypes
+    ]
+    assert str(on_postgres.dtypes["b"]) == str(on_duckdb.dtypes["b"]) == "boolean"

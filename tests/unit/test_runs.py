@@ -1,4 +1,8 @@
-"""The run lock and the run ledger: one run at a time, who holds the warehouse, crashed runs."""
+"""The run lock and the run ledger: one run at a time, who holds the warehouse, crashed runs.
+
+Each runs on the DuckDB file (an OS file lock) and on a PostgreSQL warehouse (advisory locks,
+held by sessions the server ends when their process dies).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +30,8 @@ from flows.runs import (
     record_start,
     run_lock,
 )
+from flows.settings import PostgresTarget
+from flows.warehouse import WarehouseTarget, connect
 
 RUN_ID = "20261207T010000-abc123"
 
@@ -33,8 +40,10 @@ HOLDER = """
 import sys, time
 from datetime import datetime
 from pathlib import Path
-from flows.runs import announce_run, run_lock
-warehouse = Path(sys.argv[1])
+from flows.runs import announce_run, record_start, run_lock
+from flows.settings import PostgresTarget
+target = sys.argv[1]
+warehouse = PostgresTarget(target) if target.startswith("postgresql:") else Path(target)
 with run_lock(warehouse, wait_seconds=0):
     announce_run(warehouse, sys.argv[2], datetime(2026, 12, 7, 1, 0))
     print("holding", flush=True)
@@ -42,9 +51,9 @@ with run_lock(warehouse, wait_seconds=0):
 """
 
 
-def hold_lock(warehouse: Path, seconds: float) -> subprocess.Popen[str]:
+def hold_lock(warehouse: WarehouseTarget, seconds: float) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(warehouse), RUN_ID, str(seconds)],
+        [sys.executable, "-c", HOLDER, target_argument(warehouse), RUN_ID, str(seconds)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -53,9 +62,16 @@ def hold_lock(warehouse: Path, seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "warehouse.duckdb"
+def target_argument(warehouse: WarehouseTarget) -> str:
+    return warehouse.url if isinstance(warehouse, PostgresTarget) else str(warehouse)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WarehouseTarget]:
+    if request.param == "duckdb":
+        yield tmp_path / "warehouse.duckdb"
+    else:
+        yield request.getfixturevalue("postgres_database")
 
 
 def test_a_second_run_waits_for_the_first_and_is_told_which(warehouse):
@@ -91,7 +107,8 @@ def test_the_lock_of_a_killed_run_is_free_at_once(warehouse):
     assert read_holder(warehouse) == LockHolder(), "a finished run leaves no holder named"
 
 
-def test_readers_share_the_warehouse_but_never_open_it_during_a_run(warehouse):
+def test_readers_share_the_duckdb_file_but_never_open_it_during_a_run(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
     with reading_lock(warehouse), reading_lock(warehouse):
         pass
     holder = hold_lock(warehouse, 30)
@@ -112,10 +129,22 @@ def test_the_run_holding_the_lock_may_read_and_take_it_again(warehouse):
         reading_lock(warehouse),
     ):
         pass
-    assert lock_path(warehouse).exists()
+    if not isinstance(warehouse, PostgresTarget):
+        assert lock_path(warehouse).exists()
 
 
-def test_a_run_killed_earlier_is_marked_crashed_when_the_next_starts(warehouse):
+def test_on_postgres_readers_go_on_during_a_run(postgres_database):
+    holder = hold_lock(postgres_database, 30)
+    try:
+        with reading_lock(postgres_database):
+            assert read_holder(postgres_database).run_id == RUN_ID
+    finally:
+        holder.terminate()
+        holder.wait()
+
+
+def test_a_run_killed_earlier_is_marked_crashed_when_the_next_starts(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
     record_start(warehouse, "killed-run", datetime(2026, 12, 7, 1, 0))
     record_start(warehouse, "finished-run", datetime(2026, 12, 7, 2, 0))  # marks the first
     record_end(warehouse, "finished-run", "completed", {})
@@ -128,6 +157,49 @@ def test_a_run_killed_earlier_is_marked_crashed_when_the_next_starts(warehouse):
     assert rows[0] == ("killed-run", "crashed", datetime(2026, 12, 7, 2, 0))
     assert rows[1][:2] == ("finished-run", "completed")
     assert rows[2] == ("next-run", "running", None)
+
+
+# A run that records its start and works until it is killed.
+RUNNING = """
+import sys, time
+from datetime import datetime
+from flows.runs import record_start
+from flows.settings import PostgresTarget
+record_start(PostgresTarget(sys.argv[1]), sys.argv[2], datetime.fromisoformat(sys.argv[3]))
+print("running", flush=True)
+time.sleep(60)
+"""
+
+
+def start_run(warehouse: PostgresTarget, run_id: str, at: datetime) -> subprocess.Popen[str]:
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUNNING, warehouse.url, run_id, at.isoformat()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stdout is not None
+    assert run.stdout.readline().strip() == "running"
+    return run
+
+
+def test_on_postgres_only_runs_whose_process_is_gone_are_marked_crashed(postgres_database):
+    killed = start_run(postgres_database, "killed-run", datetime(2026, 12, 7, 1, 0))
+    working = start_run(postgres_database, "working-run", datetime(2026, 12, 7, 1, 30))
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    try:
+        assert record_start(postgres_database, "next-run", datetime(2026, 12, 7, 2, 0)) == 1
+        record_end(postgres_database, "next-run", "completed", {})
+    finally:
+        working.terminate()
+        working.wait()
+    with closing(connect(postgres_database)) as connection:
+        rows = connection.execute(
+            "select run_id, status, finished_at from ops.runs order by started_at"
+        ).fetchall()
+    assert rows[0] == ("killed-run", "crashed", datetime(2026, 12, 7, 2, 0))
+    assert rows[1] == ("working-run", "running", None), "a run still working was not crashed"
+    assert rows[2][:2] == ("next-run", "completed")
 
 
 def test_a_signal_stops_the_run_and_is_remembered_whatever_error_it_surfaces_as(monkeypatch):

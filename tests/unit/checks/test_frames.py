@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -16,16 +15,16 @@ from flows.checks.frames import (
     read_gate_frames,
 )
 from flows.sales.tasks import TASK_STATUSES
-from flows.warehouse import ensure_schema
+from flows.warehouse import Connection
 
 AS_OF = datetime(2026, 12, 7, 8, 0)
 RUN_ID = "run-now"
 
 
 @pytest.fixture
-def warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    ensure_schema(connection)
+def warehouse(warehouse: Connection) -> Iterator[Connection]:
+    """Both warehouses (tests/conftest.py), with the marts the gate reads."""
+    connection = warehouse
     connection.execute("""
         create table main.dim_reps as
         select * from (values
@@ -47,10 +46,9 @@ def warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
         create table main.fct_nurture_queue (lead_id varchar, email varchar, is_due boolean)
     """)
     yield connection
-    connection.close()
 
 
-def add_handoffs(connection: duckdb.DuckDBPyConnection, *rows: tuple[str, str, str | None]) -> None:
+def add_handoffs(connection: Connection, *rows: tuple[str, str, str | None]) -> None:
     connection.executemany(
         "insert into main.fct_handoff_queue values (?, ?, ?, ?)",
         [[lead, source, owner, AS_OF] for lead, source, owner in rows],
@@ -58,7 +56,7 @@ def add_handoffs(connection: duckdb.DuckDBPyConnection, *rows: tuple[str, str, s
 
 
 def add_task(
-    connection: duckdb.DuckDBPyConnection,
+    connection: Connection,
     task_id: str,
     *,
     owner: str = "rep_a",
@@ -77,7 +75,7 @@ def add_task(
     )
 
 
-def add_gate_run(connection: duckdb.DuckDBPyConnection, run_id: str, rows: int, days_ago: int):
+def add_gate_run(connection: Connection, run_id: str, rows: int, days_ago: int):
     connection.execute(
         "insert into ops.gate_results values (?, 'handoff_queue', 'handoff_queue.critical', "
         "'critical', true, ?, '[]', ?)",
@@ -85,7 +83,7 @@ def add_gate_run(connection: duckdb.DuckDBPyConnection, run_id: str, rows: int, 
     )
 
 
-def handoff_frame(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, object]]:
+def handoff_frame(connection: Connection) -> dict[str, dict[str, object]]:
     frame = read_gate_frames(connection, RUN_ID, AS_OF)["handoff_queue"]
     return {row["lead_id"]: row for row in frame.to_dict("records")}
 
