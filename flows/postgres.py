@@ -45,12 +45,52 @@ _MARKER = re.compile(r"__leadflow_param_(\w*?)__")
 ADVISORY_NAMESPACE = 0x1EADF10  # pg_advisory_lock(namespace, key): LeadFlow's own locks
 
 
-def _placeholder_marker(node: exp.Expression) -> exp.Expression:
+def _portable(node: exp.Expression) -> exp.Expression:
+    """DuckDB's functions PostgreSQL has under another form, and parameter markers."""
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "hash":
+        # A 64-bit hash of the text, as DuckDB's hash() is (used as a join key only).
+        # (A replaced node's arguments are not visited again: translate them here.)
+        (value,) = node.expressions
+        return exp.func(
+            "hashtextextended", exp.cast(value.transform(_portable), "text"), exp.Literal.number(0)
+        )
+    if isinstance(node, exp.ToDays):
+        return exp.Mul(
+            this=exp.paren(node.this.transform(_portable)),
+            expression=exp.Interval(this=exp.Literal.string("1 day")),
+        )
+    if isinstance(node, exp.Select):
+        _group_by_all(node)
     if isinstance(node, exp.Placeholder):
         return exp.var(f"__leadflow_param_{node.name if node.this else ''}__")
     if isinstance(node, exp.Parameter):  # $name in some sqlglot versions
         return exp.var(f"__leadflow_param_{node.name}__")
     return node
+
+
+def _group_by_all(select: exp.Select) -> None:
+    """DuckDB's ``group by all`` / ``order by all``: by each output column that is not an
+    aggregate, in order (by position, as PostgreSQL allows)."""
+    positions = [
+        exp.Literal.number(index)
+        for index, projection in enumerate(select.expressions, start=1)
+        if not projection.find(exp.AggFunc)
+    ]
+    group = select.args.get("group")
+    if isinstance(group, exp.Group) and group.args.get("all"):
+        select.set("group", exp.Group(expressions=[position.copy() for position in positions]))
+    order = select.args.get("order")
+    if isinstance(order, exp.Order) and [o.this for o in order.expressions] == [exp.var("ALL")]:
+        ordered = order.expressions[0]
+        select.set(
+            "order",
+            exp.Order(
+                expressions=[
+                    exp.Ordered(this=exp.Literal.number(index), desc=ordered.args.get("desc"))
+                    for index in range(1, len(select.expressions) + 1)
+                ]
+            ),
+        )
 
 
 def _statements(tree: exp.Expression) -> list[exp.Expression]:
@@ -71,7 +111,7 @@ def translate(sql: str) -> tuple[str, ...]:
     for tree in sqlglot.parse(sql, read="duckdb"):
         if tree is None:
             continue
-        for statement in _statements(tree.transform(_placeholder_marker)):
+        for statement in _statements(tree.transform(_portable)):
             text = statement.sql(dialect="postgres").replace("%", "%%")
             translated.append(_MARKER.sub(lambda m: f"%({m[1]})s" if m[1] else "%s", text))
     return tuple(translated)
@@ -132,6 +172,8 @@ class PostgresConnection:
         psycopg2.extras.register_default_json(self._connection, loads=lambda text: text)
         psycopg2.extras.register_default_jsonb(self._connection, loads=lambda text: text)
         self._cursor = self._connection.cursor()
+        # Unqualified names resolve in dbt's schema, as in DuckDB (temporary tables first).
+        self._cursor.execute("set search_path to main, public")
 
     # -- statements ---------------------------------------------------------------------
     def execute(

@@ -363,6 +363,9 @@ def ensure_schema(connection: Connection) -> None:
 
 
 def _ensure_schema(connection: Connection) -> None:
+    # main: where dbt builds the models (DuckDB's default schema; made here on PostgreSQL so a
+    # fresh warehouse resolves names as DuckDB does, flows/postgres.py).
+    connection.execute("create schema if not exists main")
     connection.execute("create schema if not exists raw")
     connection.execute("create schema if not exists ops")
     for name, columns in RAW_TABLES.items():

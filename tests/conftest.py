@@ -47,8 +47,6 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _run_admin(url, f"create database {TEMPLATE_DATABASE}")
     template = connect(PostgresTarget(_database_url(url, TEMPLATE_DATABASE)))
     ensure_schema(template)
-    # Where dbt puts its models (DuckDB has it from the start): tests stand marts in there.
-    template.execute("create schema main")
     template.close()
     yield url
     server.cleanup()

@@ -76,3 +76,26 @@ def test_a_frame_has_the_column_types_duckdbs_has(postgres_database, tmp_path):
         dtype.kind for dtype in on_duckdb.dtypes
     ]
     assert str(on_postgres.dtypes["b"]) == str(on_duckdb.dtypes["b"]) == "boolean"
+
+
+def test_duckdb_functions_postgresql_has_under_another_form(postgres_database):
+    connection = connect(postgres_database)
+    at = datetime(2026, 1, 1, 8)
+    assert connection.execute(
+        "select cast($at as timestamp) + to_days($days)", {"at": at, "days": 3}
+    ).fetchone() == (datetime(2026, 1, 4, 8),)
+    (same, different) = connection.execute(
+        "select hash('lead-1') = hash('lead-1'), hash('lead-1') = hash('lead-2')"
+    ).fetchone()
+    assert same and not different
+    connection.close()
+
+
+def test_group_by_all_and_unqualified_names_resolve_as_on_duckdb(postgres_database):
+    connection = connect(postgres_database)
+    connection.execute("create table main.dim_things (kind varchar, size integer)")
+    connection.execute("insert into dim_things values ('a', 1), ('a', 2), ('b', 5)")
+    assert connection.execute(
+        "select kind, count(*), sum(size) from dim_things group by all order by all"
+    ).fetchall() == [("a", 2, 3), ("b", 1, 5)]
+    connection.close()
