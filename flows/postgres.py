@@ -51,8 +51,9 @@ def _portable(node: exp.Expression) -> exp.Expression:
         # A 64-bit hash of the text, as DuckDB's hash() is (used as a join key only).
         # (A replaced node's arguments are not visited again: translate them here.)
         (value,) = node.expressions
-        return exp.func(
-            "hashtextextended", exp.cast(value.transform(_portable), "text"), exp.Literal.number(0)
+        return exp.Anonymous(
+            this="hashtextextended",
+            expressions=[exp.cast(value.transform(_portable), "text"), exp.Literal.number(0)],
         )
     if isinstance(node, exp.ToDays):
         return exp.Mul(
