@@ -7,22 +7,15 @@ database of its own on a real PostgreSQL server, which the dev dependency pgserv
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import duckdb
-import psycopg2
 import pytest
 
 from flows.settings import PostgresTarget
 from flows.warehouse import Connection, connect, ensure_schema
-
-# A database with LeadFlow's tables already created, copied for each test (fast: a file copy).
-TEMPLATE_DATABASE = "leadflow_template"
-_database_numbers = itertools.count()
+from tests.postgres import create_template, fresh_postgres_database
 
 
 @pytest.fixture(scope="session")
@@ -44,33 +37,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"PostgreSQL (pgserver) did not start in {pgdata}: {error}\n{detail}", pytrace=False
         )
     url = server.get_uri()
-    _run_admin(url, f"create database {TEMPLATE_DATABASE}")
-    template = connect(PostgresTarget(_database_url(url, TEMPLATE_DATABASE)))
-    ensure_schema(template)
-    template.close()
+    create_template(url)
     yield url
     server.cleanup()
-
-
-def _database_url(server_url: str, database: str) -> str:
-    """The server's URL (postgresql://user:@/postgres?host=...) for another database."""
-    return urlsplit(server_url)._replace(path=f"/{database}").geturl()
-
-
-def _run_admin(server_url: str, statement: str) -> None:
-    with closing(psycopg2.connect(server_url)) as admin:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute(statement)
 
 
 @pytest.fixture
 def postgres_database(postgres_server: str) -> Iterator[PostgresTarget]:
     """A fresh database with LeadFlow's raw and ops tables, dropped after the test."""
-    name = f"leadflow_test_{next(_database_numbers)}"
-    _run_admin(postgres_server, f"create database {name} template {TEMPLATE_DATABASE}")
-    yield PostgresTarget(_database_url(postgres_server, name))
-    _run_admin(postgres_server, f"drop database {name} with (force)")
+    with fresh_postgres_database(postgres_server) as target:
+        yield target
 
 
 # Tests whose code does not run on a PostgreSQL warehouse yet, one node id per line: their

@@ -1,20 +1,25 @@
-"""The whole lead pipeline on generated data: real Prefect, dbt, GX and the local outbox."""
+"""The whole lead pipeline on generated data: real Prefect, dbt, GX and the local outbox, on
+each warehouse: the DuckDB file, and PostgreSQL (LEADFLOW_WAREHOUSE_URL)."""
 
 from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, closing
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from flows.demo.generate import GeneratedDataset, generate_dataset
 from flows.email.tracks import follow_up_policies, load_tracks
 from flows.pipeline import lead_pipeline
 from flows.report import RunSummary
-from flows.settings import PROJECT_ROOT
+from flows.settings import PROJECT_ROOT, PostgresTarget
+from flows.warehouse import Connection, WarehouseTarget, connect
+from tests.postgres import fresh_postgres_database
 from tests.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow
@@ -23,8 +28,40 @@ GENERATED_AT = datetime(2026, 11, 1)
 RUN_AT = datetime(2026, 11, 1, 8, 30)
 
 
-def table_counts(warehouse: Path) -> dict[str, int]:
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+@dataclass(frozen=True)
+class Run:
+    """A data folder and the warehouse the runs in it write."""
+
+    data: Path
+    warehouse: WarehouseTarget
+
+    def use(self, patch: pytest.MonkeyPatch) -> None:
+        """Point LeadFlow's settings at this folder and warehouse."""
+        patch.setenv("LEADFLOW_DATA_DIR", str(self.data))
+        if isinstance(self.warehouse, PostgresTarget):
+            patch.setenv("LEADFLOW_WAREHOUSE_URL", self.warehouse.url)
+        else:
+            patch.delenv("LEADFLOW_WAREHOUSE_URL", raising=False)
+
+
+def read(run: Run) -> AbstractContextManager[Connection]:
+    return closing(connect(run.warehouse, read_only=True))
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def empty_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    data = tmp_path_factory.mktemp("pipeline") / "data"
+    if request.param == "duckdb":
+        yield Run(data, data / "warehouse.duckdb")
+        return
+    with fresh_postgres_database(request.getfixturevalue("postgres_server")) as database:
+        yield Run(data, database)
+
+
+def table_counts(run: Run) -> dict[str, int]:
+    with read(run) as connection:
         return {
             table: connection.execute(f"select count(*) from {table}").fetchone()[0]
             for table in (
@@ -38,10 +75,10 @@ def table_counts(warehouse: Path) -> dict[str, int]:
         }
 
 
-def always_follow_ups(data: Path) -> int:
+def always_follow_ups(run: Run) -> int:
     """Sent emails whose step makes a follow-up task without waiting for an open or click."""
     policies = follow_up_policies(load_tracks(PROJECT_ROOT / "templates"))
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+    with read(run) as connection:
         sent = connection.execute(
             "select track, step from ops.email_sends where status = 'sent'"
         ).fetchall()
@@ -49,19 +86,16 @@ def always_follow_ups(data: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def first_run(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, RunSummary, GeneratedDataset]:
-    data = tmp_path_factory.mktemp("pipeline") / "data"
+def first_run(empty_run: Run) -> tuple[Run, RunSummary, GeneratedDataset]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LEADFLOW_DATA_DIR", str(data))
-        dataset = generate_dataset(data / "inbox", leads=1500, seed=7, as_of=GENERATED_AT)
+        empty_run.use(patch)
+        dataset = generate_dataset(empty_run.data / "inbox", leads=1500, seed=7, as_of=GENERATED_AT)
         summary = lead_pipeline(as_of=RUN_AT)
-    return data, summary, dataset
+    return empty_run, summary, dataset
 
 
 def test_every_stage_of_the_first_run_does_real_work(first_run):
-    data, summary, dataset = first_run
+    run, summary, dataset = first_run
     assert summary.files_loaded == 5
     assert summary.leads_loaded > 1500  # two sources, overlapping people
     assert summary.rows_quarantined == dataset.bad_rows > 0
@@ -77,25 +111,26 @@ def test_every_stage_of_the_first_run_does_real_work(first_run):
     assert summary.handed_off > 0
     assert summary.emails_sent > 0
     # The demo's fresh emails have no opens or clicks yet: only `always` steps make a task.
-    assert summary.tasks_created == summary.handed_off + always_follow_ups(data)
+    assert summary.tasks_created == summary.handed_off + always_follow_ups(run)
 
 
 def test_the_warehouse_outbox_and_task_files_agree_with_the_summary(first_run):
-    data, summary, _ = first_run
-    counts = table_counts(data / "warehouse.duckdb")
+    run, summary, _ = first_run
+    data = run.data
+    counts = table_counts(run)
     assert counts["ops.sales_tasks"] == summary.tasks_created
     assert counts["ops.email_sends"] == summary.emails_sent
     assert len(list((data / "outbox").glob("*.eml"))) == summary.emails_sent
     rep_files = list((data / "tasks").glob("*.csv"))
     assert rep_files
     task_lines = sum(len(path.read_text().splitlines()) - 1 for path in rep_files)
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+    with read(run) as connection:
         queued = connection.execute(
             "select count(*) from ops.sales_tasks where status = 'queued'"
         ).fetchone()[0]
     assert task_lines == summary.tasks_created - queued  # the rest waits for the rep's room
     assert sum(summary.tasks_queued.values()) == queued
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+    with read(run) as connection:
         assert connection.execute(
             "select count(*) from ops.email_sends where status <> 'sent'"
         ).fetchone() == (0,)
@@ -105,8 +140,8 @@ def test_the_warehouse_outbox_and_task_files_agree_with_the_summary(first_run):
 
 
 def test_the_score_ranks_the_leads_that_convert_above_the_rest(first_run):
-    data, _, _ = first_run
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+    run, _, _ = first_run
+    with read(run) as connection:
         aucs = dict(
             connection.execute(
                 "select distinct score_name, score_auc::double from fct_score_calibration"
@@ -120,20 +155,22 @@ def test_the_score_ranks_the_leads_that_convert_above_the_rest(first_run):
 
 
 def test_running_again_with_no_new_data_sends_and_creates_nothing(first_run, monkeypatch):
-    data, first, _ = first_run
-    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
-    before = table_counts(data / "warehouse.duckdb")
+    run, first, _ = first_run
+    data = run.data
+    run.use(monkeypatch)
+    before = table_counts(run)
     again = lead_pipeline(as_of=RUN_AT.replace(minute=45))
     assert (again.files_loaded, again.files_skipped) == (0, 5)
     assert (again.emails_sent, again.tasks_created, again.handed_off) == (0, 0, 0)
-    assert table_counts(data / "warehouse.duckdb") == before
+    assert table_counts(run) == before
     assert len(list((data / "outbox").glob("*.eml"))) == first.emails_sent
 
 
 def test_a_corrupt_file_is_reported_and_left_while_the_others_load(first_run, monkeypatch):
-    data, _, _ = first_run
-    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
-    before = table_counts(data / "warehouse.duckdb")
+    run, _, _ = first_run
+    data = run.data
+    run.use(monkeypatch)
+    before = table_counts(run)
     good = "source_lead_id,email,created_at,updated_at\nx1,new@lead.com,2026-10-01,2026-10-02\n"
     (data / "inbox" / "leads__late_export.csv").write_text(good)
     broken = data / "inbox" / "events__webinar_tool.csv"
@@ -145,10 +182,10 @@ def test_a_corrupt_file_is_reported_and_left_while_the_others_load(first_run, mo
     assert "events__webinar_tool.csv, line 2" in problem
     assert "expected 4 columns, found 3" in problem
     assert (summary.files_loaded, summary.leads_loaded) == (1, 1)
-    after = table_counts(data / "warehouse.duckdb")
+    after = table_counts(run)
     assert after["raw.leads"] == before["raw.leads"] + 1
     assert after["raw.events"] == before["raw.events"]  # nothing of the broken file
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
+    with read(run) as connection:
         assert connection.execute("select file_path, line from ops.load_errors").fetchall() == [
             (str(broken), 2)
         ]
@@ -164,11 +201,11 @@ def test_a_corrupt_file_is_reported_and_left_while_the_others_load(first_run, mo
 
 
 def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
-    data, _, _ = first_run
-    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
-    warehouse = data / "warehouse.duckdb"
+    run, _, _ = first_run
+    data = run.data
+    run.use(monkeypatch)
     export = data / "inbox" / "leads__crm.csv"
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    with read(run) as connection:
         # A CRM-only lead with activity: its events must stay its own after the change.
         lead_id, source_lead_id, email, created_at, event_count = connection.execute("""
             select
@@ -177,7 +214,7 @@ def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
             inner join raw.leads as raw on lower(trim(raw.email)) = dim_leads.email
             inner join fct_lead_events as events on events.lead_id = dim_leads.lead_id
             where dim_leads.record_count = 1 and raw.source = 'crm'
-            group by all
+            group by dim_leads.lead_id, raw.source_lead_id, dim_leads.email, raw.created_at
             order by dim_leads.lead_id
             limit 1
         """).fetchone()
@@ -206,7 +243,7 @@ def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
 
     assert (summary.files_loaded, summary.leads_loaded) == (1, 3)
     assert summary.quarantine_reasons == {}
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    with read(run) as connection:
         assert connection.execute(
             "select email, title, record_count from dim_leads where lead_id = ?", [lead_id]
         ).fetchone() == (new_email, "Chief Revenue Officer", 2)
@@ -228,6 +265,7 @@ def test_an_updated_export_updates_its_leads(first_run, monkeypatch):
 
 
 def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, monkeypatch):
+    run = Run(data_dir, data_dir / "warehouse.duckdb")
     project = tmp_path / "project"
     project.mkdir()
     for name in ("dbt_project", "templates"):
@@ -262,9 +300,9 @@ def test_a_critical_gate_failure_blocks_handoff_and_nurture(tmp_path, data_dir, 
     assert summary.gate.blocked == ["handoff_queue"]
     assert "handoff_queue" in summary.gate.explanation
     assert summary.handed_off == 0
-    counts = table_counts(data_dir / "warehouse.duckdb")
-    assert counts["ops.sales_tasks"] == summary.tasks_created == always_follow_ups(data_dir)
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as connection:
+    counts = table_counts(run)
+    assert counts["ops.sales_tasks"] == summary.tasks_created == always_follow_ups(run)
+    with read(run) as connection:
         assert connection.execute(
             "select count(*) from ops.sales_tasks where reason = 'mql_handoff'"
         ).fetchone() == (0,)
