@@ -272,6 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, sendgrid_errors(*errors))
             return
         sandbox = bool(((body.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable"))
+        time.sleep(double.latency_s)
         message_id = double.accept(body, sandbox=sandbox)
         if sandbox:
             self._answer(200, None)
@@ -305,6 +306,7 @@ class SendGridDouble:
         record_path: Path | None = None,
         seed: int = 0,
         count_only: bool = False,
+        latency_s: float = 0.0,
     ) -> None:
         self.api_key = api_key  # when set, only this key is accepted
         self.scopes = tuple(scopes)
@@ -312,6 +314,8 @@ class SendGridDouble:
         # Count what is accepted, keep no body (and write no record): a benchmark's million
         # emails would hold gigabytes.
         self.count_only = count_only
+        # How long an accepted request takes to answer: a slow provider, so runs overlap.
+        self.latency_s = latency_s
         self.attempts = 0  # mail/send requests received with a valid key, faults included
         self.accepted_requests = 0
         self.accepted_personalizations = 0
