@@ -735,6 +735,70 @@ def docs() -> None:
     out.print(f"GX Data Docs: {build_data_docs(settings.expectations_dir)}")
 
 
+@app.command()
+def backup(
+    destination: Annotated[
+        Path | None,
+        typer.Option("--to", help="Folder to write the backup into (default: data/backups)."),
+    ] = None,
+) -> None:
+    """Copy the DuckDB warehouse into a new backup folder, waiting for a run that has it."""
+    from flows.backup import BackupError, backup_warehouse, read_manifest
+    from flows.runs import WarehouseBusyError
+
+    settings = settings_or_fail()
+    try:
+        folder = backup_warehouse(settings, destination or settings.data_root / "backups")
+    except (BackupError, WarehouseBusyError) as error:
+        fail(str(error), code=BUSY if isinstance(error, WarehouseBusyError) else 1)
+    manifest = read_manifest(folder)
+    run = (
+        f"run {manifest.last_run_id} ({manifest.last_run_status})"
+        if manifest.last_run_id
+        else "no run yet"
+    )
+    # soft_wrap: a path is never broken across lines (it is copied into `leadflow restore`).
+    out.print(
+        f"Backed up to {folder}: {manifest.rows['raw.leads']:,} lead rows, last {run}.",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def restore(
+    backup_folder: Annotated[
+        Path, typer.Argument(help="A folder `leadflow backup` wrote (leadflow-backup-…).")
+    ],
+) -> None:
+    """Put a backup's warehouse in place, keeping the sends and tasks made since it was taken."""
+    from flows.backup import BackupError, restore_warehouse
+    from flows.runs import WarehouseBusyError
+
+    settings = settings_or_fail()
+    try:
+        report = restore_warehouse(settings, backup_folder)
+    except (BackupError, WarehouseBusyError) as error:
+        fail(str(error), code=BUSY if isinstance(error, WarehouseBusyError) else 1)
+    out.print(f"Restored the warehouse from {report.restored_from}.", soft_wrap=True)
+    if report.replaced_kept_at is not None:
+        out.print(
+            f"The warehouse it replaced is kept at {report.replaced_kept_at}.", soft_wrap=True
+        )
+    if report.carried_forward is None:
+        err.print(
+            "[yellow]The replaced warehouse could not be read: emails sent, tasks made and "
+            "opt-outs recorded after the backup are not in the restored ledgers.[/yellow] "
+            "Keep the business-hours sends paused until the next run has loaded the landed "
+            "SendGrid events (docs/operations.md, 'Backup and restore')."
+        )
+    elif any(report.carried_forward.values()):
+        carried = ", ".join(
+            f"{count:,} {table}" for table, count in report.carried_forward.items() if count
+        )
+        out.print(f"Carried forward from it, so nothing is done twice: {carried}.")
+    out.print("The next run builds every dbt model again from the restored sources.")
+
+
 @templates_app.command("lint")
 def templates_lint() -> None:
     """Check every track and template: front matter, variables, links, unsubscribe, subject."""
