@@ -15,6 +15,7 @@ from flows.sources.inbox import (
     SourceFileError,
     file_sha256,
     load_file,
+    parsing_connection,
     record_load_error,
     scan_inbox,
 )
@@ -40,7 +41,7 @@ def fetch_api_sources(as_of: datetime) -> dict[str, int]:
     """Page every API source changed since its watermark into the landing folder."""
     settings = load_settings()
     fetched: dict[str, int] = {}
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         ensure_schema(connection)
         for mapping in load_mappings(settings.mapping_folders):
             if mapping.api is not None:
@@ -56,9 +57,12 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
     settings = load_settings()
     loads: list[FileLoad] = []
     file_errors: list[str] = []
-    with open_warehouse(settings.warehouse_path) as connection:
+    with (
+        open_warehouse(settings.warehouse) as connection,
+        parsing_connection(connection) as parser,
+    ):
         # Bounded memory whatever the file size: beyond the limit DuckDB spills to disk.
-        connection.execute(f"set memory_limit = '{settings.extract_memory_limit}'")
+        parser.execute(f"set memory_limit = '{settings.extract_memory_limit}'")
         ensure_schema(connection)
         mappings = load_mappings(settings.mapping_folders)
         # The landing folder is where processes beside the pipeline (the email-event
@@ -72,7 +76,9 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
         new_files = [inbox_file for scan in scans for inbox_file in scan.new]
         for index, inbox_file in enumerate(new_files):
             try:
-                loads.append(load_file(connection, inbox_file, as_of, run_id, index=index))
+                loads.append(
+                    load_file(connection, inbox_file, as_of, run_id, parser=parser, index=index)
+                )
             except SourceFileError as error:
                 record_load_error(connection, error, inbox_file.sha256, run_id)
                 file_errors.append(str(error))
@@ -87,7 +93,8 @@ def load_inbox(run_id: str, as_of: datetime) -> ExtractResult:
         rows_loaded[entity] = rows_loaded.get(entity, 0) + load.rows_loaded
         for code, count in load.reasons.items():
             reasons[code] = reasons.get(code, 0) + count
-    # Skipped: loaded by an earlier run, or a copy of a file loaded earlier in this one.
+    # Skipped: loaded by an earlier run or one running beside it, or a copy of a file loaded
+    # earlier in this one.
     skipped = sum(len(scan.already_loaded) for scan in scans) + len(loads) - len(loaded)
     return ExtractResult(len(loaded) + landed.files, skipped, rows_loaded, reasons, file_errors)
 

@@ -133,6 +133,9 @@ def _as_duckdb_error(error: psycopg2.Error) -> duckdb.Error:
 
 
 _ARROW_TYPES: list[tuple[Any, str]] = [
+    # DuckDB's json and boolean under arrow_lossless_conversion (canonical extension types).
+    (lambda arrow_type: isinstance(arrow_type, pa.JsonType), "json"),
+    (lambda arrow_type: isinstance(arrow_type, pa.Bool8Type), "boolean"),
     (pa.types.is_boolean, "boolean"),
     (pa.types.is_integer, "bigint"),
     (pa.types.is_floating, "double precision"),
@@ -252,8 +255,18 @@ class PostgresConnection:
             data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         )
         columns = ", ".join(f'"{field.name}" {_column_type(field.type)}' for field in table.schema)
+        # An extension type (json) is written as its storage: the text.
+        stored = pa.table(
+            [
+                column.cast(column.type.storage_type)
+                if isinstance(column.type, pa.BaseExtensionType)
+                else column
+                for column in table.columns
+            ],
+            names=table.column_names,
+        )
         buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
+        pa_csv.write_csv(stored, buffer, pa_csv.WriteOptions(include_header=False))
         buffer.seek(0)
         try:
             self._cursor.execute(f'drop table if exists "{name}"')

@@ -6,6 +6,14 @@ for an unreadable file) and then *committed*, in a transaction of its own, to ``
 ``ops.quarantine`` and the ``ops.loads`` ledger. ``load_file`` does both and turns any error
 into that file's ``SourceFileError``; a dry run (``sources check``) is the same load with the
 transaction rolled back instead of committed.
+
+DuckDB parses and validates, whatever the warehouse: files are staged on a *parser*
+connection (``parsing_connection``). On a DuckDB warehouse that is the warehouse itself and the
+commit inserts from the staged tables directly; on PostgreSQL it is a scratch in-memory DuckDB,
+and the commit copies the staged rows over (``register``, a COPY) before the same inserts.
+Several extracts may then run at once: the ledger row is the claim on a load (unique per file
+content and mapping), taken first in the file's transaction, and a load another run claimed
+first is skipped like any file loaded before.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import gzip
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from flows.sources.api import advance_watermark
 from flows.sources.catalog import ENTITIES, Entity
@@ -34,13 +44,16 @@ from flows.sources.mapping import (
     sql_text,
     type_by_suffix,
 )
-from flows.sources.validation import rejected_rows_sql, typed_columns_sql
+from flows.sources.validation import rejected_rows_sql, typed_columns_sql, value
 from flows.warehouse import Connection
 
 FILE_NAME_PATTERN = re.compile(
     r"^(?P<entity>[a-z]+)__(?P<source>[a-z0-9_]+?)(__[\w.-]+)?\.(csv|jsonl|ndjson|parquet)(\.gz)?$"
 )
 CONTRACT_DOC = "docs/data-contracts.md"
+# Staged rows cross from the parser to a PostgreSQL warehouse in COPYs of this many rows, so a
+# large file never sits in memory whole (DuckDB itself spills to disk).
+COPY_BATCH_ROWS = 200_000
 
 
 class SourceFileError(Exception):
@@ -100,6 +113,7 @@ class StagedFile(RowFates):
     """
 
     file: InboxFile
+    parser: duckdb.DuckDBPyConnection = field(repr=False, compare=False)  # holds the tables
     parsed_table: str  # the file's columns, in file order (rowid + 1 = record number)
     verdicts_table: str  # record_number, rejection_code, rejection_reason of rejected rows
     columns: Mapping[str, ParsedColumn]  # header name -> its column in the parsed table
@@ -324,7 +338,7 @@ NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
 
 def parse_into(
-    connection: Connection, inbox_file: InboxFile, table: str
+    connection: duckdb.DuckDBPyConnection, inbox_file: InboxFile, table: str
 ) -> dict[str, ParsedColumn]:
     """Parse a file into a temporary table in file order, its columns named by position;
     returns each header name's column."""
@@ -388,7 +402,7 @@ def parse_into(
 
 
 def _parse_json_lines(
-    connection: Connection, table: str, parameters: dict[str, str]
+    connection: duckdb.DuckDBPyConnection, table: str, parameters: dict[str, str]
 ) -> dict[str, ParsedColumn]:
     """Each record's top-level fields as JSON values, so a string keeps its text and an object
     stays an object (that row is quarantined where a single value is expected); the whole
@@ -422,30 +436,56 @@ def _parse_json_lines(
     return columns
 
 
+@contextmanager
+def parsing_connection(warehouse: Connection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The DuckDB connection that parses and validates files for ``warehouse``: the warehouse
+    itself when it is DuckDB (staged tables sit beside ``raw.*`` and are committed without a
+    copy), else a scratch in-memory DuckDB, closed after."""
+    if isinstance(warehouse, duckdb.DuckDBPyConnection):
+        yield warehouse
+        return
+    scratch = duckdb.connect()
+    # json leaves it typed (arrow.json), so the copy into PostgreSQL keeps it json.
+    scratch.execute("set arrow_lossless_conversion = true")
+    try:
+        yield scratch
+    finally:
+        scratch.close()
+
+
 def stage_file(
-    connection: Connection, inbox_file: InboxFile, as_of: datetime, index: int
+    warehouse: Connection,
+    parser: duckdb.DuckDBPyConnection,
+    inbox_file: InboxFile,
+    as_of: datetime,
+    index: int,
 ) -> StagedFile:
-    """Parse a file into a temporary table of classified rows (nothing permanent is written)."""
+    """Parse a file into temporary tables of classified rows on ``parser`` (nothing permanent
+    is written); the warehouse is read for the final keys loaded before."""
     entity = inbox_file.entity
     parsed = f"parsed_{index}"
-    columns = parse_into(connection, inbox_file, parsed)
+    columns = parse_into(parser, inbox_file, parsed)
     staged = StagedFile(
         inbox_file,
+        parser,
         parsed,
         f"verdicts_{index}",
         columns,
         0,
         default_timestamp=inbox_file.mapping.timestamp_default(inbox_file.path),
     )
-    connection.execute(
-        f"""
-        create or replace temp table {staged.verdicts_table} as
-        {rejected_rows_sql(entity, staged.mapped_sql(), as_of, inbox_file.source)}
-        """
+    loaded_before = _keys_loaded_before(warehouse, staged, f"loaded_{index}")
+    rejected = rejected_rows_sql(
+        entity, staged.mapped_sql(), as_of, inbox_file.source, loaded_before
     )
-    rows_read = connection.execute(f"select count(*) from {parsed}").fetchall()[0][0]
+    try:
+        parser.execute(f"create or replace temp table {staged.verdicts_table} as {rejected}")
+    finally:
+        if loaded_before is not None:
+            parser.execute(f"drop table if exists {loaded_before}")
+    rows_read = parser.execute(f"select count(*) from {parsed}").fetchall()[0][0]
     reasons = dict(
-        connection.execute(
+        parser.execute(
             f"select rejection_code, count(*) from {staged.verdicts_table} "
             "group by all order by all"
         ).fetchall()
@@ -462,7 +502,7 @@ def stage_file(
     lines_table = None
     if lines.starts is not None:
         lines_table = f"lines_{index}"
-        connection.execute(
+        parser.execute(
             f"create or replace temp table {lines_table} as "
             "select unnest(range(1, len($starts) + 1)) as record_number, unnest($starts) as line",
             {"starts": lines.starts},
@@ -476,6 +516,35 @@ def stage_file(
     )
 
 
+def _keys_loaded_before(warehouse: Connection, staged: StagedFile, table: str) -> str | None:
+    """Where the parser finds the rows of ``raw.<entity>`` an entity with final keys checks
+    the file's keys against: None, ``raw.<entity>`` itself, when the parser is the warehouse;
+    on PostgreSQL, ``table``, a copy of the warehouse's rows that have the file's keys."""
+    entity, parser = staged.file.entity, staged.parser
+    if not entity.key_is_final or parser is warehouse:
+        return None
+    keys = parser.sql(
+        f"select distinct {value(entity.key)} as {entity.key} from {staged.mapped_sql()}"
+    ).to_arrow_table()
+    warehouse.register("file_keys", keys)
+    try:
+        earlier = warehouse.execute(
+            f"select {entity.key}, source from raw.{entity.name} "
+            f"where source = ? and {entity.key} in (select {entity.key} from file_keys)",
+            [staged.file.source],
+        ).df()
+    finally:
+        warehouse.unregister("file_keys")
+    parser.register("earlier_rows", earlier)
+    parser.execute(
+        f"create or replace temp table {table} as select "
+        f"cast({entity.key} as varchar) as {entity.key}, cast(source as varchar) as source "
+        "from earlier_rows"
+    )
+    parser.unregister("earlier_rows")
+    return table
+
+
 @dataclass(frozen=True)
 class FileLoad(RowFates):
     """What loading one file did or, on a dry run, would do."""
@@ -485,43 +554,62 @@ class FileLoad(RowFates):
     reasons: dict[str, int] = field(default_factory=dict)
     absent_columns: tuple[str, ...] = ()  # mapped export columns the file lacks
     samples: tuple[str, ...] = ()  # "row N: reason" of the first rejected rows
-    skipped: bool = False  # this content was loaded before under this mapping: nothing read
+    # This content was loaded under this mapping before, or by another run meanwhile: skipped.
+    skipped: bool = False
 
 
 def load_file(
-    connection: Connection,
+    warehouse: Connection,
     inbox_file: InboxFile,
     as_of: datetime,
     run_id: str,
     *,
+    parser: duckdb.DuckDBPyConnection | None = None,
     index: int = 0,
     dry_run: bool = False,
     samples: int = 0,
 ) -> FileLoad:
-    """Stage one file and write it in a transaction of its own; a dry run makes the same
-    writes and rolls them back, so it predicts the load exactly.
+    """Stage one file on ``parser`` (by default ``parsing_connection(warehouse)``, opened for
+    this file) and write it in a transaction of its own; a dry run makes the same writes and
+    rolls them back, so it predicts the load exactly.
 
     Any error while loading the file is this file's ``SourceFileError`` (file, line when
     known, cause), so the caller records it and goes on with the other files.
     """
-    if already_loaded(connection, inbox_file):
+    if parser is None:
+        with parsing_connection(warehouse) as parser:
+            return _load_file(warehouse, parser, inbox_file, as_of, run_id, index, dry_run, samples)
+    return _load_file(warehouse, parser, inbox_file, as_of, run_id, index, dry_run, samples)
+
+
+def _load_file(
+    warehouse: Connection,
+    parser: duckdb.DuckDBPyConnection,
+    inbox_file: InboxFile,
+    as_of: datetime,
+    run_id: str,
+    index: int,
+    dry_run: bool,
+    samples: int,
+) -> FileLoad:
+    if already_loaded(warehouse, inbox_file):
         return FileLoad(inbox_file, skipped=True)
     try:
-        staged = stage_file(connection, inbox_file, as_of, index)
-        rejected = connection.execute(
+        staged = stage_file(warehouse, parser, inbox_file, as_of, index)
+        rejected = parser.execute(
             f"select record_number, rejection_reason from {staged.verdicts_table} "
             "order by record_number limit ?",
             [samples],
         ).fetchall()
-        connection.begin()
+        warehouse.begin()
         try:
-            _commit_one(connection, staged, run_id)
-            if dry_run:
-                connection.rollback()
+            claimed = _commit_one(warehouse, staged, run_id)
+            if dry_run or not claimed:
+                warehouse.rollback()
             else:
-                connection.commit()
+                warehouse.commit()
         except BaseException:
-            connection.rollback()
+            warehouse.rollback()
             raise
     except SourceFileError:
         raise
@@ -540,7 +628,9 @@ def load_file(
             f"verdicts_{index}",
             f"lines_{index}",
         ):
-            connection.execute(f"drop table if exists {table}")
+            parser.execute(f"drop table if exists {table}")
+    if not claimed:  # another run loaded it since the check above
+        return FileLoad(inbox_file, skipped=True)
     return FileLoad(
         inbox_file,
         staged.rows_read,
@@ -563,21 +653,29 @@ def already_loaded(connection: Connection, inbox_file: InboxFile) -> bool:
     )
 
 
-def commit_staged(connection: Connection, staged_files: list[StagedFile], run_id: str) -> None:
+def commit_staged(
+    warehouse: Connection, staged_files: list[StagedFile], run_id: str
+) -> list[StagedFile]:
     """Write each staged file to raw/quarantine/ledger in a transaction of its own: a crash
-    leaves every file either wholly loaded or not at all."""
+    leaves every file either wholly loaded or not at all. Returns the files written: a load
+    another run claimed first is left out."""
+    committed = []
     for staged in staged_files:
-        connection.begin()
+        warehouse.begin()
         try:
-            _commit_one(connection, staged, run_id)
-            connection.commit()
+            if _commit_one(warehouse, staged, run_id):
+                warehouse.commit()
+                committed.append(staged)
+            else:
+                warehouse.rollback()
         except BaseException:
-            connection.rollback()
+            warehouse.rollback()
             raise
-        connection.execute(f"drop table if exists {staged.parsed_table}")
-        connection.execute(f"drop table if exists {staged.verdicts_table}")
+        staged.parser.execute(f"drop table if exists {staged.parsed_table}")
+        staged.parser.execute(f"drop table if exists {staged.verdicts_table}")
         if staged.lines_table:
-            connection.execute(f"drop table if exists {staged.lines_table}")
+            staged.parser.execute(f"drop table if exists {staged.lines_table}")
+    return committed
 
 
 def record_load_error(
@@ -590,50 +688,19 @@ def record_load_error(
     )
 
 
-def _commit_one(connection: Connection, staged: StagedFile, run_id: str) -> None:
+def _commit_one(warehouse: Connection, staged: StagedFile, run_id: str) -> bool:
+    """Claim the load and write its rows, in the caller's transaction; False, with nothing
+    written, when another run holds the claim."""
     inbox_file, entity = staged.file, staged.file.entity
-    lineage = [inbox_file.load_id, inbox_file.source, str(inbox_file.path)]
-    column_list = ", ".join(entity.columns)
-    typed_columns = typed_columns_sql(entity)
-    if inbox_file.mapping.keeps_attributes:
-        column_list += f", {ATTRIBUTES_COLUMN}"
-        typed_columns += f", cast({ATTRIBUTES_COLUMN} as json)"
-    # The original record, as the source wrote it, is kept with each rejected row.
-    fields = ", ".join(
-        f"{sql_text(name)}, parsed.{column.sql}" for name, column in staged.columns.items()
-    )
-    is_json_lines = inbox_file.mapping.format.type_of(inbox_file.path) == "jsonl"
-    original = "parsed.record" if is_json_lines else f"json_object({fields})"
-    connection.execute(
-        f"""
-        insert into raw.{entity.name}
-            ({column_list}, load_id, source, source_file, source_line, loaded_at)
-        select {typed_columns}, ?, ?, ?,
-            {staged.source_line_sql("mapped.record_number")}, now()::timestamp
-        from {staged.mapped_sql()} as mapped
-        anti join {staged.verdicts_table} as verdicts using (record_number)
-        """,
-        lineage,
-    )
-    connection.execute(
-        f"""
-        insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
-            record_key, reason_code, reason, record, quarantined_at)
-        select ?, ?, 'extract', ?, ?, {staged.source_line_sql("verdicts.record_number")},
-               nullif(trim(mapped.{entity.key}), ''),
-               rejection_code, rejection_reason, {original},
-               now()::timestamp
-        from {staged.verdicts_table} as verdicts
-        inner join {staged.mapped_sql()} as mapped using (record_number)
-        inner join {staged.parsed_table} as parsed on parsed.rowid + 1 = record_number
-        """,
-        [inbox_file.load_id, run_id, entity.name, str(inbox_file.path)],
-    )
-    connection.execute(
+    # The ledger row first: it is the claim. A concurrent extract inserting the same load
+    # waits for this transaction to end, then finds the load taken (or, rolled back, free).
+    claimed = warehouse.execute(
         """
         insert into ops.loads (load_id, run_id, entity, source, file_path, file_sha256,
             rows_read, rows_loaded, rows_quarantined, loaded_at, mapping)
         values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)
+        on conflict (file_sha256, mapping) do nothing
+        returning load_id
         """,
         [
             inbox_file.load_id,
@@ -647,10 +714,76 @@ def _commit_one(connection: Connection, staged: StagedFile, run_id: str) -> None
             staged.rows_quarantined,
             inbox_file.mapping.name,
         ],
+    ).fetchall()
+    if not claimed:
+        return False
+    column_list = ", ".join(entity.columns)
+    typed_columns = typed_columns_sql(entity)
+    if inbox_file.mapping.keeps_attributes:
+        column_list += f", {ATTRIBUTES_COLUMN}"
+        typed_columns += f", cast({ATTRIBUTES_COLUMN} as json) as {ATTRIBUTES_COLUMN}"
+    _insert_staged(
+        warehouse,
+        staged.parser,
+        f"raw.{entity.name}",
+        f"{column_list}, load_id, source, source_file, source_line, loaded_at",
+        f"""
+        select {typed_columns}, ? as load_id, ? as source, ? as source_file,
+            {staged.source_line_sql("mapped.record_number")} as source_line,
+            now()::timestamp as loaded_at
+        from {staged.mapped_sql()} as mapped
+        anti join {staged.verdicts_table} as verdicts using (record_number)
+        """,
+        [inbox_file.load_id, inbox_file.source, str(inbox_file.path)],
+    )
+    # The original record, as the source wrote it, is kept with each rejected row.
+    fields = ", ".join(
+        f"{sql_text(name)}, parsed.{column.sql}" for name, column in staged.columns.items()
+    )
+    is_json_lines = inbox_file.mapping.format.type_of(inbox_file.path) == "jsonl"
+    original = "parsed.record" if is_json_lines else f"json_object({fields})"
+    _insert_staged(
+        warehouse,
+        staged.parser,
+        "ops.quarantine",
+        "load_id, run_id, stage, entity, source_file, source_line, record_key, reason_code, "
+        "reason, record, quarantined_at",
+        f"""
+        select ? as load_id, ? as run_id, 'extract' as stage, ? as entity, ? as source_file,
+            {staged.source_line_sql("verdicts.record_number")} as source_line,
+            nullif(trim(mapped.{entity.key}), '') as record_key,
+            rejection_code as reason_code, rejection_reason as reason, {original} as record,
+            now()::timestamp as quarantined_at
+        from {staged.verdicts_table} as verdicts
+        inner join {staged.mapped_sql()} as mapped using (record_number)
+        inner join {staged.parsed_table} as parsed on parsed.rowid + 1 = record_number
+        """,
+        [inbox_file.load_id, run_id, entity.name, str(inbox_file.path)],
     )
     mapping = inbox_file.mapping
     if mapping.api is not None and mapping.watermark_column is not None:
         # In the same transaction as the rows: the watermark never passes a row not loaded.
         advance_watermark(
-            connection, mapping.api.name, entity.name, mapping.watermark_column, inbox_file.load_id
+            warehouse, mapping.api.name, entity.name, mapping.watermark_column, inbox_file.load_id
         )
+    return True
+
+
+def _insert_staged(
+    warehouse: Connection,
+    parser: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: str,
+    select: str,
+    parameters: list[str],
+) -> None:
+    """``insert into table (columns)`` the rows of ``select``, a query over the parser's
+    staged tables naming its columns as ``columns`` does: one statement when the parser is the
+    warehouse, else the rows are copied over first (``register``: COPY, in batches)."""
+    if parser is warehouse:
+        warehouse.execute(f"insert into {table} ({columns}) {select}", parameters)
+        return
+    for batch in parser.sql(select, params=parameters).to_arrow_reader(COPY_BATCH_ROWS):
+        warehouse.register("staged_rows", pa.Table.from_batches([batch]))
+        warehouse.execute(f"insert into {table} ({columns}) select {columns} from staged_rows")
+    warehouse.unregister("staged_rows")

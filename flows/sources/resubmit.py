@@ -26,6 +26,7 @@ from flows.sources.inbox import (
     commit_staged,
     file_sha256,
     identify_all,
+    parsing_connection,
     stage_file,
 )
 from flows.sources.mapping import FileFormat, SourceMapping
@@ -50,18 +51,26 @@ def export_quarantined(
     """Write unresolved extract rejections (optionally of one reason) as CSV files to fix."""
     rows = connection.execute(
         """
-        select
-            source_file,
-            entity,
-            record,
-            count(distinct entity) over (partition by source_file) > 1 as feeds_several
-        from ops.quarantine
-        where stage = 'extract' and resolved_at is null and (? is null or reason_code = ?)
-        -- A file loaded in several versions rejected the same row each time: export it once.
-        qualify row_number() over (
-            partition by source_file, entity, coalesce(record_key, load_id || ':' || source_line)
-            order by quarantined_at desc
-        ) = 1
+        select source_file, entity, record, feeds_several
+        from (
+            select
+                source_file,
+                entity,
+                record,
+                source_line,
+                min(entity) over (partition by source_file)
+                    <> max(entity) over (partition by source_file) as feeds_several,
+                -- A file loaded in several versions rejected the same row each time: export
+                -- it once.
+                row_number() over (
+                    partition by
+                        source_file, entity, coalesce(record_key, load_id || ':' || source_line)
+                    order by quarantined_at desc
+                ) as version_rank
+            from ops.quarantine
+            where stage = 'extract' and resolved_at is null and (? is null or reason_code = ?)
+        ) as unresolved
+        where version_rank = 1
         order by source_file, entity, source_line
         """,
         [reason, reason],
@@ -111,14 +120,17 @@ def resubmit(
     as_of: datetime,
 ) -> list[StagedFile]:
     """Load corrected files (all or nothing) and resolve the quarantine rows they fix."""
-    staged = []
-    for index, path in enumerate(files):
-        inbox_file = InboxFile(path, resubmission_mapping(path, mappings), file_sha256(path))
-        if already_loaded(connection, inbox_file):
-            raise SourceFileError(path, "this exact file was loaded before; nothing to resubmit")
-        staged.append(stage_file(connection, inbox_file, as_of, index))
-    commit_staged(connection, staged, run_id)
-    for result in staged:
+    with parsing_connection(connection) as parser:
+        staged = []
+        for index, path in enumerate(files):
+            inbox_file = InboxFile(path, resubmission_mapping(path, mappings), file_sha256(path))
+            if already_loaded(connection, inbox_file):
+                raise SourceFileError(
+                    path, "this exact file was loaded before; nothing to resubmit"
+                )
+            staged.append(stage_file(connection, parser, inbox_file, as_of, index))
+        committed = commit_staged(connection, staged, run_id)
+    for result in committed:
         entity = result.file.entity
         unresolved = connection.execute(
             "select distinct source_file from ops.quarantine "
@@ -143,4 +155,4 @@ def resubmit(
             """,
             {"as_of": as_of, "load_id": result.file.load_id, "originals": originals},
         )
-    return staged
+    return committed

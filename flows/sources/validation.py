@@ -46,9 +46,12 @@ def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join("'" + item.replace("'", "''") + "'" for item in values)
 
 
-def row_rules(entity: Entity, as_of: datetime, source: str | None = None) -> list[RowRule]:
+def row_rules(
+    entity: Entity, as_of: datetime, source: str | None = None, loaded: str | None = None
+) -> list[RowRule]:
     """The validation rules of an entity, in the order they are reported; ``source`` is the
-    file's source system, whose earlier loads a final key is checked against."""
+    file's source system, whose earlier loads a final key is checked against: the rows of
+    ``loaded`` (``raw.<entity>`` unless named)."""
     rules = [
         RowRule(
             "nested_value",
@@ -159,7 +162,8 @@ def row_rules(entity: Entity, as_of: datetime, source: str | None = None) -> lis
         rules.append(
             RowRule(
                 "loaded_before",
-                f"{value(entity.key)} in (select {entity.key} from raw.{entity.name} "
+                f"{value(entity.key)} in (select {entity.key} from "
+                f"{loaded or f'raw.{entity.name}'} "
                 f"where source = {_sql_list((source,))})",
                 f"'{entity.key} ' || {quoted(value(entity.key))} || "
                 f"' was loaded from {source} before (a resend)'",
@@ -169,14 +173,18 @@ def row_rules(entity: Entity, as_of: datetime, source: str | None = None) -> lis
 
 
 def rejected_rows_sql(
-    entity: Entity, staged_table: str, as_of: datetime, source: str | None = None
+    entity: Entity,
+    staged_table: str,
+    as_of: datetime,
+    source: str | None = None,
+    loaded: str | None = None,
 ) -> str:
     """``record_number``, ``rejection_code`` and ``rejection_reason`` of each rejected row.
 
     ``as_of`` is the run clock: a date more than a day after it is in the future. ``source``
-    is the file's source system (see ``row_rules``).
+    and ``loaded`` are the file's source system and the rows loaded before (see ``row_rules``).
     """
-    rules = row_rules(entity, as_of, source)
+    rules = row_rules(entity, as_of, source, loaded)
     key = value(entity.key)
     # Each row's first failing rule, by number, so every condition is evaluated once;
     # coalesce(condition, false): a rule over a null cell is "not violated" (nulls in required

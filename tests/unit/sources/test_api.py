@@ -232,7 +232,9 @@ def test_persistent_server_errors_give_up_without_moving_the_watermark(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_profile_with_an_api_section_maps_what_it_fetched(warehouse, tmp_path, crm, monkeypatch):
+def test_a_profile_with_an_api_section_maps_what_it_fetched(
+    warehouse, parser, tmp_path, crm, monkeypatch
+):
     monkeypatch.setenv("CRM_TOKEN", TOKEN)
     profile_path = tmp_path / "crm_api.yml"
     profile_path.write_text(
@@ -252,7 +254,9 @@ columns: {{source_lead_id: id, email: email, created_at: created, updated_at: up
     landing = tmp_path / "landing"
     fetch_to_landing(warehouse, profile.api, landing, datetime(2026, 11, 20))
     scan = scan_inbox(warehouse, landing, [profile])
-    staged = [stage_file(warehouse, f, datetime(2026, 11, 20), i) for i, f in enumerate(scan.new)]
+    staged = [
+        stage_file(warehouse, parser, f, datetime(2026, 11, 20), i) for i, f in enumerate(scan.new)
+    ]
     commit_staged(warehouse, staged, "run-1")
     assert warehouse.execute(
         "select count(*), min(source), max(updated_at) from raw.leads"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.sources.inbox import commit_staged, scan_inbox, stage_file
+from flows.sources.inbox import commit_staged, parsing_connection, scan_inbox, stage_file
 from flows.sources.mapping import MappingError, ParsedColumn, attribute_name, load_mapping
 
 AS_OF = datetime(2026, 11, 22)
@@ -37,8 +37,9 @@ def loaded_attributes(warehouse, tmp_path: Path, body: str) -> dict[str, dict]:
     (inbox / "export.csv").write_text(EXPORT)
     mappings = [load_mapping(profile(tmp_path, body))]
     scan = scan_inbox(warehouse, inbox, mappings)
-    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
-    commit_staged(warehouse, staged, "run-1")
+    with parsing_connection(warehouse) as parser:
+        staged = [stage_file(warehouse, parser, f, AS_OF, i) for i, f in enumerate(scan.new)]
+        commit_staged(warehouse, staged, "run-1")
     rows = warehouse.execute("select source_lead_id, attributes from raw.leads").fetchall()
     return {key: None if value is None else json.loads(value) for key, value in rows}
 

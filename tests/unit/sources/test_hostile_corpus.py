@@ -129,10 +129,10 @@ def corpus(tmp_path: Path) -> tuple[Path, list]:
     return inbox, [load_mapping(tmp_path / "badge.yml")]
 
 
-def test_every_row_of_every_readable_file_is_loaded_or_quarantined(warehouse, corpus):
+def test_every_row_of_every_readable_file_is_loaded_or_quarantined(warehouse, parser, corpus):
     inbox, mappings = corpus
     files = {f.path.name: f for f in scan_inbox(warehouse, inbox, mappings).new}
-    staged = [stage_file(warehouse, files[name], AS_OF, i) for i, name in enumerate(CORPUS)]
+    staged = [stage_file(warehouse, parser, files[name], AS_OF, i) for i, name in enumerate(CORPUS)]
     commit_staged(warehouse, staged, "run-1")
     for result in staged:
         _, read, loaded, reasons = CORPUS[result.file.path.name]
@@ -148,7 +148,7 @@ def test_every_row_of_every_readable_file_is_loaded_or_quarantined(warehouse, co
         assert in_raw + in_quarantine == read, result.file.path.name
 
 
-def test_hostile_text_is_stored_verbatim(warehouse, corpus):
+def test_hostile_text_is_stored_verbatim(warehouse, parser, corpus):
     inbox, mappings = corpus
     files = {f.path.name: f for f in scan_inbox(warehouse, inbox, mappings).new}
     names = [
@@ -158,7 +158,9 @@ def test_hostile_text_is_stored_verbatim(warehouse, corpus):
         "badge-scans-latin1.csv",
     ]
     commit_staged(
-        warehouse, [stage_file(warehouse, files[n], AS_OF, i) for i, n in enumerate(names)], "run-1"
+        warehouse,
+        [stage_file(warehouse, parser, files[n], AS_OF, i) for i, n in enumerate(names)],
+        "run-1",
     )
     stored = {row[0] for row in warehouse.execute("select first_name from raw.leads").fetchall()}
     assert {"'; drop table raw.leads; --", "Zoë 🚀", "علي", "Ann\nMarie", "Jürgen"} <= stored
@@ -167,10 +169,10 @@ def test_hostile_text_is_stored_verbatim(warehouse, corpus):
 
 
 @pytest.mark.parametrize("name", sorted(UNREADABLE))
-def test_unreadable_files_fail_alone_with_the_reason(warehouse, corpus, name):
+def test_unreadable_files_fail_alone_with_the_reason(warehouse, parser, corpus, name):
     inbox, mappings = corpus
     files = {f.path.name: f for f in scan_inbox(warehouse, inbox, mappings).new}
     with pytest.raises(SourceFileError) as raised:
-        stage_file(warehouse, files[name], AS_OF, 0)
+        stage_file(warehouse, parser, files[name], AS_OF, 0)
     assert name in str(raised.value)
     assert UNREADABLE[name][1] in str(raised.value)

@@ -15,6 +15,7 @@ from flows.sources.inbox import (
     file_sha256,
     identify,
     load_file,
+    parsing_connection,
     scan_inbox,
     stage_file,
 )
@@ -33,8 +34,9 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 def load(warehouse: duckdb.DuckDBPyConnection, inbox: Path, run_id: str = "run-1") -> list:
     scan = scan_inbox(warehouse, inbox)
-    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
-    commit_staged(warehouse, staged, run_id)
+    with parsing_connection(warehouse) as parser:
+        staged = [stage_file(warehouse, parser, f, AS_OF, i) for i, f in enumerate(scan.new)]
+        commit_staged(warehouse, staged, run_id)
     return staged
 
 
@@ -143,11 +145,13 @@ def test_changed_file_loads_as_a_new_version(warehouse, tmp_path):
         (f"{LEADS_HEADER},email\n", 1, "repeats column(s) email"),
     ],
 )
-def test_unreadable_file_names_file_line_and_problem(warehouse, tmp_path, content, line, fragment):
+def test_unreadable_file_names_file_line_and_problem(
+    warehouse, parser, tmp_path, content, line, fragment
+):
     path = write(tmp_path / "leads__crm.csv", content)
     (inbox_file,) = scan_inbox(warehouse, tmp_path).new
     with pytest.raises(SourceFileError) as raised:
-        stage_file(warehouse, inbox_file, AS_OF, 0)
+        stage_file(warehouse, parser, inbox_file, AS_OF, 0)
     assert raised.value.path == path
     assert raised.value.line == line
     assert fragment in str(raised.value)
@@ -155,7 +159,7 @@ def test_unreadable_file_names_file_line_and_problem(warehouse, tmp_path, conten
 
 
 @pytest.mark.parametrize("bad_line", [1, 5000])
-def test_non_utf8_file_is_a_file_error(warehouse, tmp_path, bad_line):
+def test_non_utf8_file_is_a_file_error(warehouse, parser, tmp_path, bad_line):
     good = "".join(f"{n},a{n}@b.com,A,2026-01-01,2026-01-02,,\n" for n in range(1, bad_line))
     write(
         tmp_path / "leads__crm.csv",
@@ -164,17 +168,17 @@ def test_non_utf8_file_is_a_file_error(warehouse, tmp_path, bad_line):
     )
     (inbox_file,) = scan_inbox(warehouse, tmp_path).new
     with pytest.raises(SourceFileError, match=r"not UTF-8 text|not text in its declared encoding"):
-        stage_file(warehouse, inbox_file, AS_OF, 0)
+        stage_file(warehouse, parser, inbox_file, AS_OF, 0)
 
 
-def test_a_failing_commit_leaves_that_file_wholly_unloaded(warehouse, tmp_path):
+def test_a_failing_commit_leaves_that_file_wholly_unloaded(warehouse, parser, tmp_path):
     write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
     write(
         tmp_path / "leads__web_forms.csv", f"{LEADS_HEADER}\n2,c@d.com,C,2026-01-01,2026-01-02,,\n"
     )
     scan = scan_inbox(warehouse, tmp_path)
-    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
-    warehouse.execute(f"drop table {staged[1].verdicts_table}")  # the second commit will fail
+    staged = [stage_file(warehouse, parser, f, AS_OF, i) for i, f in enumerate(scan.new)]
+    parser.execute(f"drop table {staged[1].verdicts_table}")  # the second commit will fail
     with pytest.raises(duckdb.Error):
         commit_staged(warehouse, staged, "run-1")
     # One transaction per file: the first is wholly loaded, the second not at all.
@@ -227,7 +231,7 @@ def test_json_lines_load_with_extra_and_nested_fields(warehouse, tmp_path):
 
 def test_parquet_files_load(warehouse, tmp_path):
     path = tmp_path / "reps__hr.parquet"
-    warehouse.execute(
+    duckdb.execute(  # the file is written by DuckDB, whatever the warehouse
         f"copy (select 'r1' as rep_id, 'Ann' as name, 'ann@x.com' as email, 'EMEA' as region, "
         f"true as is_active) to '{path}' (format parquet)"
     )
@@ -238,7 +242,7 @@ def test_parquet_files_load(warehouse, tmp_path):
     ]
 
 
-def test_malformed_json_names_the_file_and_line(warehouse, tmp_path):
+def test_malformed_json_names_the_file_and_line(warehouse, parser, tmp_path):
     write(
         tmp_path / "events__web.jsonl",
         '{"event_id": "e1"}\n{"event_id": "e2"\n{"event_id": "e3"}\n',
@@ -247,7 +251,7 @@ def test_malformed_json_names_the_file_and_line(warehouse, tmp_path):
     with pytest.raises(
         SourceFileError, match=r"not a readable JSONL file: Malformed JSON"
     ) as raised:
-        stage_file(warehouse, inbox_file, AS_OF, 0)
+        stage_file(warehouse, parser, inbox_file, AS_OF, 0)
     assert raised.value.line is not None
 
 
@@ -316,12 +320,11 @@ def test_json_lines_keep_scalars_and_quarantine_objects_where_a_value_belongs(wa
     assert warehouse.execute(
         "select source_lead_id, company, employee_count, is_do_not_email from raw.leads order by 1"
     ).fetchall() == [("1", "Acme", 12, False), ("4", None, None, True)]
-    assert warehouse.execute(
+    reason, company = warehouse.execute(
         "select reason, record->'$.company' from ops.quarantine where record_key = '2'"
-    ).fetchone() == (
-        "company holds an object or a list where a single value is expected",
-        '{"name":"Acme"}',
-    )
+    ).fetchone()
+    assert reason == "company holds an object or a list where a single value is expected"
+    assert json.loads(company) == {"name": "Acme"}  # as written (PostgreSQL keeps the spacing)
 
 
 def test_the_same_bytes_under_two_mappings_are_two_loads(warehouse, tmp_path):

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.sources.inbox import SourceFileError, commit_staged, scan_inbox, stage_file
+from flows.sources.inbox import (
+    SourceFileError,
+    commit_staged,
+    parsing_connection,
+    scan_inbox,
+    stage_file,
+)
 from flows.sources.mapping import SHIPPED_PROFILES, MappingError, load_mapping, load_mappings
 
 EXPORTS = Path(__file__).parents[2] / "fixtures" / "exports"
@@ -17,8 +23,9 @@ AS_OF = datetime(2026, 11, 22)
 
 def load(warehouse, inbox: Path, mappings) -> list:
     scan = scan_inbox(warehouse, inbox, mappings)
-    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
-    commit_staged(warehouse, staged, "run-1")
+    with parsing_connection(warehouse) as parser:
+        staged = [stage_file(warehouse, parser, f, AS_OF, i) for i, f in enumerate(scan.new)]
+        commit_staged(warehouse, staged, "run-1")
     return staged
 
 
@@ -115,7 +122,7 @@ values: {"*": {"k.A.": ~}}
     ]  # fmt: skip
 
 
-def test_a_profile_column_missing_from_the_export_names_the_profile(warehouse, tmp_path):
+def test_a_profile_column_missing_from_the_export_names_the_profile(warehouse, parser, tmp_path):
     profile = write_profile(
         tmp_path,
         "source: crm\nentity: reps\nfiles: ['reps-*.csv']\n"
@@ -128,7 +135,7 @@ def test_a_profile_column_missing_from_the_export_names_the_profile(warehouse, t
     with pytest.raises(
         SourceFileError, match=r"lacks column\(s\) Territory that mapping profile .*profile\.yml"
     ):
-        stage_file(warehouse, inbox_file, AS_OF, 0)
+        stage_file(warehouse, parser, inbox_file, AS_OF, 0)
 
 
 @pytest.mark.parametrize(
@@ -233,7 +240,7 @@ def test_a_hubspot_export_of_picked_columns_loads_through_the_shipped_profile(wa
     ]
 
 
-def test_a_profile_names_what_an_export_must_have(warehouse, tmp_path):
+def test_a_profile_names_what_an_export_must_have(warehouse, parser, tmp_path):
     profile = write_profile(
         tmp_path,
         "source: partner\nentity: leads\nfiles: ['partner-*.csv']\n"
@@ -247,7 +254,7 @@ def test_a_profile_names_what_an_export_must_have(warehouse, tmp_path):
     (inbox_file,) = scan_inbox(warehouse, inbox, [load_mapping(profile)]).new
     # Firm: marked required; Updated: required by leads, with no default_timestamp to stand in.
     with pytest.raises(SourceFileError, match=r"lacks column\(s\) Firm, Updated that"):
-        stage_file(warehouse, inbox_file, AS_OF, 0)
+        stage_file(warehouse, parser, inbox_file, AS_OF, 0)
 
 
 def test_a_fixed_default_timestamp_stands_in_for_absent_timestamps(warehouse, tmp_path):

@@ -13,7 +13,7 @@ AS_OF = datetime(2026, 11, 22)
 HEADER = "source_lead_id,email,first_name,created_at,updated_at"
 
 
-def test_fix_and_resubmit_quarantined_rows(warehouse, tmp_path):
+def test_fix_and_resubmit_quarantined_rows(warehouse, parser, tmp_path):
     inbox, fixes = tmp_path / "inbox", tmp_path / "fixes"
     inbox.mkdir()
     (inbox / "leads__crm.csv").write_text(
@@ -21,7 +21,7 @@ def test_fix_and_resubmit_quarantined_rows(warehouse, tmp_path):
         "3,cy@x.com,Cy,2026-02-30,2026-03-01\n"
     )
     scan = scan_inbox(warehouse, inbox)
-    commit_staged(warehouse, [stage_file(warehouse, scan.new[0], AS_OF, 0)], "run-1")
+    commit_staged(warehouse, [stage_file(warehouse, parser, scan.new[0], AS_OF, 0)], "run-1")
 
     written = export_quarantined(warehouse, fixes)
     export = fixes / "leads__crm.csv"
@@ -51,13 +51,13 @@ def test_fix_and_resubmit_quarantined_rows(warehouse, tmp_path):
     assert export_quarantined(warehouse, fixes, reason="malformed_email") == {}
 
 
-def test_a_row_rejected_by_several_versions_of_a_file_is_exported_once(warehouse, tmp_path):
+def test_a_row_rejected_by_several_versions_of_a_file_is_exported_once(warehouse, parser, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for updated in ("2026-01-02", "2026-01-03"):
         (inbox / "leads__crm.csv").write_text(f"{HEADER}\n2,bo@,Bo,2026-01-01,{updated}\n")
         scan = scan_inbox(warehouse, inbox)
-        commit_staged(warehouse, [stage_file(warehouse, scan.new[0], AS_OF, 0)], "run")
+        commit_staged(warehouse, [stage_file(warehouse, parser, scan.new[0], AS_OF, 0)], "run")
     written = export_quarantined(warehouse, tmp_path / "fixes")
     assert list(written.values()) == [1]
     assert "2026-01-03" in (tmp_path / "fixes" / "leads__crm.csv").read_text()
@@ -91,7 +91,7 @@ def _write_records(path, records):
 
 
 def test_rows_of_an_export_into_several_entities_come_back_through_their_own_profile(
-    warehouse, tmp_path
+    warehouse, parser, tmp_path
 ):
     profiles, inbox, fixes = tmp_path / "profiles", tmp_path / "inbox", tmp_path / "fixes"
     profiles.mkdir()
@@ -109,7 +109,7 @@ def test_rows_of_an_export_into_several_entities_come_back_through_their_own_pro
         "p3,c@x.com,Will revert\n"  # a tag the outcomes profile does not map
     )
     scan = scan_inbox(warehouse, inbox, mappings)
-    staged = [stage_file(warehouse, file, AS_OF, i) for i, file in enumerate(scan.new)]
+    staged = [stage_file(warehouse, parser, file, AS_OF, i) for i, file in enumerate(scan.new)]
     commit_staged(warehouse, staged, "run-1")
 
     written = export_quarantined(warehouse, fixes)

@@ -38,7 +38,7 @@ def profiles(folder: Path) -> list:
     return load_mappings([folder])
 
 
-def test_one_export_loads_once_per_entity_it_feeds(warehouse, tmp_path):
+def test_one_export_loads_once_per_entity_it_feeds(warehouse, parser, tmp_path):
     mappings = profiles(tmp_path / "profiles")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -47,7 +47,7 @@ def test_one_export_loads_once_per_entity_it_feeds(warehouse, tmp_path):
     scan = scan_inbox(warehouse, inbox, mappings)
     assert [f.entity.name for f in scan.new] == ["leads", "events", "outcomes"]
     assert len({f.load_id for f in scan.new}) == 3  # the same bytes, three loads
-    staged = [stage_file(warehouse, f, AS_OF, i) for i, f in enumerate(scan.new)]
+    staged = [stage_file(warehouse, parser, f, AS_OF, i) for i, f in enumerate(scan.new)]
     commit_staged(warehouse, staged, "run-1")
 
     assert warehouse.execute(
