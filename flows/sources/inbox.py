@@ -694,12 +694,14 @@ def _commit_one(warehouse: Connection, staged: StagedFile, run_id: str) -> bool:
     inbox_file, entity = staged.file, staged.file.entity
     # The ledger row first: it is the claim. A concurrent extract inserting the same load
     # waits for this transaction to end, then finds the load taken (or, rolled back, free).
+    # No conflict target: the load id and (content, mapping) are one key, and as arbiters
+    # both end a race in "taken", never in a unique violation.
     claimed = warehouse.execute(
         """
         insert into ops.loads (load_id, run_id, entity, source, file_path, file_sha256,
             rows_read, rows_loaded, rows_quarantined, loaded_at, mapping)
         values (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)
-        on conflict (file_sha256, mapping) do nothing
+        on conflict do nothing
         returning load_id
         """,
         [

@@ -355,19 +355,16 @@ def test_a_copy_under_the_same_mapping_is_skipped_not_fatal(warehouse, tmp_path)
 
 def test_an_error_at_insert_is_that_files_error_and_it_is_retried(warehouse, tmp_path):
     write(tmp_path / "leads__crm.csv", f"{LEADS_HEADER}\n1,a@b.com,A,2026-01-01,2026-01-02,,\n")
-    write(tmp_path / "leads__web.csv", f"{LEADS_HEADER}\n2,b@b.com,B,2026-01-01,2026-01-02,,\n")
-    crm = next(f for f in scan_inbox(warehouse, tmp_path).new if f.source == "crm")
-    # Another ledger row already holds the load id this file gets: its insert fails.
-    warehouse.execute(
-        "insert into ops.loads values (?, 'old', 'leads', 'x', 'x', 'other', 0, 0, 0, now(), 'x')",
-        [crm.load_id],
-    )
+    write(tmp_path / "reps__hr.csv", "rep_id,name,email,region\nr1,Ann,ann@x.com,EMEA\n")
+    # A column the insert writes is gone: the leads file's insert fails, the reps file's not.
+    warehouse.execute("alter table raw.leads drop column title")
     outcomes = load_each(warehouse, tmp_path)
     error = outcomes["leads__crm.csv"]
     assert isinstance(error, SourceFileError)
     assert "could not be loaded (" in str(error) and str(error.path) in str(error)
-    assert isinstance(outcomes["leads__web.csv"], FileLoad)  # the other file loaded
-    assert warehouse.execute("select source from raw.leads").fetchall() == [("web",)]
+    assert isinstance(outcomes["reps__hr.csv"], FileLoad)  # the other file loaded
+    assert warehouse.execute("select entity from ops.loads").fetchall() == [("reps",)]
+    assert warehouse.execute("select count(*) from raw.leads").fetchone() == (0,)
     # Not loaded, so not skipped: the next run tries it again.
     assert [f.path.name for f in scan_inbox(warehouse, tmp_path).new] == ["leads__crm.csv"]
 
