@@ -99,3 +99,23 @@ def test_group_by_all_and_unqualified_names_resolve_as_on_duckdb(postgres_databa
         "select kind, count(*), sum(size) from dim_things group by all order by all"
     ).fetchall() == [("a", 2, 3), ("b", 1, 5)]
     connection.close()
+
+
+# -- registering DuckDB's lossless Arrow (the extract's staged rows) --------------------------
+def test_duckdbs_lossless_json_and_booleans_register_as_json_and_boolean(postgres_database):
+    scratch = duckdb.connect()
+    scratch.execute("set arrow_lossless_conversion = true")
+    staged = scratch.sql(
+        """select json_object('name', 'Ann, "A"') as record, true as is_active,
+                  null::json as attributes"""
+    ).to_arrow_table()
+    connection = connect(postgres_database)
+    connection.register("staged", staged)
+    assert connection.execute(
+        "select record->>'$.name', is_active, attributes is null from staged"
+    ).fetchall() == [('Ann, "A"', True, True)]
+    assert connection.execute(
+        "select data_type from information_schema.columns where table_name = 'staged' "
+        "order by ordinal_position"
+    ).fetchall() == [("json",), ("boolean",), ("json",)]
+    connection.close()
