@@ -22,6 +22,7 @@ import duckdb
 import pytest
 
 from flows.extract import load_inbox
+from flows.settings import load_settings
 from flows.sources.catalog import ENTITIES, Entity
 from flows.sources.check import check_files
 from flows.sources.mapping import SHIPPED_PROFILES, load_mappings
@@ -175,7 +176,7 @@ def generate(rng: random.Random, folder: Path, number: int) -> Generated:
 # One seed in the fast suite; more in the slow one (each is a run of FILES_PER_SEED files).
 @pytest.mark.parametrize("seed", [1, *(pytest.param(s, marks=pytest.mark.slow) for s in (2, 3, 4))])
 def test_generated_hostile_files_never_abort_and_every_row_is_accounted_for(
-    tmp_path, monkeypatch, seed
+    tmp_path, monkeypatch, warehouse_setting, seed
 ):
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LEADFLOW_MAPPINGS_DIR", str(tmp_path / "profiles"))
@@ -191,7 +192,7 @@ def test_generated_hostile_files_never_abort_and_every_row_is_accounted_for(
 
     result = load_inbox.fn(f"fuzz-{seed}", AS_OF)  # the extract's loop, without Prefect
 
-    with open_warehouse(tmp_path / "data" / "warehouse.duckdb", read_only=True) as warehouse:
+    with open_warehouse(load_settings().warehouse, read_only=True) as warehouse:
         failed = {
             Path(path).name
             for (path,) in warehouse.execute("select file_path from ops.load_errors").fetchall()
@@ -205,7 +206,7 @@ def test_generated_hostile_files_never_abort_and_every_row_is_accounted_for(
         stored = dict.fromkeys(generated, 0)
         for table in ("raw.leads", "raw.events", "ops.quarantine"):
             for path, count in warehouse.execute(
-                f"select source_file, count(*) from {table} group by all"
+                f"select source_file, count(*) from {table} group by 1"
             ).fetchall():
                 stored[Path(path).name] += count
     accounted = 0

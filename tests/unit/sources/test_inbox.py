@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from flows.extract import load_inbox
+from flows.settings import load_settings
 from flows.sources.inbox import (
     FileLoad,
     SourceFileError,
@@ -399,7 +400,9 @@ def test_a_warehouse_from_before_per_mapping_loads_is_migrated(tmp_path):
     assert not load_file(connection, inbox_file, AS_OF, "run-1").skipped
 
 
-def test_the_extract_loop_goes_on_past_a_bad_file_and_retries_it(tmp_path, monkeypatch):
+def test_the_extract_loop_goes_on_past_a_bad_file_and_retries_it(
+    tmp_path, monkeypatch, warehouse_setting
+):
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -414,7 +417,7 @@ def test_the_extract_loop_goes_on_past_a_bad_file_and_retries_it(tmp_path, monke
     # Loaded files are skipped; the failed one is tried again, never reported as skipped.
     assert (second.files_loaded, second.files_skipped) == (0, 2)
     assert len(second.file_errors) == 1 and "leads__broken.csv" in second.file_errors[0]
-    with open_warehouse(tmp_path / "warehouse.duckdb", read_only=True) as warehouse:
+    with open_warehouse(load_settings().warehouse, read_only=True) as warehouse:
         assert warehouse.execute(
             "select run_id, line from ops.load_errors order by run_id"
         ).fetchall() == [("run-1", 2), ("run-2", 2)]
