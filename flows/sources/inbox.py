@@ -22,6 +22,7 @@ import csv
 import gzip
 import hashlib
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -444,13 +445,15 @@ def parsing_connection(warehouse: Connection) -> Iterator[duckdb.DuckDBPyConnect
     if isinstance(warehouse, duckdb.DuckDBPyConnection):
         yield warehouse
         return
-    scratch = duckdb.connect()
-    # json leaves it typed (arrow.json), so the copy into PostgreSQL keeps it json.
-    scratch.execute("set arrow_lossless_conversion = true")
-    try:
-        yield scratch
-    finally:
-        scratch.close()
+    # Spilled to a folder of its own: an in-memory database would spill into ./.tmp.
+    with tempfile.TemporaryDirectory(prefix="leadflow-parse-") as spill:
+        scratch = duckdb.connect(config={"temp_directory": spill})
+        # json leaves it typed (arrow.json), so the copy into PostgreSQL keeps it json.
+        scratch.execute("set arrow_lossless_conversion = true")
+        try:
+            yield scratch
+        finally:
+            scratch.close()
 
 
 def stage_file(
