@@ -160,11 +160,20 @@ class PostgresConnection:
         return [tuple(column) for column in self._cursor.description]
 
     def fetchall(self) -> list[tuple[Any, ...]]:
+        if self._cursor.description is None:
+            return self._changed_rows()
         return [tuple(row) for row in self._cursor.fetchall()]
 
     def fetchone(self) -> tuple[Any, ...] | None:
+        if self._cursor.description is None:
+            return next(iter(self._changed_rows()), None)
         row = self._cursor.fetchone()
         return tuple(row) if row is not None else None
+
+    def _changed_rows(self) -> list[tuple[Any, ...]]:
+        """DuckDB answers an insert, update or delete without ``returning`` with one row, the
+        number of rows it changed (and a DDL statement with none): so does this."""
+        return [(self._cursor.rowcount,)] if self._cursor.rowcount >= 0 else []
 
     def df(self) -> pd.DataFrame:
         columns = [column[0] for column in self._cursor.description or []]

@@ -60,3 +60,18 @@ def test_a_registered_table_keeps_nulls_and_empty_strings_apart(postgres_databas
     with pytest.raises(duckdb.CatalogException):
         connection.execute("select * from r")
     connection.close()
+
+
+# -- the changed-row count (pg-feedback) -------------------------------------------------------
+def test_an_insert_update_or_delete_answers_how_many_rows_it_changed_as_on_duckdb(
+    postgres_database,
+):
+    connection = connect(postgres_database)
+    assert connection.execute("create table ops.counted (a integer)").fetchall() == []
+    assert connection.execute("insert into ops.counted values (1), (2), (3)").fetchall() == [(3,)]
+    assert connection.execute("update ops.counted set a = a + 1 where a > 1").fetchone() == (2,)
+    assert connection.execute("delete from ops.counted where a > 9").fetchall() == [(0,)]
+    assert sorted(connection.execute("delete from ops.counted returning a").fetchall()) == [
+        (1,), (3,), (4,)
+    ]  # fmt: skip
+    connection.close()

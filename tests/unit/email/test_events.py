@@ -338,7 +338,7 @@ def test_opt_outs_suppress_once_and_map_to_the_event_types_dbt_suppresses(wareho
         ("unsubscribe", "sendgrid", at(30)),
     ]
     assert warehouse.execute(
-        "select event_type, count(*) from raw.events group by all order by all"
+        "select event_type, count(*) from raw.events group by 1 order by 1"
     ).fetchall() == [("bounce", 1), ("spam_report", 2), ("unsubscribe", 1)]
 
 
