@@ -43,6 +43,7 @@ def add_task(warehouse, task_id, lead_id, status="open", created_at=CREATED):
 
 def add_outcomes(warehouse, rows):
     """Resolved outcomes (outcome_id, lead_id, outcome, reason, occurred_at), as dbt builds."""
+    warehouse.execute("create schema if not exists main")  # dbt's, on PostgreSQL
     warehouse.execute(
         "create or replace table main.int_lead_outcomes_resolved (outcome_id varchar, "
         "lead_id varchar, outcome varchar, reason varchar, occurred_at timestamp)"
