@@ -32,6 +32,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlglot
 from sqlglot import exp
@@ -101,6 +102,16 @@ _ARROW_TYPES: list[tuple[Any, str]] = [
     (pa.types.is_large_string, "varchar"),
     (pa.types.is_null, "varchar"),
 ]
+
+
+def _without_nul(table: pa.Table) -> pa.Table:
+    """The table with the NUL character dropped from its text: PostgreSQL's text cannot hold
+    it (COPY refuses the whole table), DuckDB's can, and JSON's ``\\u0000`` decodes to it."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            cleaned = pc.replace_substring(table.column(index), "\x00", "")
+            table = table.set_column(index, field, cleaned)
+    return table
 
 
 def _column_type(arrow_type: pa.DataType) -> str:
@@ -204,7 +215,7 @@ class PostgresConnection:
         )
         columns = ", ".join(f'"{field.name}" {_column_type(field.type)}' for field in table.schema)
         buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
+        pa_csv.write_csv(_without_nul(table), buffer, pa_csv.WriteOptions(include_header=False))
         buffer.seek(0)
         try:
             self._cursor.execute(f'drop table if exists "{name}"')

@@ -75,3 +75,14 @@ def test_an_insert_update_or_delete_answers_how_many_rows_it_changed_as_on_duckd
         (1,), (3,), (4,)
     ]  # fmt: skip
     connection.close()
+
+
+def test_a_registered_table_drops_the_nul_character_postgresql_text_cannot_hold(
+    postgres_database,
+):
+    connection = connect(postgres_database)
+    connection.register("r", pa.table({"a": ["550\x00 mailbox", "plain", None]}))
+    assert connection.execute("select a from r order by a nulls last").fetchall() == [
+        ("550 mailbox",), ("plain",), (None,)
+    ]  # fmt: skip
+    connection.close()

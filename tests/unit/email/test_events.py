@@ -256,6 +256,20 @@ def test_a_line_that_is_not_an_event_is_quarantined_with_a_reason(warehouse, lan
     assert "timestamp" in quarantined[4][2]
 
 
+def test_an_event_whose_text_holds_a_nul_character_loads_and_keeps_it_in_its_payload(
+    warehouse, landing
+):
+    land(landing, event("bounce", 0, reason="550\u0000 unknown"))
+
+    assert load_landed_events(warehouse, landing, "run-1").events_loaded == 1
+    ((reason, payload),) = warehouse.execute(
+        "select reason, payload from raw.email_provider_events"
+    ).fetchall()
+    # PostgreSQL's text cannot hold NUL: dropped from the field there, kept in the payload.
+    assert reason.replace("\x00", "") == "550 unknown"
+    assert json.loads(payload)["reason"] == "550\x00 unknown"
+
+
 def test_delivered_events_settle_pending_sends_at_their_claim_time(warehouse, landing):
     claimed_at = AS_OF - timedelta(hours=2)
     add_send(warehouse, "delivered", created_at=claimed_at)

@@ -119,9 +119,7 @@ def in_force(lead: int, loaded: list[Event]) -> bool:
     )
 
 
-def dispatch(
-    connection: Connection, sender: RecordingSender, run_id: str, as_of: datetime
-) -> None:
+def dispatch(connection: Connection, sender: RecordingSender, run_id: str, as_of: datetime) -> None:
     dispatch_due_steps(
         connection,
         tracks=TRACKS,
@@ -133,9 +131,7 @@ def dispatch(
     )
 
 
-def land_and_load(
-    connection: Connection, landing: Path, batch: list[Event], first: int
-) -> None:
+def land_and_load(connection: Connection, landing: Path, batch: list[Event], first: int) -> None:
     """As the receiver lands events and the next extract loads them."""
     if batch:
         LandingWriter(landing).append([e.payload(first + n) for n, e in enumerate(batch)])
