@@ -182,41 +182,42 @@ def load_landed_events(connection: Connection, folder: Path, run_id: str) -> Lan
     file as it then was: an unchanged file is skipped. On PostgreSQL, workers that load at the
     same time take turns (``_one_loader_at_a_time``): the next one finds the lines read.
     """
-    total = LandedEventsLoad()
     with _one_loader_at_a_time(connection):
-        ensure_suppressions_table(connection)
-        loaded = {
-            row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()
-        }
-        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-            sha256 = file_sha256(path)
-            if sha256 in loaded:
-                continue
-            already_read = connection.execute(
-                "select coalesce(sum(rows_read), 0) from ops.loads "
-                "where entity = ? and file_path = ?",
-                [ENTITY, str(path)],
-            ).fetchall()[0][0]
-            lines = complete_lines(path, int(already_read))
-            if not lines:
-                continue
-            connection.begin()
-            try:
-                one = _load_lines(connection, path, sha256, lines, int(already_read), run_id)
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
-            reasons = dict(total.reasons)
-            for code, count in one.reasons.items():
-                reasons[code] = reasons.get(code, 0) + count
-            total = LandedEventsLoad(
-                total.files + 1,
-                total.lines_read + one.lines_read,
-                total.events_loaded + one.events_loaded,
-                reasons,
-            )
-        connection.execute("drop table if exists landed_lines")
+        return _load_new_lines(connection, folder, run_id)
+
+
+def _load_new_lines(connection: Connection, folder: Path, run_id: str) -> LandedEventsLoad:
+    ensure_suppressions_table(connection)
+    loaded = {row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()}
+    total = LandedEventsLoad()
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        sha256 = file_sha256(path)
+        if sha256 in loaded:
+            continue
+        already_read = connection.execute(
+            "select coalesce(sum(rows_read), 0) from ops.loads where entity = ? and file_path = ?",
+            [ENTITY, str(path)],
+        ).fetchall()[0][0]
+        lines = complete_lines(path, int(already_read))
+        if not lines:
+            continue
+        connection.begin()
+        try:
+            one = _load_lines(connection, path, sha256, lines, int(already_read), run_id)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        reasons = dict(total.reasons)
+        for code, count in one.reasons.items():
+            reasons[code] = reasons.get(code, 0) + count
+        total = LandedEventsLoad(
+            total.files + 1,
+            total.lines_read + one.lines_read,
+            total.events_loaded + one.events_loaded,
+            reasons,
+        )
+    connection.execute("drop table if exists landed_lines")
     return total
 
 
@@ -236,8 +237,8 @@ def _one_loader_at_a_time(connection: Connection) -> AbstractContextManager[None
 PARSE_LINES_SQL = """
     create or replace temp table landed_lines as
     with decoded as (
-        -- Each line is parsed three times (a cast, its type, its fields at once), not once
-        -- per field: reading JSON text is most of a load's time.
+        -- Each line is parsed three times (a cast, its type, all its fields at once), not
+        -- once per field. fields[n] is the n-th path's value, as text.
         select
             source_line,
             line,
