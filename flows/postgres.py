@@ -33,6 +33,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlglot
 from sqlglot import exp
@@ -148,6 +149,16 @@ _ARROW_TYPES: list[tuple[Any, str]] = [
 ]
 
 
+def _without_nul(table: pa.Table) -> pa.Table:
+    """The table with the NUL character dropped from its text: PostgreSQL's text cannot hold
+    it (COPY refuses the whole table), DuckDB's can, and JSON's ``\\u0000`` decodes to it."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            cleaned = pc.replace_substring(table.column(index), "\x00", "")
+            table = table.set_column(index, field, cleaned)
+    return table
+
+
 def _column_type(arrow_type: pa.DataType) -> str:
     for matches, sql_type in _ARROW_TYPES:
         if matches(arrow_type):
@@ -178,6 +189,8 @@ class PostgresConnection:
         self._cursor = self._connection.cursor()
         # Unqualified names resolve in dbt's schema, as in DuckDB (temporary tables first).
         self._cursor.execute("set search_path to main, public")
+        # The warehouse's timestamps are naive UTC: so is the session's clock (now()).
+        self._cursor.execute("set timezone to 'UTC'")
 
     # -- statements ---------------------------------------------------------------------
     def execute(
@@ -209,11 +222,20 @@ class PostgresConnection:
         return [tuple(column) for column in self._cursor.description]
 
     def fetchall(self) -> list[tuple[Any, ...]]:
+        if self._cursor.description is None:
+            return self._changed_rows()
         return [tuple(row) for row in self._cursor.fetchall()]
 
     def fetchone(self) -> tuple[Any, ...] | None:
+        if self._cursor.description is None:
+            return next(iter(self._changed_rows()), None)
         row = self._cursor.fetchone()
         return tuple(row) if row is not None else None
+
+    def _changed_rows(self) -> list[tuple[Any, ...]]:
+        """DuckDB answers an insert, update or delete without ``returning`` with one row, the
+        number of rows it changed (and a DDL statement with none): so does this."""
+        return [(self._cursor.rowcount,)] if self._cursor.rowcount >= 0 else []
 
     def df(self) -> pd.DataFrame:
         """The result as DuckDB's ``df()`` gives it: typed columns (through arrow), decimals
@@ -266,7 +288,7 @@ class PostgresConnection:
             names=table.column_names,
         )
         buffer = io.BytesIO()
-        pa_csv.write_csv(stored, buffer, pa_csv.WriteOptions(include_header=False))
+        pa_csv.write_csv(_without_nul(stored), buffer, pa_csv.WriteOptions(include_header=False))
         buffer.seek(0)
         try:
             self._cursor.execute(f'drop table if exists "{name}"')

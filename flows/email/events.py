@@ -26,11 +26,13 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import pyarrow as pa
 
 from flows.runs import utc_now
@@ -177,8 +179,14 @@ def load_landed_events(connection: Connection, folder: Path, run_id: str) -> Lan
 
     A landing file grows while its receiver runs, so each load of it reads the lines after
     those earlier loads read (``ops.loads.rows_read``) and is recorded under the hash of the
-    file as it then was: an unchanged file is skipped.
+    file as it then was: an unchanged file is skipped. On PostgreSQL, workers that load at the
+    same time take turns (``_one_loader_at_a_time``): the next one finds the lines read.
     """
+    with _one_loader_at_a_time(connection):
+        return _load_new_lines(connection, folder, run_id)
+
+
+def _load_new_lines(connection: Connection, folder: Path, run_id: str) -> LandedEventsLoad:
     ensure_suppressions_table(connection)
     loaded = {row[0] for row in connection.execute("select file_sha256 from ops.loads").fetchall()}
     total = LandedEventsLoad()
@@ -213,6 +221,140 @@ def load_landed_events(connection: Connection, folder: Path, run_id: str) -> Lan
     return total
 
 
+def _one_loader_at_a_time(connection: Connection) -> AbstractContextManager[None]:
+    """The load reads what was loaded (the file's lines, known events) and then writes: one
+    loader at a time. DuckDB has one writer process already; on PostgreSQL, workers wait for
+    the warehouse-wide lock of this loader."""
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        return nullcontext()
+    return connection.advisory_lock(f"load {ENTITY}")
+
+
+# The landed lines of one load, parsed by DuckDB: each line's rejection code (null for an
+# event), what quarantine keeps of a rejected line, and what an event says, normalised.
+# `is_repeat`: a later line of an event the file already has: the first line of an
+# sg_event_id, then the first of what an event says (a retry can carry a new sg_event_id).
+PARSE_LINES_SQL = """
+    create or replace temp table landed_lines as
+    with decoded as (
+        -- Each line is parsed three times (a cast, its type, all its fields at once), not
+        -- once per field. fields[n] is the n-th path's value, as text.
+        select
+            source_line,
+            line,
+            payload,
+            json_type(payload) as payload_type,
+            json_extract_string(payload, [
+                '$.event', '$.email', '$.timestamp', '$.sg_event_id', '$.sg_message_id',
+                '$.url', '$.message_key', '$.lead_id', '$.asm_group_id', '$.reason'
+            ]) as fields
+        from (select source_line, line, try_cast(line as json) as payload from landed_batch)
+    ),
+
+    checked as (
+        select
+            source_line,
+            line,
+            payload,
+            payload_type,
+            fields,
+            case
+                when payload is null then 'not_json'
+                when payload_type <> 'OBJECT' then 'not_an_event'
+                when nullif(trim(fields[1]), '') is null then 'missing_event'
+                when nullif(trim(fields[2]), '') is null then 'missing_email'
+                when try_cast(fields[3] as bigint) is null then 'bad_timestamp'
+            end as rejection_code
+        from decoded
+    ),
+
+    parsed as (
+        select
+            source_line,
+            rejection_code,
+            case when rejection_code is not null then coalesce(payload, to_json(line)) end
+                as quarantined_record,
+            case when payload_type = 'OBJECT' then fields[4] end as record_key,
+            case when rejection_code is null then payload end as payload,
+            nullif(trim(fields[4]), '') as sg_event_id,
+            nullif(trim(fields[5]), '') as sg_message_id,
+            lower(trim(fields[1])) as event,
+            trim(fields[2]) as email,
+            case when rejection_code is null then
+                make_timestamp(cast(fields[3] as bigint) * 1000000)
+            end as occurred_at,
+            nullif(trim(fields[6]), '') as url,
+            nullif(trim(fields[7]), '') as message_key,
+            nullif(trim(fields[8]), '') as lead_id,
+            try_cast(fields[9] as bigint) as asm_group_id,
+            nullif(trim(fields[10]), '') as reason
+        from checked
+    ),
+
+    by_event_id as (
+        select
+            *,
+            rejection_code is null and row_number() over (
+                partition by rejection_code, coalesce(sg_event_id, 'line ' || source_line)
+                order by source_line
+            ) > 1 as repeats_an_event_id
+        from parsed
+    )
+
+    select
+        source_line,
+        rejection_code,
+        quarantined_record,
+        record_key,
+        payload,
+        sg_event_id,
+        sg_message_id,
+        event,
+        email,
+        occurred_at,
+        url,
+        message_key,
+        lead_id,
+        asm_group_id,
+        reason,
+        repeats_an_event_id or (
+            rejection_code is null and row_number() over (
+                partition by
+                    rejection_code, repeats_an_event_id, coalesce(sg_message_id, email), event,
+                    occurred_at, url
+                order by source_line
+            ) > 1
+        ) as is_repeat
+    from by_event_id
+"""
+
+
+def _landed_lines(connection: Connection, lines: list[str], first_line: int) -> None:
+    """The temporary table ``landed_lines`` (PARSE_LINES_SQL) on the warehouse connection.
+
+    DuckDB reads the lines: on a DuckDB warehouse, in place; on PostgreSQL, on a scratch
+    in-memory DuckDB, whose parsed rows are then copied over in one piece (``register``).
+    """
+    landed = pa.table(
+        {
+            "source_line": pa.array(range(first_line + 1, first_line + len(lines) + 1), pa.int64()),
+            "line": pa.array(lines, pa.string()),
+        }
+    )
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        _parse_lines(connection, landed)
+        return
+    with duckdb.connect() as reader:
+        _parse_lines(reader, landed)
+        connection.register("landed_lines", reader.table("landed_lines").to_arrow_table())
+
+
+def _parse_lines(reader: duckdb.DuckDBPyConnection, landed: pa.Table) -> None:
+    reader.register("landed_batch", landed)
+    reader.execute(PARSE_LINES_SQL)
+    reader.unregister("landed_batch")
+
+
 def _load_lines(
     connection: Connection,
     path: Path,
@@ -222,38 +364,7 @@ def _load_lines(
     run_id: str,
 ) -> LandedEventsLoad:
     load_id = f"load_{sha256[:20]}"
-    landed = pa.table(
-        {
-            "source_line": pa.array(range(first_line + 1, first_line + len(lines) + 1), pa.int64()),
-            "line": pa.array(lines, pa.string()),
-        }
-    )
-    connection.register("landed_batch", landed)
-    connection.execute(
-        """
-        create or replace temp table landed_lines as
-        with decoded as (
-            select
-                source_line,
-                line,
-                case when json_valid(line) then line::json end as payload
-            from landed_batch
-        )
-        select
-            source_line,
-            line,
-            payload,
-            case
-                when payload is null then 'not_json'
-                when json_type(payload) <> 'OBJECT' then 'not_an_event'
-                when nullif(trim(payload ->> 'event'), '') is null then 'missing_event'
-                when nullif(trim(payload ->> 'email'), '') is null then 'missing_email'
-                when try_cast(payload ->> 'timestamp' as bigint) is null then 'bad_timestamp'
-            end as rejection_code
-        from decoded
-        """
-    )
-    connection.unregister("landed_batch")
+    _landed_lines(connection, lines, first_line)
     reasons_sql = " ".join(
         f"when {sql_text(code)} then {sql_text(text)}" for code, text in QUARANTINE_REASONS.items()
     )
@@ -261,10 +372,9 @@ def _load_lines(
         f"""
         insert into ops.quarantine (load_id, run_id, stage, entity, source_file, source_line,
             record_key, reason_code, reason, record, quarantined_at)
-        select ?, ?, 'extract', ?, ?, source_line,
-               case when json_type(payload) = 'OBJECT' then payload ->> 'sg_event_id' end,
-               rejection_code, case rejection_code {reasons_sql} end,
-               coalesce(payload, to_json(line)), now()::timestamp
+        select ?, ?, 'extract', ?, ?, source_line, record_key, rejection_code,
+               case rejection_code {reasons_sql} end, cast(quarantined_record as json),
+               now()::timestamp
         from landed_lines
         where rejection_code is not null
         """,
@@ -272,58 +382,27 @@ def _load_lines(
     )
     events_loaded = connection.execute(
         """
-        insert into raw.email_provider_events
-        with parsed as (
-            select
-                source_line,
-                payload,
-                nullif(trim(payload ->> 'sg_event_id'), '') as sg_event_id,
-                nullif(trim(payload ->> 'sg_message_id'), '') as sg_message_id,
-                lower(trim(payload ->> 'event')) as event,
-                trim(payload ->> 'email') as email,
-                make_timestamp(cast(payload ->> 'timestamp' as bigint) * 1000000) as occurred_at,
-                nullif(trim(payload ->> 'url'), '') as url,
-                nullif(trim(payload ->> 'message_key'), '') as message_key,
-                nullif(trim(payload ->> 'lead_id'), '') as lead_id,
-                try_cast(payload ->> 'asm_group_id' as bigint) as asm_group_id,
-                nullif(trim(payload ->> 'reason'), '') as reason
-            from landed_lines
-            where rejection_code is null
-        ),
-
-        -- Duplicates within the file: the first line of an sg_event_id, then the first of
-        -- what an event says (a retry can carry a new sg_event_id).
-        first_by_event_id as (
-            select * from parsed
-            qualify row_number() over (
-                partition by coalesce(sg_event_id, 'line ' || source_line) order by source_line
-            ) = 1
-        ),
-
-        first_by_content as (
-            select * from first_by_event_id
-            qualify row_number() over (
-                partition by coalesce(sg_message_id, email), event, occurred_at, url
-                order by source_line
-            ) = 1
-        ),
-
-        -- ...and events loaded before, by either key.
-        new_events as (
-            select * from first_by_content
+        insert into raw.email_provider_events (sg_event_id, sg_message_id, event, email,
+            occurred_at, url, message_key, lead_id, asm_group_id, reason, payload,
+            load_id, source, source_file, source_line, loaded_at)
+        with new_events as (
+            -- The file's events, less repeats within it and events loaded before, by either key.
+            select * from landed_lines
             where
-                not exists (
+                rejection_code is null
+                and not is_repeat
+                and not exists (
                     select 1 from raw.email_provider_events as known
-                    where known.sg_event_id = first_by_content.sg_event_id
+                    where known.sg_event_id = landed_lines.sg_event_id
                 )
                 and not exists (
                     select 1 from raw.email_provider_events as known
                     where
                         coalesce(known.sg_message_id, known.email)
-                        = coalesce(first_by_content.sg_message_id, first_by_content.email)
-                        and known.event = first_by_content.event
-                        and known.occurred_at = first_by_content.occurred_at
-                        and known.url is not distinct from first_by_content.url
+                        = coalesce(landed_lines.sg_message_id, landed_lines.email)
+                        and known.event = landed_lines.event
+                        and known.occurred_at = landed_lines.occurred_at
+                        and known.url is not distinct from landed_lines.url
                 )
         ),
 
@@ -337,7 +416,7 @@ def _load_lines(
                 min(lead_id) as lead_id
             from ops.email_sends
             where provider_message_id is not null
-            group by all
+            group by 1, 2
         )
 
         select
@@ -347,12 +426,11 @@ def _load_lines(
             new_events.email,
             new_events.occurred_at,
             new_events.url,
-            coalesce(new_events.message_key, sends_by_provider_id.message_key) as message_key,
-            coalesce(sends_by_key.lead_id, sends_by_provider_id.lead_id, new_events.lead_id)
-                as lead_id,
+            coalesce(new_events.message_key, sends_by_provider_id.message_key),
+            coalesce(sends_by_key.lead_id, sends_by_provider_id.lead_id, new_events.lead_id),
             new_events.asm_group_id,
             new_events.reason,
-            new_events.payload,
+            cast(new_events.payload as json),
             ?, ?, ?, new_events.source_line, now()::timestamp
         from new_events
         left join ops.email_sends as sends_by_key
@@ -369,7 +447,7 @@ def _load_lines(
     quarantined = dict(
         connection.execute(
             "select rejection_code, count(*) from landed_lines "
-            "where rejection_code is not null group by all order by all"
+            "where rejection_code is not null group by 1 order by 1"
         ).fetchall()
     )
     connection.execute(
@@ -448,7 +526,7 @@ def _apply_suppressions(connection: Connection, load_id: str) -> None:
                    max(occurred_at) as resubscribed_at
             from raw.email_provider_events
             where load_id = ? and event = 'group_resubscribe'
-            group by all
+            group by 1, 2
         ) as resubscribes
         where
             suppressions.email = resubscribes.email
@@ -474,7 +552,7 @@ def _apply_suppressions(connection: Connection, load_id: str) -> None:
                    max(occurred_at) as resubscribed_at
             from raw.email_provider_events
             where load_id = ? and event = 'group_resubscribe'
-            group by all
+            group by 1, 2
         ),
 
         in_force as (
@@ -488,7 +566,7 @@ def _apply_suppressions(connection: Connection, load_id: str) -> None:
                 opt_outs.reason <> 'group_unsubscribe'
                 or resubscribes.resubscribed_at is null
                 or opt_outs.occurred_at > resubscribes.resubscribed_at
-            group by all
+            group by 1, 2, 3
         )
 
         select email, reason, source, suppressed_at

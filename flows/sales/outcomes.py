@@ -161,7 +161,8 @@ def close_tasks_for_outcomes(connection: Connection, as_of: datetime) -> int:
                     order by outcomes.occurred_at, outcomes.outcome_id
                 ) = 1
             ) as ending
-            where tasks.task_id = ending.task_id
+            -- Pending still when the row is written: a worker that closed it meanwhile wins.
+            where tasks.task_id = ending.task_id and tasks.status in ({pending})
             returning tasks.task_id
             """,
             [as_of],

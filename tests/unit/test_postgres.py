@@ -118,4 +118,26 @@ def test_duckdbs_lossless_json_and_booleans_register_as_json_and_boolean(postgre
         "select data_type from information_schema.columns where table_name = 'staged' "
         "order by ordinal_position"
     ).fetchall() == [("json",), ("boolean",), ("json",)]
+
+
+# -- the changed-row count (pg-feedback) -------------------------------------------------------
+def test_an_insert_update_or_delete_answers_how_many_rows_it_changed_as_on_duckdb(
+    postgres_database,
+):
+    assert connection.execute("create table ops.counted (a integer)").fetchall() == []
+    assert connection.execute("insert into ops.counted values (1), (2), (3)").fetchall() == [(3,)]
+    assert connection.execute("update ops.counted set a = a + 1 where a > 1").fetchone() == (2,)
+    assert connection.execute("delete from ops.counted where a > 9").fetchall() == [(0,)]
+    assert sorted(connection.execute("delete from ops.counted returning a").fetchall()) == [
+        (1,), (3,), (4,)
+    ]  # fmt: skip
+
+
+def test_a_registered_table_drops_the_nul_character_postgresql_text_cannot_hold(
+    postgres_database,
+):
+    connection.register("r", pa.table({"a": ["550\x00 mailbox", "plain", None]}))
+    assert connection.execute("select a from r order by a nulls last").fetchall() == [
+        ("550 mailbox",), ("plain",), (None,)
+    ]  # fmt: skip
     connection.close()

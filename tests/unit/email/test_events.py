@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import duckdb
 import pytest
 
 from flows.email.events import (
+    LandedEventsLoad,
     LandingWriter,
     complete_lines,
     load_landed_events,
@@ -19,6 +21,7 @@ from flows.email.events import (
     settle_from_events,
     stale_pending,
 )
+from flows.warehouse import Connection, connect
 
 AS_OF = datetime(2026, 11, 2, 9, 0)
 NOON = datetime(2026, 11, 1, 12, 0)
@@ -253,6 +256,20 @@ def test_a_line_that_is_not_an_event_is_quarantined_with_a_reason(warehouse, lan
     assert "timestamp" in quarantined[4][2]
 
 
+def test_an_event_whose_text_holds_a_nul_character_loads_and_keeps_it_in_its_payload(
+    warehouse, landing
+):
+    land(landing, event("bounce", 0, reason="550\u0000 unknown"))
+
+    assert load_landed_events(warehouse, landing, "run-1").events_loaded == 1
+    ((reason, payload),) = warehouse.execute(
+        "select reason, payload from raw.email_provider_events"
+    ).fetchall()
+    # PostgreSQL's text cannot hold NUL: dropped from the field there, kept in the payload.
+    assert reason.replace("\x00", "") == "550 unknown"
+    assert json.loads(payload)["reason"] == "550\x00 unknown"
+
+
 def test_delivered_events_settle_pending_sends_at_their_claim_time(warehouse, landing):
     claimed_at = AS_OF - timedelta(hours=2)
     add_send(warehouse, "delivered", created_at=claimed_at)
@@ -338,7 +355,7 @@ def test_opt_outs_suppress_once_and_map_to_the_event_types_dbt_suppresses(wareho
         ("unsubscribe", "sendgrid", at(30)),
     ]
     assert warehouse.execute(
-        "select event_type, count(*) from raw.events group by all order by all"
+        "select event_type, count(*) from raw.events group by 1 order by 1"
     ).fetchall() == [("bounce", 1), ("spam_report", 2), ("unsubscribe", 1)]
 
 
@@ -425,3 +442,44 @@ def test_without_a_later_processed_send_nothing_is_released(warehouse, landing):
 
     assert release_never_sent(warehouse, AS_OF, timedelta(hours=24)) == 0
     assert [row.message_key for row in stale_pending(warehouse, AS_OF)] == ["last"]
+
+
+# -- two workers on one PostgreSQL warehouse -----------------------------------------------------
+def test_two_workers_loading_the_same_landed_events_at_once_keep_each_event_once(
+    postgres_database, landing
+):
+    # Four receiver processes' files; SendGrid's retries reached other processes too, so each
+    # event is in two files, and every send has its processed event.
+    events = [
+        event("processed", second, message_key=f"key-{second}", sg_event_id=f"p-{second}")
+        for second in range(400)
+    ] + [event("unsubscribe", 1000, sg_event_id="u")]
+    for number in range(4):
+        land(landing, *events[number::4], *events[(number + 1) % 4 :: 4], name=f"e-{number}.jsonl")
+    workers = [connect(postgres_database) for _ in range(2)]
+    for second in range(400):
+        add_send(workers[0], f"key-{second}")
+    start = threading.Barrier(2)
+
+    def load_and_settle(connection: Connection) -> tuple[LandedEventsLoad, int]:
+        start.wait()
+        load = load_landed_events(connection, landing, "run")
+        return load, settle_from_events(connection)
+
+    with ThreadPoolExecutor(2) as pool:
+        (load_a, settled_a), (load_b, settled_b) = pool.map(load_and_settle, workers)
+
+    warehouse = workers[0]
+    assert load_a.lines_read + load_b.lines_read == 2 * len(events)  # each line read once
+    assert load_a.events_loaded + load_b.events_loaded == len(events)
+    assert settled_a + settled_b == 400
+    assert warehouse.execute(
+        "select count(*), count(distinct sg_event_id) from raw.email_provider_events"
+    ).fetchall() == [(len(events), len(events))]
+    assert warehouse.execute("select count(*) from raw.events").fetchall() == [(1,)]
+    assert warehouse.execute("select count(*) from ops.email_suppressions").fetchall() == [(1,)]
+    assert warehouse.execute(
+        "select status, count(*) from ops.email_sends group by 1"
+    ).fetchall() == [("sent", 400)]
+    for connection in workers:
+        connection.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from flows.sales.outcomes import (
 )
 from flows.settings import PROJECT_ROOT
 from flows.sources.inbox import load_file, scan_inbox
+from flows.warehouse import connect
 
 AS_OF = datetime(2026, 11, 22, 9)
 CREATED = datetime(2026, 11, 20, 8)
@@ -43,6 +46,7 @@ def add_task(warehouse, task_id, lead_id, status="open", created_at=CREATED):
 
 def add_outcomes(warehouse, rows):
     """Resolved outcomes (outcome_id, lead_id, outcome, reason, occurred_at), as dbt builds."""
+    warehouse.execute("create schema if not exists main")  # dbt's, on PostgreSQL
     warehouse.execute(
         "create or replace table main.int_lead_outcomes_resolved (outcome_id varchar, "
         "lead_id varchar, outcome varchar, reason varchar, occurred_at timestamp)"
@@ -265,3 +269,31 @@ def test_the_callback_signature_is_hmac_sha256_over_timestamp_dot_body():
     body = b'{"outcome_id":"o1"}'
     expected = hmac.new(b"s3cret", b"1796000000." + body, hashlib.sha256).hexdigest()
     assert callback_signature("s3cret", "1796000000", body) == f"sha256={expected}"
+
+
+# -- two workers on one PostgreSQL warehouse -----------------------------------------------------
+def test_a_task_another_worker_is_closing_is_closed_once(postgres_database):
+    first, second = connect(postgres_database), connect(postgres_database)
+    for number in range(3):
+        add_task(first, f"t{number}", f"L{number}")
+    add_outcomes(
+        first, [(f"o{n}", f"L{n}", "accepted", None, datetime(2026, 11, 21)) for n in range(3)]
+    )
+
+    first.begin()
+    assert close_tasks_for_outcomes(first, AS_OF) == 3  # its row locks held until commit
+    with ThreadPoolExecutor(1) as pool:
+        closing = pool.submit(close_tasks_for_outcomes, second, AS_OF)
+        deadline = time.monotonic() + 10
+        while not first.execute(
+            "select count(*) from pg_stat_activity "
+            "where datname = current_database() and wait_event_type = 'Lock'"
+        ).fetchall()[0][0]:
+            assert time.monotonic() < deadline, "the second worker never waited for the first"
+            time.sleep(0.05)
+        first.commit()
+        assert closing.result(timeout=10) == 0
+
+    assert {state[0] for state in task_states(first).values()} == {"done"}
+    first.close()
+    second.close()
