@@ -124,6 +124,7 @@ def test_duckdbs_lossless_json_and_booleans_register_as_json_and_boolean(postgre
 def test_an_insert_update_or_delete_answers_how_many_rows_it_changed_as_on_duckdb(
     postgres_database,
 ):
+    connection = connect(postgres_database)
     assert connection.execute("create table ops.counted (a integer)").fetchall() == []
     assert connection.execute("insert into ops.counted values (1), (2), (3)").fetchall() == [(3,)]
     assert connection.execute("update ops.counted set a = a + 1 where a > 1").fetchone() == (2,)
@@ -131,11 +132,13 @@ def test_an_insert_update_or_delete_answers_how_many_rows_it_changed_as_on_duckd
     assert sorted(connection.execute("delete from ops.counted returning a").fetchall()) == [
         (1,), (3,), (4,)
     ]  # fmt: skip
+    connection.close()
 
 
 def test_a_registered_table_drops_the_nul_character_postgresql_text_cannot_hold(
     postgres_database,
 ):
+    connection = connect(postgres_database)
     connection.register("r", pa.table({"a": ["550\x00 mailbox", "plain", None]}))
     assert connection.execute("select a from r order by a nulls last").fetchall() == [
         ("550 mailbox",), ("plain",), (None,)
