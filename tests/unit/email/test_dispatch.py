@@ -34,6 +34,7 @@ SENDER = Sender(
 
 def add_queue(warehouse, leads: int, *, track: str = "warm_up", step: int = 1, reps: int = 1):
     """A due queue of ``leads`` leads, owned round-robin by ``reps`` reps, and their dim_leads."""
+    warehouse.execute("create schema if not exists main")  # dbt's schema, on PostgreSQL too
     warehouse.execute(
         """
         create or replace table main.fct_nurture_queue as
