@@ -315,18 +315,6 @@ class PostgresConnection:
         """The lock's key as ``pg_locks.objid`` shows it (with ``classid`` LeadFlow's)."""
         return zlib.crc32(name.encode())
 
-    def advisory_lock_held(self, name: str) -> bool:
-        """Whether some session holds LeadFlow's lock ``name`` now (a session that ended,
-        however it ended, holds none)."""
-        # pg_locks shows a two-key advisory lock's keys as oids: unsigned 32-bit.
-        self._cursor.execute(
-            "select exists (select 1 from pg_locks where locktype = 'advisory' and granted "
-            "and objsubid = 2 and classid::bigint = %s and objid::bigint = %s)",
-            (_ADVISORY_NAMESPACE, _lock_key(name) % 2**32),
-        )
-        row = self._cursor.fetchone()
-        return bool(row and row[0])
-
 
 def _lock_arguments(name: str) -> tuple[int, int]:
     """pg_advisory_lock's two int4 keys: LeadFlow's namespace, and a stable key per name

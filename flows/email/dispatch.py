@@ -139,9 +139,7 @@ def settle_earlier_sends(connection: Connection, sender: EmailSender) -> int:
     # Read after the rows: a run seen sending now held its lock when it claimed them.
     sending = _runs_sending_now(connection, {run_id for _, run_id in pending})
     outcomes = [
-        (key, run_id, sender.was_delivered(key))
-        for key, run_id in pending
-        if run_id not in sending
+        (key, run_id, sender.was_delivered(key)) for key, run_id in pending if run_id not in sending
     ]
     known = [outcome for outcome in outcomes if outcome[2] is not None]
     if not known:
@@ -190,10 +188,11 @@ def _runs_sending_now(connection: Connection, run_ids: set[str]) -> set[str]:
     """Which of these runs are sending now (see ``_sending``); a run killed holds no lock."""
     if isinstance(connection, duckdb.DuckDBPyConnection):
         return set()
+    held = connection.held_advisory_keys()
     return {
         run_id
         for run_id in run_ids
-        if connection.advisory_lock_held(SENDING_LOCK.format(run_id=run_id))
+        if connection.advisory_key(SENDING_LOCK.format(run_id=run_id)) in held
     }
 
 
