@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -54,7 +53,6 @@ def add_queue(
 ):
     """A due queue of ``leads`` leads, owned round-robin by ``reps`` reps, and their dim_leads;
     with ``more`` (a lead id prefix), that many leads more in the queue as it stands."""
-    warehouse.execute("create schema if not exists main")  # dbt's schema, on PostgreSQL too
     leads_sql = """
         select
             $prefix || i as lead_id, $mailbox || i || '@example.com' as email,
@@ -462,24 +460,16 @@ def dispatch_at_once(target, run: Callable[[Connection, str], DispatchReport], w
         return list(pool.map(worker, range(workers)))
 
 
-class SlowSendGrid(SendGridSender):
-    """The real SendGrid client against the double, each request taking a while, so that the
-    workers' requests overlap."""
-
-    def send(self, batch: OutgoingBatch) -> list[SendResult]:
-        time.sleep(0.05)
-        return super().send(batch)
-
-
 def test_two_workers_dispatching_the_same_steps_send_each_once(postgres_database):
     warehouse = connect(postgres_database)
     add_queue(warehouse, 2500, reps=5)  # five batches of 500
-    with SendGridDouble() as double:
+    # Each request takes a while, so that the workers' requests overlap.
+    with SendGridDouble(latency_s=0.1) as double:
         reports = dispatch_at_once(
             postgres_database,
             lambda connection, run_id: dispatch(
                 connection,
-                SlowSendGrid(SecretStr(SENDGRID_KEY), host=double.url),
+                SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
                 run_id=run_id,
                 tracks=sendgrid_tracks(),
             ),
