@@ -4,7 +4,6 @@ limits' sizes, the nurture queue's last verdict, the schedule settings."""
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -13,7 +12,7 @@ from pydantic import SecretStr
 from flows.limits import EMAIL_PROVIDER, WAREHOUSE_WRITER, ConcurrencyLimit, concurrency_limits
 from flows.notify import Notification, post_notification
 from flows.send import QueueVerdict, last_queue_verdict, writers_turn
-from flows.settings import ConfigError, PostgresTarget, Settings, load_settings
+from flows.settings import ConfigError, Settings, load_settings
 from flows.warehouse import WarehouseTarget, connect, ensure_schema, open_warehouse
 from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
@@ -90,14 +89,6 @@ def test_the_notification_url_is_a_secret(monkeypatch):
     assert "t0k3n" not in repr(settings)
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> WarehouseTarget:
-    if request.param == "duckdb":
-        return tmp_path / "warehouse.duckdb"
-    target: PostgresTarget = request.getfixturevalue("postgres_database")
-    return target
-
-
 def record(warehouse: WarehouseTarget, run_id: str, started: str, success: bool | None) -> None:
     with open_warehouse(warehouse) as connection:
         ensure_schema(connection)
@@ -118,7 +109,10 @@ def record(warehouse: WarehouseTarget, run_id: str, started: str, success: bool 
             )
 
 
-def test_the_send_follows_the_gate_verdict_of_the_last_run_that_checked_the_queue(warehouse):
+def test_the_send_follows_the_gate_verdict_of_the_last_run_that_checked_the_queue(
+    warehouse_target,
+):
+    warehouse = warehouse_target
     assert last_queue_verdict(warehouse) == QueueVerdict(run_id=None, passed=False)
     record(warehouse, "r1", "2026-12-07 08:00:00", success=True)
     assert last_queue_verdict(warehouse).passed
