@@ -392,22 +392,24 @@ def dispatch_due_steps(
     """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
     counts = _select_due(connection, as_of, limits)
     # In group order, so batches come out full; under a daily limit, the oldest due first.
-    # Numbered in that order and read back in chunks by number (one connection, so the
-    # temporary tables stay visible).
+    # Numbered as sorted, and read back in chunks by number (one connection, so the temporary
+    # tables stay visible). Both engines number an unordered window in the order its input
+    # comes; a window ordered by the group would sort again (a second of CPU more at a million
+    # rows on DuckDB), and a different order would only make the batches less full.
     limited = counts["allowed"] < counts["claimable"]
+    columns = ", ".join(DUE_ROW_COLUMNS)
     connection.execute(
         f"""
         create or replace temporary table claimable_steps as
-        select
-            row_number() over (
-                order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
-            ) as chunk_row,
-            {", ".join(DUE_ROW_COLUMNS)}
+        select row_number() over () as chunk_row, {columns}
         from (
-            select * from due_steps where is_claimable
-            {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
-        ) as claimable
-        order by chunk_row
+            select {columns}
+            from (
+                select * from due_steps where is_claimable
+                {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
+            ) as claimable
+            order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
+        ) as in_group_order
         """,
         {"allowed": counts["allowed"]} if limited else {},
     )
@@ -418,7 +420,7 @@ def dispatch_due_steps(
     with _sending(connection, run_id):
         for start in range(0, counts["allowed"], CHUNK_SIZE):
             chunk = connection.execute(
-                f"select {', '.join(DUE_ROW_COLUMNS)} from claimable_steps "
+                f"select {columns} from claimable_steps "
                 "where chunk_row > ? and chunk_row <= ? order by chunk_row",
                 [start, start + CHUNK_SIZE],
             )
