@@ -397,13 +397,13 @@ def dispatch_due_steps(
     # comes; a window ordered by the group would sort again (a second of CPU more at a million
     # rows on DuckDB), and a different order would only make the batches less full.
     limited = counts["allowed"] < counts["claimable"]
-    columns = ", ".join(DUE_ROW_COLUMNS)
+    due_columns = ", ".join(DUE_ROW_COLUMNS)
     connection.execute(
         f"""
         create or replace temporary table claimable_steps as
-        select row_number() over () as chunk_row, {columns}
+        select row_number() over () as chunk_row, {due_columns}
         from (
-            select {columns}
+            select {due_columns}
             from (
                 select * from due_steps where is_claimable
                 {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
@@ -420,7 +420,7 @@ def dispatch_due_steps(
     with _sending(connection, run_id):
         for start in range(0, counts["allowed"], CHUNK_SIZE):
             chunk = connection.execute(
-                f"select {columns} from claimable_steps "
+                f"select {due_columns} from claimable_steps "
                 "where chunk_row > ? and chunk_row <= ? order by chunk_row",
                 [start, start + CHUNK_SIZE],
             )
