@@ -14,6 +14,12 @@ lead's step is rendered once per shape (``render.py``), and the chunk's recipien
 batches of one (track, step, shape, reply-to) of at most 1,000 distinct addresses, each batch
 claimed in one insert just before its request: a process killed anywhere leaves at most the
 batch in flight pending, and the next run sends the batches never claimed.
+
+On PostgreSQL several runs may dispatch at once. A claim is still one atomic statement, and a
+run sends only the steps its own statement claimed; the daily limit is counted again with
+each claim, under a lock the claims of every run take in turn; and while its claims are in
+flight a run holds a lock of its own, so that another run settles only the pending claims of
+runs that are gone. On DuckDB (one writer) none of that costs anything.
 """
 
 from __future__ import annotations
