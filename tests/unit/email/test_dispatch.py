@@ -482,6 +482,29 @@ def test_two_workers_dispatching_the_same_steps_send_each_once(postgres_database
     warehouse.close()
 
 
+def test_two_workers_retrying_the_same_refused_steps_send_each_once(postgres_database, tmp_path):
+    # Steps tried before are claimed by the upsert: only one worker revives each.
+    warehouse = connect(postgres_database)
+    add_queue(warehouse, 1500, reps=3)
+    assert dispatch(warehouse, RefusingSender(tmp_path)).failed == 1500
+    with SendGridDouble(latency_s=0.1) as double:
+        dispatch_at_once(
+            postgres_database,
+            lambda connection, run_id: dispatch(
+                connection,
+                SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
+                run_id=run_id,
+                tracks=sendgrid_tracks(),
+            ),
+        )
+        keys = [key for key, _ in double.accepted_messages()]
+    assert len(keys) == len(set(keys)) == 1500
+    assert ledger(warehouse) == {"sent": 1500}
+    attempts = warehouse.execute("select distinct attempts from ops.email_sends").fetchall()
+    assert attempts == [(2,)]
+    warehouse.close()
+
+
 class OverlappedOutbox(RecordingOutbox):
     """The outbox of a run that another run overlaps: ``meanwhile`` runs while this run's first
     request is in flight (its claim written, its emails not yet in the outbox)."""
