@@ -39,7 +39,7 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
     require_sending_ready(settings, tracks, renderer)
     sender = email_sender(settings, throttle=email_provider_rate_limit(settings))
     sender.check()  # a wrong key or host fails here, before any ledger row is claimed
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         # Sends a crash left pending: the provider's events say which went out, then the
         # sender itself (the outbox knows); those the events prove never reached the provider
         # go out again, and the rest stay pending, reported, never re-sent blind.
@@ -74,7 +74,7 @@ def send_due_steps(run_id: str, as_of: datetime) -> DispatchReport:
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
 def create_follow_ups(run_id: str, as_of: datetime) -> int:
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         created = create_follow_up_tasks(
             connection, run_id, as_of, follow_up_policies(load_tracks(settings.templates_dir))
         )

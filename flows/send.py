@@ -4,13 +4,17 @@ The hourly pipeline builds ``fct_nurture_queue`` and gates it; this flow sends f
 as that last build left it (no dbt, no extract), so emails go out every 15 minutes inside
 business hours at the cost of a query. The send ledger keeps a step from going out twice, and
 a queue the gate blocked stays blocked until a pipeline run passes it.
+
+On a DuckDB warehouse (one writer) the send takes its turn with the pipeline; on PostgreSQL it
+runs beside the pipeline and beside other sends: their claims on the ledger are atomic.
 """
 
 # No ``from __future__ import annotations``: Prefect validates deployed runs' parameters
 # against the signature (see flows/pipeline.py).
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -19,8 +23,8 @@ from flows.limits import warehouse_writer
 from flows.notify import notify_failed_run
 from flows.nurture import nurture
 from flows.runs import new_run_id, record_end, record_start, run_lock, utc_now
-from flows.settings import load_settings
-from flows.warehouse import ensure_schema, open_warehouse
+from flows.settings import PostgresTarget, Settings, load_settings
+from flows.warehouse import WarehouseTarget, ensure_schema, open_warehouse
 
 NURTURE_QUEUE_SUITE = "nurture_queue.critical"
 
@@ -42,7 +46,7 @@ class QueueVerdict:
         return f"the gate blocked the nurture queue of run {self.run_id}: {self.failures}"
 
 
-def last_queue_verdict(warehouse: Path) -> QueueVerdict:
+def last_queue_verdict(warehouse: WarehouseTarget) -> QueueVerdict:
     """Read from ops.gate_results which run built the queue last and whether it passed."""
     with open_warehouse(warehouse) as connection:
         ensure_schema(connection)
@@ -65,7 +69,22 @@ def last_queue_verdict(warehouse: Path) -> QueueVerdict:
 
 @task(cache_policy=NO_CACHE)
 def check_queue_verdict() -> QueueVerdict:
-    return last_queue_verdict(load_settings().warehouse_path)
+    return last_queue_verdict(load_settings().warehouse)
+
+
+@contextmanager
+def writers_turn(settings: Settings) -> Iterator[None]:
+    """On DuckDB, wait for the warehouse's one writer slot: the same locks in the same order as
+    the pipeline (flows/pipeline.py). PostgreSQL takes sends beside the pipeline and each
+    other, so there is nothing to wait for."""
+    if isinstance(settings.warehouse, PostgresTarget):
+        yield
+        return
+    with (
+        run_lock(settings.warehouse, wait_seconds=settings.run_wait_seconds),
+        warehouse_writer(settings),
+    ):
+        yield
 
 
 @flow(
@@ -84,22 +103,18 @@ def send_due_nurture(as_of: datetime | None = None) -> dict[str, object]:
     settings = load_settings()
     settings.ensure_dirs()
     as_of = as_of or utc_now()
-    # The same locks in the same order as the pipeline (flows/pipeline.py).
-    with (
-        run_lock(settings.warehouse_path, wait_seconds=settings.run_wait_seconds),
-        warehouse_writer(settings),
-    ):
+    with writers_turn(settings):
         verdict = check_queue_verdict()
         print(verdict.reason)
         if not verdict.passed:
             # The pipeline run that blocked the queue has notified already.
             return {"status": "not_sent", "reason": verdict.reason}
         run_id = new_run_id(as_of)
-        record_start(settings.warehouse_path, run_id, utc_now())
+        record_start(settings.warehouse, run_id, utc_now())
         try:
             dispatched, follow_ups = nurture(run_id, as_of)
         except BaseException as error:
-            record_end(settings.warehouse_path, run_id, "failed", {"error": str(error)})
+            record_end(settings.warehouse, run_id, "failed", {"error": str(error)})
             raise
         result: dict[str, object] = {
             "status": "completed",
@@ -113,5 +128,5 @@ def send_due_nurture(as_of: datetime | None = None) -> dict[str, object]:
             "emails_released_never_sent": dispatched.released_never_sent,
             "tasks_created": follow_ups,
         }
-        record_end(settings.warehouse_path, run_id, "completed", result)
+        record_end(settings.warehouse, run_id, "completed", result)
     return result

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from flows.settings import PostgresTarget
-from flows.warehouse import Connection, connect, ensure_schema
+from flows.warehouse import Connection, WarehouseTarget, connect, ensure_schema
 from tests.postgres import create_template, fresh_postgres_database
 
 
@@ -75,3 +75,13 @@ def warehouse(request: pytest.FixtureRequest) -> Iterator[Connection]:
         connection = connect(request.getfixturevalue("postgres_database"))
     yield connection
     connection.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_target(request: pytest.FixtureRequest, tmp_path: Path) -> WarehouseTarget:
+    """Where a warehouse is, for code that opens its own connections (flows, settings): a
+    DuckDB file not yet created, then a PostgreSQL database with LeadFlow's tables."""
+    if request.param == "duckdb":
+        return tmp_path / "warehouse.duckdb"
+    target: PostgresTarget = request.getfixturevalue("postgres_database")
+    return target

@@ -14,13 +14,20 @@ lead's step is rendered once per shape (``render.py``), and the chunk's recipien
 batches of one (track, step, shape, reply-to) of at most 1,000 distinct addresses, each batch
 claimed in one insert just before its request: a process killed anywhere leaves at most the
 batch in flight pending, and the next run sends the batches never claimed.
+
+On PostgreSQL several runs may dispatch at once. A claim is still one atomic statement, and a
+run sends only the steps its own statement claimed; the daily limit is counted again with
+each claim, under a lock the claims of every run take in turn; and while its claims are in
+flight a run holds a lock of its own, so that another run settles only the pending claims of
+runs that are gone. On DuckDB (one writer) none of that costs anything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +63,11 @@ MESSAGE_KEY_SQL = "md5(lead_id || '|' || nurture_track || '|' || next_step)"
 SUPPRESSION_EVENT_TYPES = ("unsubscribe", "bounce", "spam_report")
 # The stages a lead is nurtured in (the others belong to sales): as fct_nurture_queue has it.
 SALES_STAGES = ("mql", "sql", "opportunity", "customer")
+# On PostgreSQL, where runs may overlap: the session lock a run holds while its claims are in
+# flight (so no other run settles them as left by a crash), and the one that orders the
+# daily limit's count-and-claim across runs.
+SENDING_LOCK = "email-sending:{run_id}"
+DAILY_LIMIT_LOCK = "email-daily-limit"
 # A claimed step whose email was certainly not sent: the run stopped before (or the provider
 # refused the whole request). It is failed, not deleted, so the next run sends it at once.
 INTERRUPTED = "not sent: the run that claimed it stopped before the email went out"
@@ -111,6 +123,7 @@ class PreparedSend:
 class _Tally:
     sent: int = 0
     failed: int = 0
+    deferred: int = 0  # cut from a claim by the daily limit that overlapping runs spent
     errors: set[str] = field(default_factory=set)
 
 
@@ -123,18 +136,29 @@ def settle_earlier_sends(connection: Connection, sender: EmailSender) -> int:
 
     Delivered → ``sent``, at the clock of the run that claimed it. Certainly not delivered →
     ``failed`` as ``INTERRUPTED``, so this run sends it again. Unknown (the provider cannot say)
-    → left pending: never risk a second email.
+    → left pending: never risk a second email. A run still sending (on PostgreSQL, where runs
+    overlap) keeps its claims: they are in flight, not left by a crash.
     """
     pending = connection.execute(
-        "select message_key from ops.email_sends where status = 'pending'"
+        "select message_key, run_id from ops.email_sends where status = 'pending'"
     ).fetchall()
-    outcomes = [(key, sender.was_delivered(key)) for (key,) in pending]
-    known = [(key, delivered) for key, delivered in outcomes if delivered is not None]
+    # Read after the rows: a run seen sending now held its lock when it claimed them.
+    sending = _runs_sending_now(connection, {run_id for _, run_id in pending})
+    outcomes = [
+        (key, run_id, sender.was_delivered(key)) for key, run_id in pending if run_id not in sending
+    ]
+    known = [outcome for outcome in outcomes if outcome[2] is not None]
     if not known:
         return 0
     settled = pa.table(
-        {"message_key": [key for key, _ in known], "delivered": [d for _, d in known]},
-        schema=pa.schema([("message_key", pa.string()), ("delivered", pa.bool_())]),
+        {
+            "message_key": [key for key, _, _ in known],
+            "run_id": [run_id for _, run_id, _ in known],
+            "delivered": [delivered for _, _, delivered in known],
+        },
+        schema=pa.schema(
+            [("message_key", pa.string()), ("run_id", pa.string()), ("delivered", pa.bool_())]
+        ),
     )
     connection.register("settled_earlier", settled)
     connection.execute(
@@ -144,12 +168,38 @@ def settle_earlier_sends(connection: Connection, sender: EmailSender) -> int:
             sent_at = case when settled_earlier.delivered then ledger.created_at end,
             error = case when settled_earlier.delivered then null else ? end
         from settled_earlier
-        where ledger.message_key = settled_earlier.message_key
+        -- Still the claim that was read: another run may have settled and claimed it since.
+        where
+            ledger.message_key = settled_earlier.message_key
+            and ledger.run_id = settled_earlier.run_id
+            and ledger.status = 'pending'
         """,
         [INTERRUPTED],
     )
     connection.unregister("settled_earlier")
     return len(known)
+
+
+@contextmanager
+def _sending(connection: Connection, run_id: str) -> Iterator[None]:
+    """While a run has claims in flight. On DuckDB there is one writer, so no other run looks."""
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        yield
+        return
+    with connection.advisory_lock(SENDING_LOCK.format(run_id=run_id)):
+        yield
+
+
+def _runs_sending_now(connection: Connection, run_ids: set[str]) -> set[str]:
+    """Which of these runs are sending now (see ``_sending``); a run killed holds no lock."""
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        return set()
+    held = connection.held_advisory_keys()
+    return {
+        run_id
+        for run_id in run_ids
+        if connection.advisory_key(SENDING_LOCK.format(run_id=run_id)) in held
+    }
 
 
 def why_now(row: Mapping[str, Any], subject: str) -> str:
@@ -239,7 +289,7 @@ def _select_due(connection: Connection, as_of: datetime, limits: SendLimits) -> 
         ),
         candidates as (
             select *, {MESSAGE_KEY_SQL} as message_key
-            from (select * from queue union all by name select * from interrupted)
+            from (select * from queue union all select * from interrupted)
         ),
         suppressed_emails as (
             select lower(trim(email)) as email
@@ -287,7 +337,7 @@ def _select_due(connection: Connection, as_of: datetime, limits: SendLimits) -> 
             count(*) filter (where is_suppressed_now),
             count(*) filter (where has_given_up),
             count(*) filter (where is_claimable),
-            coalesce(list(distinct ledger_error) filter (where has_given_up), [])
+            array_agg(distinct ledger_error) filter (where has_given_up)
         from due_steps
         """
     ).fetchone()
@@ -295,21 +345,43 @@ def _select_due(connection: Connection, as_of: datetime, limits: SendLimits) -> 
     due, suppressed, gave_up, claimable, gave_up_errors = counts
     allowed = claimable
     if limits.daily_limit is not None:
-        day = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
-        today = connection.execute(
-            "select count(*) from ops.email_sends where created_at >= ? and created_at < ?",
-            [day, day + timedelta(days=1)],
-        ).fetchone()
-        allowed = min(claimable, max(limits.daily_limit - (today[0] if today else 0), 0))
+        allowed = min(claimable, _left_today(connection, as_of, limits.daily_limit))
     return {
         "due": due,
         "suppressed": suppressed,
         "gave_up": gave_up,
-        "gave_up_errors": [error for error in gave_up_errors if error],
+        "gave_up_errors": [error for error in gave_up_errors or () if error],
         "claimable": claimable,
         "allowed": allowed,
         "deferred": claimable - allowed,
     }
+
+
+def _left_today(connection: Connection, as_of: datetime, daily_limit: int) -> int:
+    """How many ledger rows the daily limit still allows on the run clock's UTC day."""
+    day = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = connection.execute(
+        "select count(*) from ops.email_sends where created_at >= ? and created_at < ?",
+        [day, day + timedelta(days=1)],
+    ).fetchone()
+    return max(daily_limit - (today[0] if today else 0), 0)
+
+
+@contextmanager
+def _daily_allowance(
+    connection: Connection, limits: SendLimits, as_of: datetime
+) -> Iterator[int | None]:
+    """How many steps a claim may take today (None: no cut), held until the claim is written.
+
+    On DuckDB one run writes at a time, and ``_select_due`` already cut the due steps to the
+    limit. On PostgreSQL runs may overlap, so each claim counts again under a lock that the
+    claims of every run take in turn: together they never pass the limit.
+    """
+    if limits.daily_limit is None or isinstance(connection, duckdb.DuckDBPyConnection):
+        yield None
+        return
+    with connection.advisory_lock(DAILY_LIMIT_LOCK):
+        yield _left_today(connection, as_of, limits.daily_limit)
 
 
 def dispatch_due_steps(
@@ -326,18 +398,24 @@ def dispatch_due_steps(
     """Render and send every due step of ``fct_nurture_queue``, in ledger-guarded batches."""
     counts = _select_due(connection, as_of, limits)
     # In group order, so batches come out full; under a daily limit, the oldest due first.
-    # Stored in that order and read back in chunks by rowid (one connection, so the temporary
-    # tables stay visible; no window over a million rows).
+    # Numbered as sorted, and read back in chunks by number (one connection, so the temporary
+    # tables stay visible). Both engines number an unordered window in the order its input
+    # comes; a window ordered by the group would sort again (a second of CPU more at a million
+    # rows on DuckDB), and a different order would only make the batches less full.
     limited = counts["allowed"] < counts["claimable"]
+    due_columns = ", ".join(DUE_ROW_COLUMNS)
     connection.execute(
         f"""
         create or replace temporary table claimable_steps as
-        select {", ".join(DUE_ROW_COLUMNS)}
+        select row_number() over () as chunk_row, {due_columns}
         from (
-            select * from due_steps where is_claimable
-            {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
-        )
-        order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
+            select {due_columns}
+            from (
+                select * from due_steps where is_claimable
+                {"order by due_at nulls first, lead_id limit $allowed" if limited else ""}
+            ) as claimable
+            order by nurture_track, next_step, owner_email nulls first, owner_name, lead_id
+        ) as in_group_order
         """,
         {"allowed": counts["allowed"]} if limited else {},
     )
@@ -345,18 +423,27 @@ def dispatch_due_steps(
     connection.execute("drop table due_steps")
     preparer = SendPreparer(tracks, renderer, sender, run_id, as_of)
     tally = _Tally()
-    for start in range(0, counts["allowed"], CHUNK_SIZE):
-        chunk = connection.execute(
-            "select * from claimable_steps where rowid >= ? and rowid < ? order by rowid",
-            [start, start + CHUNK_SIZE],
-        )
-        columns = [description[0] for description in chunk.description or []]
-        rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
-        prepared = preparer.prepare(rows)
-        _quarantine_unrendered(connection, prepared.unrendered, run_id)
-        _send(
-            connection, prepared.sends, preparer.steps, sender, email_sender, limits, as_of, tally
-        )
+    with _sending(connection, run_id):
+        for start in range(0, counts["allowed"], CHUNK_SIZE):
+            chunk = connection.execute(
+                f"select {due_columns} from claimable_steps "
+                "where chunk_row > ? and chunk_row <= ? order by chunk_row",
+                [start, start + CHUNK_SIZE],
+            )
+            columns = [description[0] for description in chunk.description or []]
+            rows = [dict(zip(columns, values, strict=True)) for values in chunk.fetchall()]
+            prepared = preparer.prepare(rows)
+            _quarantine_unrendered(connection, prepared.unrendered, run_id)
+            _send(
+                connection,
+                prepared.sends,
+                preparer.steps,
+                sender,
+                email_sender,
+                limits,
+                as_of,
+                tally,
+            )
     connection.execute("drop table claimable_steps")
     return DispatchReport(
         due=counts["due"],
@@ -365,7 +452,7 @@ def dispatch_due_steps(
         not_rendered=preparer.not_rendered,
         suppressed=counts["suppressed"],
         gave_up=counts["gave_up"],
-        deferred=counts["deferred"],
+        deferred=counts["deferred"] + tally.deferred,
         errors=_listed(tally.errors | preparer.errors | set(counts["gave_up_errors"])),
     )
 
@@ -530,12 +617,26 @@ def _claim(
     prepared: list[PreparedSend],
     provider: str,
     limits: SendLimits,
+    as_of: datetime,
+    tally: _Tally,
 ) -> list[PreparedSend]:
     """Insert pending ledger rows; return only the sends this call claimed.
 
     A claim succeeds for a step never tried, or one whose earlier sends failed fewer than
-    ``max_attempts`` times. ``_select_due`` already left the others out: this is the guard.
+    ``max_attempts`` times. ``_select_due`` already left the others out: this is the guard,
+    and it holds against another run claiming the same steps at the same moment (PostgreSQL):
+    each statement is atomic, and a step only one of them inserts or revives is that one's.
     """
+    with _daily_allowance(connection, limits, as_of) as allowance:
+        if allowance is not None and allowance < len(prepared):
+            tally.deferred += len(prepared) - allowance
+            prepared = prepared[:allowance]
+        return _claim_rows(connection, prepared, provider, limits)
+
+
+def _claim_rows(
+    connection: Connection, prepared: list[PreparedSend], provider: str, limits: SendLimits
+) -> list[PreparedSend]:
     if not prepared:
         return []
     claim = pa.Table.from_pylist([p.ledger_row for p in prepared], schema=LEDGER_ROW_SCHEMA)
@@ -546,7 +647,8 @@ def _claim(
     try:
         # Nearly every claim is of steps never tried: a plain insert, a quarter of the upsert's
         # cost on a ledger of a million rows. The primary key refuses it whole if any of its
-        # steps has a ledger row (a failed send to try again), and the upsert below decides.
+        # steps has a ledger row (a failed send to try again, or one another run has just
+        # claimed), and the upsert below decides, row by row.
         connection.execute(f"insert into ops.email_sends {CLAIM_SQL}", [provider, claimed_at])
         keys = {p.recipient.message_key for p in prepared}
     except duckdb.ConstraintException:
@@ -603,7 +705,9 @@ def _send(
             by_key = {p.recipient.message_key: p for p in members}
             for recipients in split_into_batches(p.recipient for p in members):
                 batch_sends = [by_key[recipient.message_key] for recipient in recipients]
-                claimed = _claim(connection, batch_sends, email_sender.provider, limits)
+                claimed = _claim(
+                    connection, batch_sends, email_sender.provider, limits, as_of, tally
+                )
                 if not claimed:
                     continue
                 batch = _batch(group, shape, tuple(p.recipient for p in claimed), steps, sender)
@@ -690,7 +794,7 @@ def _release(connection: Connection, message_keys: list[str]) -> None:
         """
         update ops.email_sends
         set status = 'failed', error = ?, attempts = coalesce(attempts, 1) - 1
-        where message_key in (select unnest(?::varchar[])) and status = 'pending'
+        where list_contains(?, message_key) and status = 'pending'
         """,
         [INTERRUPTED, message_keys],
     )
@@ -715,10 +819,10 @@ def _quarantine_unrendered(
         """
         insert into ops.quarantine (run_id, stage, entity, record_key, reason_code, reason,
                                     record, quarantined_at)
-        select ?, 'nurture', 'nurture_queue', record_key, 'render_failed', reason, record,
-               now()::timestamp
+        select ?, 'nurture', 'nurture_queue', record_key, 'render_failed', reason,
+               record::json, ?
         from unrendered
         """,
-        [run_id],
+        [run_id, datetime.now(UTC).replace(tzinfo=None)],
     )
     connection.unregister("unrendered")

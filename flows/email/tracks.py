@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from flows.sales.tasks import DEFAULT_FOLLOW_UP_POLICY, FOLLOW_UP_POLICIES
-from flows.warehouse import Connection
+from flows.warehouse import Connection, one_writer_at_a_time
 
 if TYPE_CHECKING:
     pass
 
 TRACKS_FOLDER = "tracks"
 TRACK_FILE = "track.yml"
+# The lock under which overlapping runs publish the steps (publish_tracks).
+NURTURE_STEPS_LOCK = "nurture-steps"
 STEP_FILE_NAME = re.compile(r"(?P<number>\d{2})-[a-z0-9][a-z0-9_-]*\.html")
 FRONT_MATTER_FENCE = "---"
 CHANNEL_WORDS = re.compile(r"\b(call|phone|e-?mail)\b", re.IGNORECASE)
@@ -474,17 +476,20 @@ def publish_tracks(connection: Connection, tracks: Mapping[str, Track]) -> int:
         for track in tracks.values()
         for step in track.steps
     ]
-    connection.begin()
-    try:
-        connection.execute("delete from ops.nurture_steps")
-        if rows:
-            connection.executemany(
-                "insert into ops.nurture_steps (track, step, template, delay_days, subject, "
-                "follow_up_title, follow_up_due_days) values (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-    except BaseException:
-        connection.rollback()
-        raise
-    connection.commit()
+    # Overlapping runs (PostgreSQL) publish in turns: one's delete does not see the rows
+    # another has just inserted, and its insert would then break the primary key.
+    with one_writer_at_a_time(connection, NURTURE_STEPS_LOCK):
+        connection.begin()
+        try:
+            connection.execute("delete from ops.nurture_steps")
+            if rows:
+                connection.executemany(
+                    "insert into ops.nurture_steps (track, step, template, delay_days, subject, "
+                    "follow_up_title, follow_up_due_days) values (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
     return len(rows)

@@ -3,15 +3,17 @@ limits' sizes, the nurture queue's last verdict, the schedule settings."""
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import datetime
 
+import duckdb
 import pytest
+from pydantic import SecretStr
 
 from flows.limits import EMAIL_PROVIDER, WAREHOUSE_WRITER, ConcurrencyLimit, concurrency_limits
 from flows.notify import Notification, post_notification
-from flows.send import QueueVerdict, last_queue_verdict
+from flows.send import QueueVerdict, last_queue_verdict, writers_turn
 from flows.settings import ConfigError, Settings, load_settings
-from flows.warehouse import ensure_schema, open_warehouse
+from flows.warehouse import WarehouseTarget, connect, ensure_schema, open_warehouse
 from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
 
@@ -87,23 +89,30 @@ def test_the_notification_url_is_a_secret(monkeypatch):
     assert "t0k3n" not in repr(settings)
 
 
-def record(warehouse: Path, run_id: str, started: str, success: bool | None) -> None:
+def record(warehouse: WarehouseTarget, run_id: str, started: str, success: bool | None) -> None:
     with open_warehouse(warehouse) as connection:
         ensure_schema(connection)
         connection.execute(
-            "insert into ops.runs values (?, ?::timestamp, null, 'completed', null)",
+            "insert into ops.runs values (?, cast(? as timestamp), null, 'completed', null)",
             [run_id, started],
         )
         if success is not None:
             connection.execute(
                 "insert into ops.gate_results values "
-                "(?, 'nurture_queue', 'nurture_queue.critical', 'critical', ?, 10, ?, now())",
-                [run_id, success, json.dumps([] if success else ["email is null in 3 rows"])],
+                "(?, 'nurture_queue', 'nurture_queue.critical', 'critical', ?, 10, ?, ?)",
+                [
+                    run_id,
+                    success,
+                    json.dumps([] if success else ["email is null in 3 rows"]),
+                    datetime(2026, 12, 7, 8),
+                ],
             )
 
 
-def test_the_send_follows_the_gate_verdict_of_the_last_run_that_checked_the_queue(tmp_path):
-    warehouse = tmp_path / "warehouse.duckdb"
+def test_the_send_follows_the_gate_verdict_of_the_last_run_that_checked_the_queue(
+    warehouse_target,
+):
+    warehouse = warehouse_target
     assert last_queue_verdict(warehouse) == QueueVerdict(run_id=None, passed=False)
     record(warehouse, "r1", "2026-12-07 08:00:00", success=True)
     assert last_queue_verdict(warehouse).passed
@@ -114,3 +123,20 @@ def test_the_send_follows_the_gate_verdict_of_the_last_run_that_checked_the_queu
     assert "email is null in 3 rows" in blocked.reason
     record(warehouse, "r3", "2026-12-07 10:00:00", success=True)
     assert last_queue_verdict(warehouse).run_id == "r3"
+
+
+def test_on_postgres_a_send_goes_on_while_a_pipeline_runs(postgres_database, tmp_path):
+    # Its claims on the send ledger are atomic there: no turn to wait for (on DuckDB, the
+    # one writer, it waits for the pipeline's lock and the writer slot).
+    pipeline = connect(postgres_database)
+    assert not isinstance(pipeline, duckdb.DuckDBPyConnection)
+    assert pipeline.try_advisory_lock("pipeline")  # as a running pipeline's session holds it
+    settings = Settings(
+        data_dir=tmp_path,
+        warehouse_url=SecretStr(postgres_database.url),
+        run_wait_seconds=0,
+        warehouse_writer_timeout_seconds=0.1,
+    )
+    with writers_turn(settings):
+        pass
+    pipeline.close()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from flows.email.dispatch import (
     INTERRUPTED,
+    DispatchReport,
     Sender,
     SendLimits,
     dispatch_due_steps,
@@ -19,8 +25,11 @@ from flows.email.dispatch import (
 from flows.email.message import EmailProviderError, OutgoingBatch, Recipient, SendResult
 from flows.email.outbox import OutboxSender
 from flows.email.render import TemplateRenderer
-from flows.email.templates import load_tracks
+from flows.email.sendgrid import SendGridSender
+from flows.email.templates import Track, load_tracks
 from flows.settings import PROJECT_ROOT
+from flows.warehouse import Connection, connect
+from tests.sendgrid_double import SendGridDouble
 
 TEMPLATES = PROJECT_ROOT / "templates"
 AS_OF = datetime(2026, 11, 22, 9)
@@ -32,23 +41,43 @@ SENDER = Sender(
 )
 
 
-def add_queue(warehouse, leads: int, *, track: str = "warm_up", step: int = 1, reps: int = 1):
-    """A due queue of ``leads`` leads, owned round-robin by ``reps`` reps, and their dim_leads."""
-    warehouse.execute(
-        """
-        create or replace table main.fct_nurture_queue as
+def add_queue(
+    warehouse,
+    leads: int,
+    *,
+    track: str = "warm_up",
+    step: int = 1,
+    reps: int = 1,
+    more: str | None = None,
+    due_at: datetime = datetime(2026, 11, 22, 8),
+):
+    """A due queue of ``leads`` leads, owned round-robin by ``reps`` reps, and their dim_leads;
+    with ``more`` (a lead id prefix), that many leads more in the queue as it stands."""
+    leads_sql = """
         select
-            'L' || i as lead_id, 'lead' || i || '@example.com' as email,
+            $prefix || i as lead_id, $mailbox || i || '@example.com' as email,
             'Ann' || i as first_name, 'Lee' as last_name, 'Acme' as company, 'VP' as title,
             'R' || (i % $reps) as owner_rep_id, 'Rep ' || (i % $reps) as owner_name,
             'rep' || (i % $reps) || '@leadflow.example' as owner_email,
             'engaged' as stage, 'not_ready_low_engagement' as stage_reason,
             $track as nurture_track, $step as next_step, 'unused.html' as template,
-            timestamp '2026-11-22 08:00' as due_at, true as is_due,
+            $due_at::timestamp as due_at, true as is_due,
             'Call' as follow_up_title, 2 as follow_up_due_days
         from range($leads) as t(i)
-        """,
-        {"track": track, "step": step, "leads": leads, "reps": reps},
+        """
+    warehouse.execute(
+        f"insert into main.fct_nurture_queue {leads_sql}"
+        if more
+        else f"create or replace table main.fct_nurture_queue as {leads_sql}",
+        {
+            "prefix": more or "L",
+            "mailbox": f"{more or ''}lead".lower(),
+            "track": track,
+            "step": step,
+            "leads": leads,
+            "reps": reps,
+            "due_at": due_at,
+        },
     )
     warehouse.execute(
         """
@@ -61,10 +90,12 @@ def add_queue(warehouse, leads: int, *, track: str = "warm_up", step: int = 1, r
     )
 
 
-def dispatch(warehouse, sender, run_id: str = "run-1", as_of: datetime = AS_OF, **limits):
+def dispatch(
+    warehouse, sender, run_id: str = "run-1", as_of: datetime = AS_OF, tracks=None, **limits
+):
     return dispatch_due_steps(
         warehouse,
-        tracks=load_tracks(TEMPLATES),
+        tracks=tracks or load_tracks(TEMPLATES),
         renderer=TemplateRenderer(TEMPLATES),
         email_sender=sender,
         sender=SENDER,
@@ -398,3 +429,156 @@ def test_the_report_lists_a_screenful_of_distinct_reasons():
         listed[-1]
         == f"... and {50 - MAX_LISTED_ERRORS + 1} more in ops.email_sends and ops.quarantine"
     )
+
+
+# -- Overlapping runs on a PostgreSQL warehouse ------------------------------------------------
+# There runs are not one writer: two workers may dispatch the same due steps at the same moment.
+
+SENDGRID_KEY = "SG." + "A1b2-C3d_E4f5G6h7I8j9K" + "." + "x" * 40 + "Y-_"
+
+
+def sendgrid_tracks() -> dict[str, Track]:
+    """The shipped tracks with the unsubscribe group SendGrid requires."""
+    return {
+        name: replace(track, unsubscribe_group=7) for name, track in load_tracks(TEMPLATES).items()
+    }
+
+
+def dispatch_at_once(target, run: Callable[[Connection, str], DispatchReport], workers: int = 2):
+    """``run`` on ``workers`` connections of their own, started together; their reports."""
+    start = threading.Barrier(workers)
+
+    def worker(number: int) -> DispatchReport:
+        connection = connect(target)
+        try:
+            start.wait()
+            return run(connection, f"run-{number}")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(worker, range(workers)))
+
+
+def test_two_workers_dispatching_the_same_steps_send_each_once(postgres_database):
+    warehouse = connect(postgres_database)
+    add_queue(warehouse, 2500, reps=5)  # five batches of 500
+    # Each request takes a while, so that the workers' requests overlap.
+    with SendGridDouble(latency_s=0.1) as double:
+        reports = dispatch_at_once(
+            postgres_database,
+            lambda connection, run_id: dispatch(
+                connection,
+                SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
+                run_id=run_id,
+                tracks=sendgrid_tracks(),
+            ),
+        )
+        keys = [key for key, _ in double.accepted_messages()]
+    assert len(keys) == len(set(keys)) == 2500
+    assert sum(report.sent for report in reports) == 2500
+    assert all(report.sent for report in reports)  # both took part
+    assert ledger(warehouse) == {"sent": 2500}
+    warehouse.close()
+
+
+def test_two_workers_retrying_the_same_refused_steps_send_each_once(postgres_database, tmp_path):
+    # Steps tried before are claimed by the upsert: only one worker revives each.
+    warehouse = connect(postgres_database)
+    add_queue(warehouse, 1500, reps=3)
+    assert dispatch(warehouse, RefusingSender(tmp_path)).failed == 1500
+    with SendGridDouble(latency_s=0.1) as double:
+        dispatch_at_once(
+            postgres_database,
+            lambda connection, run_id: dispatch(
+                connection,
+                SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
+                run_id=run_id,
+                tracks=sendgrid_tracks(),
+            ),
+        )
+        keys = [key for key, _ in double.accepted_messages()]
+    assert len(keys) == len(set(keys)) == 1500
+    assert ledger(warehouse) == {"sent": 1500}
+    attempts = warehouse.execute("select distinct attempts from ops.email_sends").fetchall()
+    assert attempts == [(2,)]
+    warehouse.close()
+
+
+class OverlappedOutbox(RecordingOutbox):
+    """The outbox of a run that another run overlaps: ``meanwhile`` runs while this run's first
+    request is in flight (its claim written, its emails not yet in the outbox)."""
+
+    def __init__(self, outbox_dir: Path, meanwhile: Callable[[], None]) -> None:
+        super().__init__(outbox_dir)
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def send(self, batch: OutgoingBatch) -> list[SendResult]:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return super().send(batch)
+
+
+def emailed(*outboxes: RecordingOutbox) -> list[str]:
+    return [r.message_key for outbox in outboxes for b in outbox.batches for r in b.recipients]
+
+
+def test_a_run_does_not_settle_the_claims_another_run_has_in_flight(postgres_database, tmp_path):
+    warehouse = connect(postgres_database)
+    add_queue(warehouse, 6, reps=3)  # three batches of two
+    other_outbox = RecordingOutbox(tmp_path)
+    settled_by_the_other: list[int] = []
+
+    def other_run() -> None:
+        # A whole nurture send: settle what earlier runs left pending, then dispatch. The
+        # outbox cannot yet say it delivered what is in flight: settled as never sent, those
+        # steps would go out twice.
+        other = connect(postgres_database)
+        settled_by_the_other.append(settle_earlier_sends(other, other_outbox))
+        dispatch(other, other_outbox, run_id="run-other")
+        other.close()
+
+    outbox = OverlappedOutbox(tmp_path, other_run)
+    report = dispatch(warehouse, outbox)
+    assert settled_by_the_other == [0]
+    assert report.sent == 2  # the other run sent the two batches not yet claimed
+    keys = emailed(outbox, other_outbox)
+    assert len(keys) == len(set(keys)) == 6
+    assert ledger(warehouse) == {"sent": 6}
+    warehouse.close()
+
+
+def test_overlapping_runs_together_keep_the_daily_limit(postgres_database, tmp_path):
+    warehouse = connect(postgres_database)
+    add_queue(warehouse, 2000, reps=4)
+    other_outbox = RecordingOutbox(tmp_path)
+
+    def other_run() -> None:
+        # A rebuilt queue lists older due steps: the other run picks those first, and would
+        # send as many as the limit leaves while this run goes on with its own pick.
+        other = connect(postgres_database)
+        add_queue(other, 600, reps=4, more="M", due_at=datetime(2026, 11, 21, 8))
+        dispatch(other, other_outbox, run_id="run-other", daily_limit=1200)
+        other.close()
+
+    outbox = OverlappedOutbox(tmp_path, other_run)
+    report = dispatch(warehouse, outbox, daily_limit=1200)
+    keys = emailed(outbox, other_outbox)
+    assert len(keys) == len(set(keys)) == 1200
+    assert ledger(warehouse) == {"sent": 1200}
+    assert report.deferred > 0  # what the other run's sends left no room for
+    warehouse.close()
+
+
+def test_a_killed_runs_claims_are_settled_by_the_next_run(postgres_database, tmp_path):
+    # Its session ended, so its lock is gone: its pending claims are no longer in flight.
+    warehouse = connect(postgres_database)
+    add_queue(warehouse, 3)
+    with pytest.raises(RuntimeError):
+        dispatch(warehouse, CrashingSender(tmp_path, survives=1))
+    warehouse.close()
+    warehouse = connect(postgres_database)
+    assert settle_earlier_sends(warehouse, OutboxSender(tmp_path)) == 3
+    assert ledger(warehouse) == {"sent": 1, "failed": 2}
+    warehouse.close()

@@ -99,15 +99,20 @@ def test_a_missing_required_partial_is_named(templates_copy):
     assert problems[0].where == "templates/partials/_header.html"
 
 
-def test_the_nurture_step_fails_with_the_preflight_before_claiming_anything(tmp_path, monkeypatch):
+def test_the_nurture_step_fails_with_the_preflight_before_claiming_anything(
+    tmp_path, monkeypatch, warehouse_target
+):
     from datetime import datetime
 
     from flows.nurture import send_due_steps
+    from flows.settings import PostgresTarget
     from flows.warehouse import ensure_schema, open_warehouse
 
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
+    if isinstance(warehouse_target, PostgresTarget):
+        monkeypatch.setenv("LEADFLOW_WAREHOUSE_URL", warehouse_target.url)
     monkeypatch.setenv("LEADFLOW_EMAIL_FROM", "LeadFlow <hello at leadflow>")
-    with open_warehouse(tmp_path / "warehouse.duckdb") as connection:
+    with open_warehouse(warehouse_target) as connection:
         ensure_schema(connection)
         connection.execute(
             "insert into ops.email_sends (message_key, lead_id, email, track, step, template, "
@@ -117,7 +122,7 @@ def test_the_nurture_step_fails_with_the_preflight_before_claiming_anything(tmp_
         )
     with pytest.raises(SendingConfigError, match="LEADFLOW_EMAIL_FROM"):
         send_due_steps.fn("run-1", datetime(2026, 11, 23, 15))
-    with open_warehouse(tmp_path / "warehouse.duckdb", read_only=True) as connection:
+    with open_warehouse(warehouse_target, read_only=True) as connection:
         # Not even the pending row of an earlier run was touched.
         assert connection.execute("select message_key, status from ops.email_sends").fetchall() == [
             ("earlier", "pending")

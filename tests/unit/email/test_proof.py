@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import duckdb
 import pytest
 
 from flows.email.message import OutgoingBatch, SendResult
@@ -92,18 +91,17 @@ def test_send_test_goes_through_the_sender_and_reports_a_failure(shipped_templat
         send_test(RecordingSender(status="failed"), batch)
 
 
-def test_a_lead_is_read_from_the_queue_else_from_dim_leads():
-    connection = duckdb.connect()
-    connection.execute(
-        "create table fct_nurture_queue as select 'q1' as lead_id, 'Ann' as first_name"
+def test_a_lead_is_read_from_the_queue_else_from_dim_leads(warehouse):
+    with pytest.raises(ConfigError, match="no such lead"):
+        lead_row(warehouse, "q1")  # the models were never built
+    warehouse.execute(
+        "create table main.fct_nurture_queue as select 'q1' as lead_id, 'Ann' as first_name"
     )
-    connection.execute(
-        "create table dim_leads as select * from (values ('q1', 'Old'), ('d1', 'Dee')) "
+    warehouse.execute(
+        "create table main.dim_leads as select * from (values ('q1', 'Old'), ('d1', 'Dee')) "
         "as t(lead_id, first_name)"
     )
-    assert lead_row(connection, "q1") == {"lead_id": "q1", "first_name": "Ann"}
-    assert lead_row(connection, "d1") == {"lead_id": "d1", "first_name": "Dee"}
+    assert lead_row(warehouse, "q1") == {"lead_id": "q1", "first_name": "Ann"}
+    assert lead_row(warehouse, "d1") == {"lead_id": "d1", "first_name": "Dee"}
     with pytest.raises(ConfigError, match="--lead nobody: no such lead in the warehouse"):
-        lead_row(connection, "nobody")
-    with pytest.raises(ConfigError, match="no such lead"):
-        lead_row(duckdb.connect(), "q1")  # the models were never built
+        lead_row(warehouse, "nobody")

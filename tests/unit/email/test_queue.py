@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import duckdb
-
 from flows.email.queue import count_deferred_for_quiet_hours
 
 
-def test_deferred_steps_are_counted():
-    connection = duckdb.connect()
-    connection.execute(
-        "create table fct_nurture_queue as select * from "
+def test_deferred_steps_are_counted(warehouse):
+    warehouse.execute(
+        "create table main.fct_nurture_queue as select * from "
         "(values (true), (false), (true), (null)) as t(is_deferred_quiet_hours)"
     )
-    assert count_deferred_for_quiet_hours(connection) == 2
+    assert count_deferred_for_quiet_hours(warehouse) == 2

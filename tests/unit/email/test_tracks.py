@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+
 import duckdb
 import pytest
 
@@ -13,7 +17,7 @@ from flows.email.tracks import (
     load_tracks,
     publish_tracks,
 )
-from flows.warehouse import ensure_schema
+from flows.warehouse import connect
 
 SHIPPED_TRACKS = {"warm_up", "education", "recycle_timing", "competitor_winback", "reengage"}
 
@@ -177,14 +181,6 @@ def nurture_steps(connection) -> list[tuple]:
     ).fetchall()
 
 
-@pytest.fixture
-def warehouse():
-    connection = duckdb.connect(":memory:")
-    ensure_schema(connection)
-    yield connection
-    connection.close()
-
-
 def test_publish_replaces_the_nurture_steps(warehouse, shipped_templates):
     tracks = load_tracks(shipped_templates)
     assert publish_tracks(warehouse, tracks) == 15
@@ -214,6 +210,25 @@ def test_a_failed_publish_leaves_the_previous_steps(warehouse, shipped_templates
     with pytest.raises(duckdb.ConstraintException):
         publish_tracks(warehouse, clash)
     assert nurture_steps(warehouse) == before
+
+
+def test_overlapping_runs_publish_the_steps_in_turns(postgres_database, shipped_templates):
+    tracks = load_tracks(shipped_templates)
+    start = threading.Barrier(4)
+
+    def publish() -> int:
+        connection = connect(postgres_database)
+        try:
+            start.wait()
+            return sum(publish_tracks(connection, tracks) for _ in range(5))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        published = [pool.submit(publish) for _ in range(4)]
+    assert [run.result() for run in published] == [75] * 4
+    with closing(connect(postgres_database)) as connection:
+        assert len(nurture_steps(connection)) == 15
 
 
 def set_follow_up_when(templates_dir, track: str, value: str) -> None:
