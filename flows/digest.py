@@ -32,7 +32,7 @@ def send_digests(as_of: datetime) -> SinkResult | None:
     if sink is None:
         return None
     sender.check()  # a wrong key or host fails here, before any ledger row is claimed
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         ensure_schema(connection)
         return sink.deliver(connection, as_of)
 

@@ -352,13 +352,21 @@ def _loads_per_mapping(connection: Connection) -> None:
         raise
 
 
+@contextmanager
+def one_writer_at_a_time(connection: Connection, name: str) -> Iterator[None]:
+    """Hold LeadFlow's lock ``name`` for a read-then-write sequence that overlapping runs must
+    take in turns: on PostgreSQL an advisory lock across every worker; DuckDB has one writer."""
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        yield
+        return
+    with connection.advisory_lock(name):
+        yield
+
+
 def ensure_schema(connection: Connection) -> None:
     """Create the raw and ops tables if they are missing (safe to call on every run, and on
     PostgreSQL from several workers at once: they take turns)."""
-    if isinstance(connection, duckdb.DuckDBPyConnection):
-        _ensure_schema(connection)
-        return
-    with connection.advisory_lock("schema"):
+    with one_writer_at_a_time(connection, "schema"):
         _ensure_schema(connection)
 
 

@@ -69,7 +69,7 @@ DIGEST_TASKS_SQL = f"""
 """
 
 QUEUED_SQL = """
-    select owner_rep_id, count(*) from ops.sales_tasks where status = 'queued' group by all
+    select owner_rep_id, count(*) from ops.sales_tasks where status = 'queued' group by 1
 """
 
 
