@@ -5,12 +5,12 @@ task per lead and rep, the hand-off kept, no rep over capacity."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 
 from flows.sales.tasks import TASKS_LOCK, create_follow_up_tasks, create_handoff_tasks
 from flows.warehouse import Connection, connect
+from tests.concurrency import at_once
 from tests.unit.sales.task_marts import (
     AS_OF,
     add_email_event,
@@ -36,29 +36,6 @@ def sales_ready_leads_with_an_opened_email(warehouse: Connection) -> None:
         add_handoff_queue(warehouse, [queued], score=number)
         add_send(warehouse, f"k{number}", lead=lead, owner=rep)
         add_email_event(warehouse, f"k{number}", "email_open", AS_OF + timedelta(hours=1))
-
-
-def at_once(*rounds: Callable[[], int]) -> list[int]:
-    """Run the rounds in threads released together; their results in order."""
-    start = threading.Barrier(len(rounds))
-    results: list[int] = [0] * len(rounds)
-    failures: list[BaseException] = []
-
-    def run(index: int) -> None:
-        start.wait()
-        try:
-            results[index] = rounds[index]()
-        except BaseException as error:  # re-raised in the test's thread
-            failures.append(error)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(rounds))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    if failures:
-        raise failures[0]
-    return results
 
 
 def test_two_workers_handing_off_the_same_leads_at_once_create_each_task_once(
