@@ -81,7 +81,7 @@ def test_a_round_waits_while_another_worker_arranges_the_queues(postgres_databas
     holder, worker = connect(postgres_database), connect(postgres_database)
     sales_ready_leads_with_an_opened_email(holder)
     created: list[int] = []
-    with holder.advisory_lock(TASKS_LOCK):  # type: ignore[union-attr]
+    with holder.advisory_lock(TASKS_LOCK):
         waiting = threading.Thread(
             target=lambda: created.append(create_handoff_tasks(worker, "run-1", AS_OF))
         )
