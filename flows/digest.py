@@ -56,7 +56,7 @@ def reps_daily_digest(as_of: datetime | None = None) -> dict[str, object]:
     as_of = as_of or utc_now()
     # The same locks in the same order as the pipeline (flows/pipeline.py).
     with (
-        run_lock(settings.warehouse_path, wait_seconds=settings.run_wait_seconds),
+        run_lock(settings.warehouse, wait_seconds=settings.run_wait_seconds),
         warehouse_writer(settings),
     ):
         result = send_digests(as_of)

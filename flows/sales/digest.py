@@ -74,7 +74,7 @@ DIGEST_TASKS_SQL = f"""
 """
 
 QUEUED_SQL = """
-    select owner_rep_id, count(*) from ops.sales_tasks where status = 'queued' group by 1
+    select owner_rep_id, count(*) from ops.sales_tasks where status = 'queued' group by all
 """
 
 

@@ -128,7 +128,7 @@ def write_rep_task_files(
     counts = dict(
         connection.execute(
             "select owner_rep_id, count(*) from ops.sales_tasks where status = 'open' "
-            "group by 1 order by 1"
+            "group by all order by all"
         ).fetchall()
     )
     columns = ", ".join(TASK_COLUMNS)

@@ -253,7 +253,7 @@ def create_follow_up_tasks(
                 sends.lead_did || ' the email "' || coalesce(sends.subject, sends.template)
                     || '" on ' || strftime(sends.prompted_at, '%Y-%m-%d') || '.',
                 reasons.description),
-            sends.prompted_at + sends.follow_up_due_days * interval 1 day,
+            sends.prompted_at + to_days(sends.follow_up_due_days),
             'queued',
             ?,
             ?,
@@ -365,6 +365,6 @@ def queued_tasks_by_rep(connection: Connection) -> dict[str, int]:
     return dict(
         connection.execute(
             "select owner_rep_id, count(*) from ops.sales_tasks where status = 'queued' "
-            "group by 1 order by 1"
+            "group by all order by all"
         ).fetchall()
     )

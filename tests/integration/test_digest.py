@@ -28,7 +28,6 @@ MONDAY_7AM = datetime(2026, 12, 7, 7)
 
 
 def build_marts(warehouse) -> None:
-    warehouse.execute("create schema if not exists main")  # dbt's (DuckDB has it already)
     warehouse.execute(
         """
         create table main.dim_reps as select * from (values
@@ -90,7 +89,7 @@ def settings_for(tmp_path: Path, **values: object) -> Settings:
 
 def digest_sends(warehouse) -> list[tuple[str, str, str]]:
     return warehouse.execute(
-        "select rep_id, cast(digest_date as varchar), status from ops.digest_sends order by 1, 2, 3"
+        "select rep_id, cast(digest_date as varchar), status from ops.digest_sends order by all"
     ).fetchall()
 
 

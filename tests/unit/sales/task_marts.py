@@ -8,9 +8,7 @@ AS_OF = datetime(2026, 11, 22, 9)
 
 
 def create_task_marts(warehouse) -> None:
-    """The dbt marts the task rounds read: dim_leads, dim_reps and the reasons seed (in dbt's
-    schema, main: DuckDB's own, which dbt creates on PostgreSQL)."""
-    warehouse.execute("create schema if not exists main")
+    """The dbt marts the task rounds read: dim_leads, dim_reps and the reasons seed."""
     warehouse.execute(
         "create table main.dim_leads (lead_id varchar, latest_outcome_at timestamp, "
         "phone varchar, lead_score double, stage_reason varchar)"
