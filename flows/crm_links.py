@@ -52,10 +52,13 @@ class CrmLinks:
 
 def crm_url_sql(source: str, source_lead_id: str) -> str:
     """SQL for the link to the record (``source``, ``source_lead_id``), null without a
-    template; the query takes ``CrmLinks.sql_parameters()`` as named parameters."""
+    template; the query takes ``CrmLinks.sql_parameters()`` as named parameters. Written in
+    the SQL DuckDB and PostgreSQL share (a source's template found by its position in the
+    list of sources; url_encode is translated for PostgreSQL by flows/postgres.py)."""
     template = (
-        "coalesce(map($crm_link_sources::varchar[], $crm_link_templates::varchar[])"
-        f"[{source}], $crm_link_fallback::varchar)"
+        "coalesce((cast($crm_link_templates as varchar[]))"
+        f"[array_position(cast($crm_link_sources as varchar[]), {source})], "
+        "cast($crm_link_fallback as varchar))"
     )
     return (
         f"replace(replace({template}, '{{source}}', url_encode({source})), "

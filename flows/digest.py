@@ -32,7 +32,7 @@ def send_digests(as_of: datetime) -> SinkResult | None:
     if sink is None:
         return None
     sender.check()  # a wrong key or host fails here, before any ledger row is claimed
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         ensure_schema(connection)
         return sink.deliver(connection, as_of)
 
@@ -54,7 +54,9 @@ def reps_daily_digest(as_of: datetime | None = None) -> dict[str, object]:
     settings = load_settings()
     settings.ensure_dirs()
     as_of = as_of or utc_now()
-    # The same locks in the same order as the pipeline (flows/pipeline.py).
+    # DuckDB has one writer: the same locks in the same order as the pipeline
+    # (flows/pipeline.py). On PostgreSQL the digest runs beside a pipeline (the file lock is
+    # only this host's, the writer limit none), its ledger claimed per rep and day.
     with (
         run_lock(settings.warehouse_path, wait_seconds=settings.run_wait_seconds),
         warehouse_writer(settings),

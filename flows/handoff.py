@@ -16,7 +16,7 @@ from flows.warehouse import open_warehouse
 @task(cache_policy=NO_CACHE)
 def create_tasks_for_sales_ready_leads(run_id: str, as_of: datetime) -> int:
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         close_tasks_for_outcomes(connection, as_of)  # sales' word ends tasks before new ones
         return create_handoff_tasks(connection, run_id, as_of, crm_links(settings))
 
@@ -27,7 +27,7 @@ def deliver_to_sinks(as_of: datetime) -> list[SinkResult]:
     webhook retries at the network boundary, and what a sink could not take waits for the next
     run (each sink delivers from the table, by idempotency key)."""
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         results = deliver_tasks(connection, task_sinks(settings), as_of)
     logger = get_run_logger()
     for result in results:
@@ -42,7 +42,7 @@ def deliver_to_sinks(as_of: datetime) -> list[SinkResult]:
 def count_task_overflow() -> dict[str, int]:
     """Per rep, the tasks waiting for room in their daily capacity (for the sales manager)."""
     settings = load_settings()
-    with open_warehouse(settings.warehouse_path) as connection:
+    with open_warehouse(settings.warehouse) as connection:
         return queued_tasks_by_rep(connection)
 
 

@@ -6,7 +6,10 @@ instead: each statement is translated by sqlglot (once per distinct text: the sa
 statements run on every run) and run through psycopg2, and the part of DuckDB's Python API the
 modules use is offered on top: ``execute``/``executemany`` with ``?`` or ``$name`` parameters,
 ``fetchall``/``fetchone``/``description``/``df``/``fetchnumpy``, ``begin``/``commit``/``rollback``,
-and ``register``, which copies a pyarrow table or pandas frame into a temporary table.
+and ``register``, which copies a pyarrow table or pandas frame into a temporary table. DuckDB's
+constructs PostgreSQL has under another form are rewritten (``hash``, ``to_days``, ``group by
+all``, ``url_encode`` as the same percent-encoding in SQL), and ``copy (...) to 'file'`` writes
+the file where LeadFlow runs (as DuckDB does), not on the database server.
 
 SQL that sqlglot cannot translate is written in the subset both engines share (``insert ... on
 conflict do nothing`` rather than ``insert or ignore``, explicit column lists rather than ``by
@@ -23,7 +26,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import duckdb
 import numpy as np
@@ -61,6 +64,9 @@ def _portable(node: exp.Expression) -> exp.Expression:
             this=exp.paren(node.this.transform(_portable)),
             expression=exp.Interval(this=exp.Literal.string("1 day")),
         )
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "url_encode":
+        (value,) = node.expressions
+        return _url_encode(value.transform(_portable))
     if isinstance(node, exp.Select):
         _group_by_all(node)
     if isinstance(node, exp.Placeholder):
@@ -106,6 +112,63 @@ def _statements(tree: exp.Expression) -> list[exp.Expression]:
     return [tree]
 
 
+# DuckDB's url_encode (UTF-8 bytes percent-encoded, all but A-Z a-z 0-9 - . _ ~, hex in capitals)
+# has no PostgreSQL function: the same over the argument's bytes, the argument named once (so a
+# positional parameter in it stays one).
+_URL_ENCODE_SQL = """
+    (select case when url_input.url_text = '' then '' else (
+        select string_agg(
+            case
+                when url_byte between 48 and 57 or url_byte between 65 and 90
+                    or url_byte between 97 and 122 or url_byte in (45, 46, 95, 126)
+                    then chr(url_byte)
+                else '%' || substr('0123456789ABCDEF', url_byte / 16 + 1, 1)
+                    || substr('0123456789ABCDEF', url_byte % 16 + 1, 1)
+            end, '' order by url_byte_number)
+        from (
+            select url_byte_number,
+                get_byte(convert_to(url_input.url_text, 'UTF8'), url_byte_number) as url_byte
+            from generate_series(
+                0, octet_length(convert_to(url_input.url_text, 'UTF8')) - 1) as url_byte_number
+        ) as url_bytes
+    ) end
+    from (select __url_encode_argument__ as url_text) as url_input)
+"""
+_URL_ENCODE = cast(exp.Expression, sqlglot.parse_one(_URL_ENCODE_SQL, read="postgres"))
+
+
+def _url_encode(argument: exp.Expression) -> exp.Expression:
+    encoded = _URL_ENCODE.copy()
+    marker = next(
+        column
+        for column in encoded.find_all(exp.Column)
+        if column.name == "__url_encode_argument__"
+    )
+    marker.replace(argument)
+    return encoded
+
+
+def _client_side_copy(tree: exp.Expression) -> exp.Expression:
+    """DuckDB's `copy (...) to 'file'` writes where LeadFlow runs; PostgreSQL's would write on
+    the server: here it is `copy ... to stdout`, which ``execute`` writes to the file."""
+    if isinstance(tree, exp.Copy) and tree.args.get("kind") is False:
+        tree = tree.copy()
+        tree.set("files", [exp.var("STDOUT")])
+    return tree
+
+
+@lru_cache(maxsize=256)
+def _copy_target(sql: str) -> str | None:
+    """The file a DuckDB-dialect `copy (...) to 'file'` writes, else None."""
+    if sql.lstrip()[:4].lower() != "copy":
+        return None
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if not isinstance(tree, exp.Copy) or tree.args.get("kind") is not False:
+        return None
+    (target,) = tree.args["files"]
+    return str(target.name)
+
+
 @lru_cache(maxsize=2048)
 def translate(sql: str) -> tuple[str, ...]:
     """The PostgreSQL statements for one DuckDB-dialect text, with psycopg2's parameters."""
@@ -113,7 +176,8 @@ def translate(sql: str) -> tuple[str, ...]:
     for tree in sqlglot.parse(sql, read="duckdb"):
         if tree is None:
             continue
-        for statement in _statements(tree.transform(_portable)):
+        tree = _client_side_copy(tree.transform(_portable))
+        for statement in _statements(tree):
             text = statement.sql(dialect="postgres").replace("%", "%%")
             translated.append(_MARKER.sub(lambda m: f"%({m[1]})s" if m[1] else "%s", text))
     return tuple(translated)
@@ -197,9 +261,15 @@ class PostgresConnection:
         self, query: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
     ) -> Self:
         arguments = _arguments(parameters)
+        copy_target = _copy_target(query)
         try:
             for statement in translate(query):
-                self._cursor.execute(statement, arguments)
+                if copy_target is None:
+                    self._cursor.execute(statement, arguments)
+                    continue
+                # COPY takes no parameters: psycopg2 binds them into the text.
+                with open(copy_target, "wb") as target:
+                    self._cursor.copy_expert(self._cursor.mogrify(statement, arguments), target)
         except psycopg2.Error as error:
             raise _as_duckdb_error(error) from None
         return self

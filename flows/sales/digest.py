@@ -13,6 +13,10 @@ and settled after it. A row a crash left pending is settled by asking the provid
 knows; SendGrid cannot say, so the row stays pending and that day's digest is not sent
 again). A failed send is tried again by the next call the same day. A rep with no open task
 gets no digest; an inactive rep (``dim_reps.is_active``) gets none either.
+
+On PostgreSQL, where runs may overlap, a rep's day is claimed in one statement that takes it
+only if no row holds it or its send failed, and the runs take turns (``DIGEST_LOCK``): a run
+never settles a row as interrupted while another is sending it.
 """
 
 from __future__ import annotations
@@ -31,18 +35,19 @@ import yaml
 
 from flows.crm_links import CrmLinks, crm_url_sql
 from flows.email.context import clean_text
-from flows.email.message import EmailSender, OutgoingBatch, Recipient
+from flows.email.message import EmailSender, OutgoingBatch, Recipient, SendResult
 from flows.email.plaintext import html_to_text
 from flows.email.render import explain, make_environment
 from flows.email.tracks import LintProblem, TemplateError, split_front_matter
 from flows.sales.sinks import SinkResult, rep_queue_order
-from flows.warehouse import Connection
+from flows.warehouse import Connection, one_writer_at_a_time
 
 DIGEST_TEMPLATE = "digest/daily.html"
 DIGEST_CONTEXT_DOC = "digest/CONTEXT.md"
 DIGEST_TRACK = "digest"  # the track name the provider's categories and custom args carry
 DIGEST_CATEGORY = "leadflow-digest"
 SINK_NAME = "digest"
+DIGEST_LOCK = "digest_sends"
 
 # Each open task of an active rep, with the rep and the link into the CRM (the lead's most
 # trusted record in its source's template, URL-encoded; null when there is no template).
@@ -234,40 +239,43 @@ class DigestSink:
                 "first, then the digest"
             )
         day = digest_day(as_of, self.settings.timezone)
-        settle_earlier_digests(connection, self.sender, day)
-        done = {
-            rep_id
-            for (rep_id,) in connection.execute(
-                "select rep_id from ops.digest_sends where digest_date = ? "
-                "and status in ('sent', 'pending')",
-                [day],
-            ).fetchall()
-        }
-        queued = dict(connection.execute(QUEUED_SQL).fetchall())
-        cursor = connection.execute(
-            DIGEST_TASKS_SQL,
-            {"as_of": as_of, **self.settings.crm_links.sql_parameters()},
-        )
-        names = [column[0] for column in cursor.description or ()]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         sent, failed, problems = 0, 0, []
-        for rep_id, rep_rows in groupby(rows, key=lambda row: row["rep_id"]):
-            if rep_id in done:
-                continue
-            tasks = list(rep_rows)
-            context = digest_context(
-                tasks[0],
-                tasks,
-                day=day,
-                queued=int(queued.get(rep_id, 0)),
-                sender_name=self.settings.sender_name,
+        with one_writer_at_a_time(connection, DIGEST_LOCK):
+            settle_earlier_digests(connection, self.sender, day)
+            done = {
+                rep_id
+                for (rep_id,) in connection.execute(
+                    "select rep_id from ops.digest_sends where digest_date = ? "
+                    "and status in ('sent', 'pending')",
+                    [day],
+                ).fetchall()
+            }
+            queued = dict(connection.execute(QUEUED_SQL).fetchall())
+            cursor = connection.execute(
+                DIGEST_TASKS_SQL,
+                {"as_of": as_of, **self.settings.crm_links.sql_parameters()},
             )
-            error = self._send(connection, context, day, as_of)
-            if error is None:
-                sent += 1
-            else:
-                failed += 1
-                problems.append(error)
+            names = [column[0] for column in cursor.description or ()]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            for rep_id, rep_rows in groupby(rows, key=lambda row: row["rep_id"]):
+                if rep_id in done:
+                    continue
+                tasks = list(rep_rows)
+                context = digest_context(
+                    tasks[0],
+                    tasks,
+                    day=day,
+                    queued=int(queued.get(rep_id, 0)),
+                    sender_name=self.settings.sender_name,
+                )
+                result = self._send(connection, context, day, as_of)
+                if result is None:  # another run has the rep's day
+                    continue
+                if result.status == "sent":
+                    sent += 1
+                else:
+                    failed += 1
+                    problems.append(result.error or "not sent")
         problem = "; ".join(sorted(set(problems))) or None
         return SinkResult(self.name, sent, failed, problem)
 
@@ -277,13 +285,14 @@ class DigestSink:
         context: Mapping[str, Any],
         day: date,
         as_of: datetime,
-    ) -> str | None:
-        """Send one rep's digest; None when it went, else the provider's error."""
+    ) -> SendResult | None:
+        """Send one rep's digest; None when the ledger holds the rep's day already."""
         rep = context["rep"]
         key = digest_key(rep["id"], day)
         rendered = render_digest(self.template, context)
-        # Claimed before the provider call: a crash after it never sends the day twice.
-        connection.execute(
+        # Claimed before the provider call: a crash after it never sends the day twice. One
+        # statement claims a day no row holds or whose send failed, and nothing else.
+        claimed = connection.execute(
             """
             insert into ops.digest_sends (digest_key, rep_id, digest_date, email, task_count,
                 status, provider, attempts, created_at)
@@ -291,10 +300,14 @@ class DigestSink:
             on conflict (digest_key) do update set status = 'pending', error = null,
                 email = excluded.email, task_count = excluded.task_count,
                 provider = excluded.provider, attempts = ops.digest_sends.attempts + 1
+            where ops.digest_sends.status = 'failed'
+            returning digest_key
             """,
             [key, rep["id"], day, rep["email"], context["digest"]["open_count"],
              self.sender.provider, as_of],
-        )  # fmt: skip
+        ).fetchall()  # fmt: skip
+        if not claimed:
+            return None
         unsubscribe_url = self.settings.unsubscribe_url.format(message_key=key)
         batch = OutgoingBatch(
             track=DIGEST_TRACK,
@@ -324,4 +337,4 @@ class DigestSink:
             "sent_at = case when ? = 'sent' then ? end where digest_key = ?",
             [result.status, result.provider_message_id, result.error, result.status, as_of, key],
         )
-        return None if result.status == "sent" else result.error or "not sent"
+        return result

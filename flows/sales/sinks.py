@@ -109,8 +109,9 @@ def rep_file_name(rep_id: str) -> str:
 def _copy_to_csv(
     connection: Connection, query: str, parameters: list[object], target: Path
 ) -> None:
-    """The query's rows as ``target``, replaced atomically: a reader sees the old or the new."""
-    temporary = target.with_name(f".{target.name}.tmp")
+    """The query's rows as ``target``, replaced atomically: a reader sees the old or the new.
+    The temporary file is the process's own: on PostgreSQL, runs may overlap."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     quoted = str(temporary).replace("'", "''")
     connection.execute(f"copy ({query}) to '{quoted}' (format csv, header)", parameters)
     os.replace(temporary, target)

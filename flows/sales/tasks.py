@@ -10,6 +10,11 @@ Every new task starts ``queued``; ``arrange_task_queues`` then supersedes the ol
 task of the same lead and rep and opens queued tasks, highest priority first, while the rep
 has room (``dim_reps.daily_task_capacity`` open tasks). Both run on every hand-off and
 follow-up round, so a re-run only ever finds the queues already arranged.
+
+On PostgreSQL several workers may create tasks at once (a hand-off beside a nurture run's
+follow-ups): the primary key keeps each task to one row, and each round's insert and
+arrangement run in turns under one lock (``TASKS_LOCK``), so the queues are read and
+rearranged by one round at a time: one pending task per lead and rep, no rep over capacity.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from flows.crm_links import CrmLinks, crm_url_sql
-from flows.warehouse import Connection
+from flows.warehouse import Connection, one_writer_at_a_time
 
 HANDOFF_REASON = "mql_handoff"
+TASKS_LOCK = "sales_tasks"  # taken by every round that creates or rearranges tasks
 # A task's life: `queued` waits for room in its rep's daily capacity, `open` is on the rep's
 # list, and it ends `done` (sales accepted or won the lead), `closed` (rejected or lost, the
 # reason in close_reason) or `superseded` (a newer task for the lead and rep replaced it).
@@ -113,8 +119,9 @@ def create_handoff_tasks(
     A lead known only by its source record id gets a task naming the source and the record
     id, with a link into the CRM when ``crm_links`` has a template for its source.
     """
-    connection.execute(
-        f"""
+    with one_writer_at_a_time(connection, TASKS_LOCK):
+        connection.execute(
+            f"""
         insert into ops.sales_tasks ({TASK_INSERT_COLUMNS})
         with rounds as (
             select lead_id, max(step) as last_round
@@ -155,9 +162,9 @@ def create_handoff_tasks(
         from queue
         on conflict (task_id) do nothing
         """,
-        {"as_of": as_of, "run_id": run_id, **(crm_links or CrmLinks()).sql_parameters()},
-    )
-    arrange_task_queues(connection, as_of)
+            {"as_of": as_of, "run_id": run_id, **(crm_links or CrmLinks()).sql_parameters()},
+        )
+        _arrange_task_queues(connection, as_of)
     return _count_new(connection, run_id, HANDOFF_REASON)
 
 
@@ -186,14 +193,15 @@ def create_follow_up_tasks(
         f"case when sends.clicked_at is not null then {CLICKED_FOLLOW_UP_TIER} else 0 end",
         "leads.lead_score",
     )
-    connection.execute(
-        f"""
+    with one_writer_at_a_time(connection, TASKS_LOCK):
+        connection.execute(
+            f"""
         insert into ops.sales_tasks ({TASK_INSERT_COLUMNS})
         with policies as (
             select
-                unnest(?::varchar[]) as track,
-                unnest(?::integer[]) as step,
-                unnest(?::varchar[]) as follow_up_when
+                unnest(cast(? as varchar[])) as track,
+                unnest(cast(? as integer[])) as step,
+                unnest(cast(? as varchar[])) as follow_up_when
         ),
 
         engagement as (
@@ -256,15 +264,15 @@ def create_follow_up_tasks(
         where sends.prompted_at is not null
         on conflict (task_id) do nothing
         """,
-        [
-            [track for track, _ in keys],
-            [step for _, step in keys],
-            [policies[key] for key in keys],
-            as_of,
-            run_id,
-        ],
-    )
-    arrange_task_queues(connection, as_of)
+            [
+                [track for track, _ in keys],
+                [step for _, step in keys],
+                [policies[key] for key in keys],
+                as_of,
+                run_id,
+            ],
+        )
+        _arrange_task_queues(connection, as_of)
     return _count_new(connection, run_id, NURTURE_FOLLOW_UP_REASON)
 
 
@@ -279,6 +287,13 @@ def arrange_task_queues(connection: Connection, as_of: datetime) -> None:
     list, but a day's new work stays within the capacity. A rep not in ``dim_reps`` has no
     cap. The rest stays queued for a run with room.
     """
+    with one_writer_at_a_time(connection, TASKS_LOCK):
+        _arrange_task_queues(connection, as_of)
+
+
+def _arrange_task_queues(connection: Connection, as_of: datetime) -> None:
+    # Each update checks the status again on the row it changes: on PostgreSQL a task another
+    # worker ended meanwhile (an outcome closes tasks outside TASKS_LOCK) stays ended.
     pending = ", ".join(f"'{status}'" for status in PENDING_TASK_STATUSES)
     connection.execute(
         f"""
@@ -296,6 +311,7 @@ def arrange_task_queues(connection: Connection, as_of: datetime) -> None:
             where status in ({pending})
         ) as ranked
         where tasks.task_id = ranked.task_id and ranked.kept <> ranked.task_id
+            and tasks.status in ({pending})
         """,
         [as_of],
     )
@@ -338,7 +354,7 @@ def arrange_task_queues(connection: Connection, as_of: datetime) -> None:
                     coalesce(open_counts.opened_today_count, 0)
                 )
         ) as released
-        where tasks.task_id = released.task_id
+        where tasks.task_id = released.task_id and tasks.status = 'queued'
         """,
         {"as_of": as_of, "day_start": day_start, "day_end": day_start + timedelta(days=1)},
     )

@@ -9,7 +9,9 @@ the same on every attempt and every run, so the receiver keeps the first and ign
 ``ops.task_deliveries`` is the outbox: each run first adds the events due (set-based, one row
 per idempotency key), then posts the pending ones and settles each row from the answer. A row
 stays ``pending`` until the receiver answers 2xx, so a run that crashed or found the receiver
-down loses nothing: the next run posts what is left, with the same keys.
+down loses nothing: the next run posts what is left, with the same keys. On PostgreSQL, where
+runs may overlap, each event is claimed before its post (its row locked, ``skip locked``, until
+the answer is recorded): an event another run is posting, or has delivered, is left to it.
 
 Each request carries ``Idempotency-Key`` and ``X-LeadFlow-Signature: t=<unix time>,v1=<hex>``,
 the HMAC-SHA256 of ``<t>.<raw body>`` under ``LEADFLOW_TASK_WEBHOOK_SECRET`` (docs/sales.md
@@ -28,12 +30,14 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import duckdb
 import httpx
 from pydantic import SecretStr
 
@@ -276,6 +280,31 @@ def record_outcome(
     )
 
 
+@contextmanager
+def claimed(connection: Connection, sink: str, idempotency_key: str) -> Iterator[bool]:
+    """Whether this run posts the event now, held until its outcome is recorded.
+
+    DuckDB has one writer: always. On PostgreSQL the event's row is locked in a transaction
+    that commits with the recorded outcome, and only while it is still pending: a run that
+    finds it locked (another is posting it) or settled leaves it.
+    """
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        yield True
+        return
+    connection.begin()
+    try:
+        row = connection.execute(
+            "select 1 from ops.task_deliveries where sink = ? and idempotency_key = ? "
+            "and status = 'pending' for update skip locked",
+            [sink, idempotency_key],
+        ).fetchone()
+        yield row is not None
+    except BaseException:
+        connection.rollback()
+        raise
+    connection.commit()
+
+
 class WebhookSink:
     """Posts task events to ``url``; ``deliver`` is safe to call any number of times."""
 
@@ -300,28 +329,34 @@ class WebhookSink:
         enqueue_events(connection, self.name, as_of)
         events = pending_events(connection, self.name)
         delivered = 0
+        left_to_others = 0  # events another run posted meanwhile (PostgreSQL)
         problem = None
         with httpx.Client(timeout=self.policy.timeout_seconds) as client:
             for event in events:
                 key = event.pop("idempotency_key")
-                body = event_body(key, event.pop("event"), event)
-                attempted_at = utc_now()
-                outcome = post_signed(
-                    client,
-                    self._url.get_secret_value(),
-                    self._secret.get_secret_value(),
-                    key,
-                    body,
-                    self.policy,
-                    sleep=self._sleep,
-                    rng=self._rng,
-                )
-                # Settled one by one: a crash later in the run re-posts nothing delivered.
-                record_outcome(connection, self.name, key, outcome, attempted_at)
+                with claimed(connection, self.name, key) as ours:
+                    if not ours:
+                        left_to_others += 1
+                        continue
+                    body = event_body(key, event.pop("event"), event)
+                    attempted_at = utc_now()
+                    outcome = post_signed(
+                        client,
+                        self._url.get_secret_value(),
+                        self._secret.get_secret_value(),
+                        key,
+                        body,
+                        self.policy,
+                        sleep=self._sleep,
+                        rng=self._rng,
+                    )
+                    # Settled one by one: a crash later in the run re-posts nothing delivered.
+                    record_outcome(connection, self.name, key, outcome, attempted_at)
                 if outcome.delivered:
                     delivered += 1
                     continue
                 problem = outcome.error
                 if outcome.receiver_down:
                     break
-        return SinkResult(self.name, delivered, len(events) - delivered, problem)
+        pending = len(events) - delivered - left_to_others
+        return SinkResult(self.name, delivered, pending, problem)

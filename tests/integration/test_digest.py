@@ -8,6 +8,7 @@ import email
 import json
 from datetime import datetime, timedelta
 from email.message import Message
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from flows.email.sendgrid import SendGridSender
 from flows.sales.delivery import digest_sink
 from flows.settings import ConfigError, Settings
 from flows.sources.mapping import SHIPPED_PROFILES
+from flows.warehouse import connect
+from tests.concurrency import at_once
 from tests.sendgrid_double import SendGridDouble
 
 KEY = SecretStr("SG." + "a" * 22 + "." + "b" * 43)
@@ -180,3 +183,26 @@ def test_sendgrid_without_an_unsubscribe_group_names_the_setting(tmp_path):
 def test_the_digest_turned_off_sends_nothing(tmp_path):
     settings = settings_for(tmp_path, digest_enabled=False)
     assert digest_sink(settings, OutboxSender(settings.outbox_dir)) is None
+
+
+def test_two_digest_runs_at_once_send_each_rep_one_digest(postgres_database, tmp_path):
+    """On PostgreSQL runs may overlap: a rep's day is claimed by one of them."""
+    first, second = connect(postgres_database), connect(postgres_database)
+    build_marts(first)
+    first.execute("update ops.sales_tasks set status = 'open' where task_id = 't5'")
+    settings = settings_for(tmp_path, digest_unsubscribe_group=42)
+    with SendGridDouble() as double:
+        sinks = [digest_sink(settings, SendGridSender(KEY, host=double.url)) for _ in range(2)]
+        assert sinks[0] is not None and sinks[1] is not None
+        results = at_once(
+            partial(sinks[0].deliver, first, MONDAY_7AM),
+            partial(sinks[1].deliver, second, MONDAY_7AM),
+        )
+        assert len(double.accepted) == 2
+    assert sorted(result.delivered for result in results) == [0, 2]
+    assert digest_sends(first) == [
+        ("rep_01", "2026-12-07", "sent"),
+        ("rep_02", "2026-12-07", "sent"),
+    ]
+    first.close()
+    second.close()

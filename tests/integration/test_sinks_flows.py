@@ -1,5 +1,6 @@
 """The sinks inside their Prefect flows: the hand-off posts its tasks to the webhook and writes
-the rep files; `leadflow digest` sends each rep's digest once a day and exits as documented."""
+the rep files; `leadflow digest` sends each rep's digest once a day and exits as documented. On
+the DuckDB file and on a PostgreSQL warehouse (LEADFLOW_WAREHOUSE_URL)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.warehouse import ensure_schema, open_warehouse
+from flows.warehouse import WarehouseTarget, ensure_schema, open_warehouse
 from tests.task_receiver import Fault, task_receiver
 
 SECRET = "f" * 40
@@ -19,9 +20,19 @@ AS_OF = datetime(2026, 12, 7, 6)
 runner = CliRunner()
 
 
-def build_marts(warehouse_path: Path) -> None:
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request: pytest.FixtureRequest, data_dir: Path, monkeypatch) -> WarehouseTarget:
+    """The warehouse the flows use: the DuckDB file in the data folder, or PostgreSQL."""
+    if request.param == "duckdb":
+        return data_dir / "warehouse.duckdb"
+    database = request.getfixturevalue("postgres_database")
+    monkeypatch.setenv("LEADFLOW_WAREHOUSE_URL", database.url)
+    return database
+
+
+def build_marts(warehouse: WarehouseTarget) -> None:
     """What the transform leaves for the hand-off and the digest: a queue of two leads."""
-    with open_warehouse(warehouse_path) as connection:
+    with open_warehouse(warehouse) as connection:
         ensure_schema(connection)
         connection.execute(
             """
@@ -52,10 +63,10 @@ def build_marts(warehouse_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_handoff_posts_its_tasks_signed_and_writes_the_rep_files(data_dir, monkeypatch):
+def test_the_handoff_posts_its_tasks_signed_and_writes_the_rep_files(target, data_dir, monkeypatch):
     from flows.handoff import handoff
 
-    build_marts(data_dir / "warehouse.duckdb")
+    build_marts(target)
     with task_receiver(SECRET, [Fault(500), Fault(None)]) as receiver:
         monkeypatch.setenv("LEADFLOW_TASK_WEBHOOK_URL", receiver.url)
         monkeypatch.setenv("LEADFLOW_TASK_WEBHOOK_SECRET", SECRET)
@@ -73,10 +84,10 @@ def test_the_handoff_posts_its_tasks_signed_and_writes_the_rep_files(data_dir, m
 
 
 @pytest.mark.slow
-def test_leadflow_digest_sends_each_rep_one_digest_a_day(data_dir, monkeypatch):
+def test_leadflow_digest_sends_each_rep_one_digest_a_day(target, data_dir, monkeypatch):
     from flows.handoff import handoff
 
-    build_marts(data_dir / "warehouse.duckdb")
+    build_marts(target)
     handoff("run-1", AS_OF)
     arguments = ["digest", "--as-of", "2026-12-07T07:00:00", "--json"]
     first = runner.invoke(app, arguments)
@@ -92,7 +103,7 @@ def test_leadflow_digest_sends_each_rep_one_digest_a_day(data_dir, monkeypatch):
 
 
 @pytest.mark.slow
-def test_leadflow_digest_before_any_run_says_what_to_do(data_dir):
+def test_leadflow_digest_before_any_run_says_what_to_do(target):
     result = runner.invoke(app, ["digest"])
     assert result.exit_code == 1
     assert "run `leadflow run` first" in " ".join(result.output.split())

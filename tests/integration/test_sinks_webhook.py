@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import socket
 from datetime import datetime, timedelta
+from functools import partial
 
 from pydantic import SecretStr
 
 from flows.sales.webhook_sink import WebhookPolicy, WebhookSink
+from flows.warehouse import connect
+from tests.concurrency import at_once
 from tests.task_receiver import Fault, task_receiver
 
 SECRET = "s3cr3t-" + "x" * 32
@@ -143,3 +146,21 @@ def test_a_retry_after_longer_than_the_cap_stops_the_run_and_the_url_is_never_to
         assert receiver.requests == 1
         assert "3600 s" in (result.problem or "")
         assert "t0k3n" not in (result.problem or "")
+
+
+def test_two_runs_posting_at_once_post_each_event_once(postgres_database):
+    """On PostgreSQL runs may overlap: each event is claimed by one of them."""
+    first, second = connect(postgres_database), connect(postgres_database)
+    ids = add_tasks(first, 40)
+    with task_receiver(SECRET) as receiver:
+        results = at_once(
+            partial(sink(receiver.url).deliver, first, AS_OF),
+            partial(sink(receiver.url).deliver, second, AS_OF),
+        )
+        assert receiver.repeats == []
+        assert set(receiver.accepted) == {f"{task_id}:open" for task_id in ids}
+    assert sum(result.delivered for result in results) == 40
+    assert [result.pending for result in results] == [0, 0]
+    assert sorted(status for status, _ in log(first).values()) == ["delivered"] * 40
+    first.close()
+    second.close()

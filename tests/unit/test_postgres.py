@@ -144,3 +144,48 @@ def test_a_registered_table_drops_the_nul_character_postgresql_text_cannot_hold(
         ("550 mailbox",), ("plain",), (None,)
     ]  # fmt: skip
     connection.close()
+
+
+# -- url_encode and copy to a file (the sales tasks' links and the reps' CSV files) ----------
+URL_TEXTS = ["7f3c9a2e-1b4d/x", "a b&c=d?e#f", "Zoë's ~_.-", "€ 100%", "", None]
+
+
+def test_url_encode_percent_encodes_as_duckdb_does(postgres_database):
+    expected = duckdb.execute(
+        "select text, url_encode(text) from unnest(?::varchar[]) as texts(text)", [URL_TEXTS]
+    ).fetchall()
+    assert expected[0][1] == "7f3c9a2e-1b4d%2Fx" and expected[-1][1] is None
+    connection = connect(postgres_database)
+    # Each value through a positional parameter: the argument is named once in the rewrite.
+    encoded = [
+        connection.execute("select ?, url_encode(?)", [text, text]).fetchone() for text in URL_TEXTS
+    ]
+    assert encoded == expected
+    connection.close()
+
+
+def test_copy_to_a_file_writes_it_where_leadflow_runs_as_duckdb_does(postgres_database, tmp_path):
+    written = {}
+    for engine, connection in (
+        ("duckdb", duckdb.connect()),
+        ("postgres", connect(postgres_database)),
+    ):
+        connection.execute("create schema if not exists ops")
+        connection.execute("create table ops.t (a varchar, n integer, due_at timestamp)")
+        connection.execute(
+            "insert into ops.t values ('x, \"y\"', 1, timestamp '2026-12-07 09:00'), "
+            "('', 2, null), (null, 3, null)"
+        )
+        target = tmp_path / f"{engine}.csv"
+        connection.execute(
+            f"copy (select a, n, due_at from ops.t where n < ? order by n) to '{target}' "
+            "(format csv, header)",
+            [3],
+        )
+        connection.close()
+        written[engine] = target.read_text()
+    assert (
+        written["postgres"]
+        == written["duckdb"]
+        == 'a,n,due_at\n"x, ""y""",1,2026-12-07 09:00:00\n"",2,\n'
+    )
