@@ -67,6 +67,9 @@ def _portable(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Anonymous) and node.name.lower() == "url_encode":
         (value,) = node.expressions
         return _url_encode(value.transform(_portable))
+    if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Func):
+        # PostgreSQL subscripts a function's result only in parentheses: (array_agg(x))[1:2].
+        node.set("this", exp.paren(node.this))
     if isinstance(node, exp.Select):
         _group_by_all(node)
     if isinstance(node, exp.Placeholder):

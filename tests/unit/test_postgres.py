@@ -189,3 +189,10 @@ def test_copy_to_a_file_writes_it_where_leadflow_runs_as_duckdb_does(postgres_da
         == written["duckdb"]
         == 'a,n,due_at\n"x, ""y""",1,2026-12-07 09:00:00\n"",2,\n'
     )
+
+
+def test_a_slice_of_an_aggregate_reads_as_on_duckdb(postgres_database):
+    query = "select list(x order by x desc)[1:2] from (values (1), (3), (2)) as t(x)"
+    connection = connect(postgres_database)
+    assert connection.execute(query).fetchall() == duckdb.connect().execute(query).fetchall()
+    connection.close()
