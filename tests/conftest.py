@@ -49,21 +49,6 @@ def postgres_database(postgres_server: str) -> Iterator[PostgresTarget]:
         yield target
 
 
-# Tests whose code does not run on a PostgreSQL warehouse yet, one node id per line: their
-# postgres variants are expected to fail (strictly: one that passes must leave the list).
-NOT_YET_ON_POSTGRES = set(
-    (Path(__file__).parent / "not_yet_on_postgres.txt").read_text().splitlines()
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("warehouse") == "postgres"
-        if on_postgres and item.nodeid in NOT_YET_ON_POSTGRES:
-            item.add_marker(pytest.mark.xfail(reason="not on PostgreSQL yet", strict=True))
-
-
 @pytest.fixture(params=["duckdb", "postgres"])
 def warehouse(request: pytest.FixtureRequest) -> Iterator[Connection]:
     """A warehouse with LeadFlow's raw and ops tables: in-memory DuckDB, then PostgreSQL."""
