@@ -45,7 +45,7 @@ from flows.email.message import (
 )
 from flows.email.render import RenderedShape, TemplateRenderer, shape_values
 from flows.email.templates import NurtureStep, TemplateError, Track
-from flows.warehouse import Connection
+from flows.warehouse import Connection, one_writer_at_a_time
 
 # SendGrid accepts at most 1,000 personalizations per request; batches never exceed that.
 BATCH_SIZE = 1000
@@ -180,18 +180,9 @@ def settle_earlier_sends(connection: Connection, sender: EmailSender) -> int:
     return len(known)
 
 
-@contextmanager
-def _sending(connection: Connection, run_id: str) -> Iterator[None]:
-    """While a run has claims in flight. On DuckDB there is one writer, so no other run looks."""
-    if isinstance(connection, duckdb.DuckDBPyConnection):
-        yield
-        return
-    with connection.advisory_lock(SENDING_LOCK.format(run_id=run_id)):
-        yield
-
-
 def _runs_sending_now(connection: Connection, run_ids: set[str]) -> set[str]:
-    """Which of these runs are sending now (see ``_sending``); a run killed holds no lock."""
+    """Which of these runs are sending now (they hold their sending lock); a run killed holds
+    no lock."""
     if isinstance(connection, duckdb.DuckDBPyConnection):
         return set()
     held = connection.held_advisory_keys()
@@ -423,7 +414,8 @@ def dispatch_due_steps(
     connection.execute("drop table due_steps")
     preparer = SendPreparer(tracks, renderer, sender, run_id, as_of)
     tally = _Tally()
-    with _sending(connection, run_id):
+    # While this run has claims in flight, other runs see it (``_runs_sending_now``).
+    with one_writer_at_a_time(connection, SENDING_LOCK.format(run_id=run_id)):
         for start in range(0, counts["allowed"], CHUNK_SIZE):
             chunk = connection.execute(
                 f"select {due_columns} from claimable_steps "

@@ -26,7 +26,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -38,7 +37,7 @@ import pyarrow as pa
 from flows.runs import utc_now
 from flows.sources.inbox import file_sha256
 from flows.sources.mapping import sql_text
-from flows.warehouse import Connection
+from flows.warehouse import Connection, one_writer_at_a_time
 
 ENTITY = "email_provider_events"
 SOURCE = "sendgrid"
@@ -180,9 +179,10 @@ def load_landed_events(connection: Connection, folder: Path, run_id: str) -> Lan
     A landing file grows while its receiver runs, so each load of it reads the lines after
     those earlier loads read (``ops.loads.rows_read``) and is recorded under the hash of the
     file as it then was: an unchanged file is skipped. On PostgreSQL, workers that load at the
-    same time take turns (``_one_loader_at_a_time``): the next one finds the lines read.
+    same time take turns (``one_writer_at_a_time``): the next one finds the lines read.
     """
-    with _one_loader_at_a_time(connection):
+    # The load reads what was loaded (the file's lines, known events), then writes.
+    with one_writer_at_a_time(connection, f"load {ENTITY}"):
         return _load_new_lines(connection, folder, run_id)
 
 
@@ -219,15 +219,6 @@ def _load_new_lines(connection: Connection, folder: Path, run_id: str) -> Landed
         )
     connection.execute("drop table if exists landed_lines")
     return total
-
-
-def _one_loader_at_a_time(connection: Connection) -> AbstractContextManager[None]:
-    """The load reads what was loaded (the file's lines, known events) and then writes: one
-    loader at a time. DuckDB has one writer process already; on PostgreSQL, workers wait for
-    the warehouse-wide lock of this loader."""
-    if isinstance(connection, duckdb.DuckDBPyConnection):
-        return nullcontext()
-    return connection.advisory_lock(f"load {ENTITY}")
 
 
 # The landed lines of one load, parsed by DuckDB: each line's rejection code (null for an
