@@ -34,6 +34,7 @@ from flows.dbt_selection import (
     forget_build,
     forget_inputs,
     inputs_fingerprint,
+    nothing_new,
     quiet_selection,
     save_build,
     save_inputs,
@@ -169,9 +170,9 @@ def run_dbt_build(
         state_dir = settings.dbt_state_dir
         earlier = earlier_build(state_dir, project_dir)
         inputs = read_inputs(settings, manifest)
-        nothing_new = inputs is not None and bool(clock_nodes) and saved_inputs(state_dir) == inputs
+        clock_only = nothing_new(earlier, clock_nodes, saved_inputs(state_dir), inputs)
         forget_inputs(state_dir)
-        if earlier is not None and nothing_new:
+        if clock_only and earlier is not None:
             # The raw tables hold what they held: the earlier freshness result still says so.
             settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(earlier / "sources.json", settings.dbt_target_dir / "sources.json")

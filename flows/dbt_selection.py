@@ -305,6 +305,15 @@ def build_selection(
     )
 
 
+def nothing_new(
+    earlier: Path | None, clock_nodes: Sequence[str], saved: str | None, current: str | None
+) -> bool:
+    """Whether a run may build only what the clock reaches: there is an earlier build to
+    compare with, and the inputs it read (``saved``, kept only when it succeeded) are the
+    inputs now (``current``)."""
+    return earlier is not None and bool(clock_nodes) and current is not None and saved == current
+
+
 def quiet_selection(earlier: Path, clock_nodes: Iterable[str]) -> Selection:
     """The build of a run with nothing new since the earlier build (same definitions, same
     source tables): only what reads the clock and what is downstream of it, the data tests of
