@@ -138,7 +138,7 @@ def warehouse_state(data: Path) -> dict[str, list[tuple[object, ...]]]:
             name
             for (name,) in connection.execute(
                 "select table_name from information_schema.tables "
-                "where table_schema = 'main' and table_name like any ('fct_%', 'dim_%') "
+                "where table_schema = 'main' and regexp_matches(table_name, '^(fct|dim)_') "
                 "order by all"
             ).fetchall()
         ]
