@@ -7,6 +7,9 @@ VENV := .venv
 LEADS ?= 5000
 SIZE ?= 10000
 SAMPLES ?= 3
+RUNS ?= 3
+# bench-noop measures 5,000 leads unless SIZE is given on the command line.
+NOOP_SIZE = $(if $(filter command line,$(origin SIZE)),$(SIZE),5000)
 
 # Nothing may wait on the network: telemetry off for every tool we run.
 export DO_NOT_TRACK := 1
@@ -19,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # every run, even where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: demo test test-fast lint format docs bench clean help
+.PHONY: demo test test-fast lint format docs bench bench-noop clean help
 
 help:
 	@echo "make demo   - install, generate $(LEADS) sample leads and run the whole pipeline"
@@ -28,6 +31,7 @@ help:
 	@echo "make docs   - dbt docs and GX Data Docs"
 	@echo "make test-fast - the tests without the slow end-to-end ones"
 	@echo "make bench  - benchmark the pipeline at SIZE=$(SIZE) leads, the transform SAMPLES=$(SAMPLES) times (results in docs/benchmarks.md)"
+	@echo "make bench-noop - the hourly run with nothing new at SIZE=$(NOOP_SIZE) leads, RUNS=$(RUNS) hours, on a Prefect server (docs/benchmarks.md)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -67,6 +71,9 @@ docs: $(VENV)/.synced-runtime
 
 bench: $(VENV)/.synced-runtime
 	$(VENV)/bin/python -m bench.run --size $(SIZE) --transform-samples $(SAMPLES)
+
+bench-noop: $(VENV)/.synced-runtime
+	$(VENV)/bin/python -m bench.noop --size $(NOOP_SIZE) --runs $(RUNS) --record
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs dbt_project/dbt_packages

@@ -16,6 +16,7 @@ Two ways to run it, chosen by ``LEADFLOW_DBT_NODE_TASKS``:
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,13 +26,23 @@ from typing import Any
 
 from flows.dbt_selection import (
     DEFINITION_TYPES,
+    SourceTable,
     build_selection,
     clock_readers,
+    definitions_fingerprint,
     earlier_build,
     forget_build,
+    forget_inputs,
+    inputs_fingerprint,
+    nothing_new,
+    quiet_selection,
     save_build,
+    save_inputs,
+    saved_inputs,
+    source_watermarks,
 )
 from flows.settings import PostgresTarget, Settings
+from flows.warehouse import open_warehouse
 
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 
@@ -176,17 +187,31 @@ def run_dbt_build(
             )
         manifest = parsed.result
         runner = dbtRunner(manifest=manifest)
-        # What the raw tables hold now, for this build's selection and the next one's comparison.
-        freshness = runner.invoke(["source", "freshness", *flags, quiet])
-        earlier = earlier_build(settings.dbt_state_dir, project_dir) if freshness.success else None
-        changed = changed_definitions(runner, earlier, flags) if earlier else None
-        selection = build_selection(
-            earlier,
-            clock_readers(*manifest_macro_calls(manifest)),
-            changed=changed,
-            materializations=manifest_materializations(manifest),
-            parents=manifest_parents(manifest),
-        )
+        clock_nodes = clock_readers(*manifest_macro_calls(manifest))
+        state_dir = settings.dbt_state_dir
+        earlier = earlier_build(state_dir, project_dir)
+        inputs = read_inputs(settings, manifest)
+        clock_only = nothing_new(earlier, clock_nodes, saved_inputs(state_dir), inputs)
+        forget_inputs(state_dir)
+        if clock_only and earlier is not None:
+            # The raw tables hold what they held: the earlier freshness result still says so.
+            settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(earlier / "sources.json", settings.dbt_target_dir / "sources.json")
+            fresh = True
+            selection = quiet_selection(earlier, clock_nodes)
+        else:
+            # What the raw tables hold now, for this build's selection and the next one's
+            # comparison.
+            fresh = runner.invoke(["source", "freshness", *flags, quiet]).success
+            earlier = earlier if fresh else None
+            changed = changed_definitions(runner, earlier, flags) if earlier else None
+            selection = build_selection(
+                earlier,
+                clock_nodes,
+                changed=changed,
+                materializations=manifest_materializations(manifest),
+                parents=manifest_parents(manifest),
+            )
         os.environ.update(selection.environment)
 
         build = ["build", *selection.arguments, *(["--full-refresh"] if full_refresh else [])]
@@ -206,10 +231,12 @@ def run_dbt_build(
             f"dbt build failed: {detail}{more}. Full log: "
             f"{os.environ['DBT_LOG_PATH']}/dbt.log; reproduce with `cd dbt_project && dbt build`."
         )
-    if freshness.success:
-        save_build(settings.dbt_target_dir, settings.dbt_state_dir, project_dir)
+    if fresh:
+        save_build(settings.dbt_target_dir, state_dir, project_dir)
+        if inputs is not None:
+            save_inputs(state_dir, inputs)
     else:
-        forget_build(settings.dbt_state_dir)
+        forget_build(state_dir)
     nodes = getattr(result.result, "results", None) or []
     return DbtBuildResult(
         nodes=len(nodes),
@@ -252,6 +279,25 @@ def manifest_parents(manifest: Any) -> dict[str, list[str]]:
         for node in manifest.nodes.values()
         if node_type(node) == "model"
     }
+
+
+def read_inputs(settings: Settings, manifest: Any) -> str | None:
+    """The fingerprint of what a build reads: the project's definitions and its source tables
+    (None before the warehouse exists). Read before dbt opens the warehouse, which it then
+    keeps open."""
+    if not settings.has_warehouse():
+        return None
+    with open_warehouse(settings.warehouse, read_only=True) as connection:
+        watermarks = source_watermarks(connection, manifest_sources(manifest))
+    return inputs_fingerprint(definitions_fingerprint(settings.dbt_project_dir), watermarks)
+
+
+def manifest_sources(manifest: Any) -> list[SourceTable]:
+    """The tables the project reads with ``source()``."""
+    return [
+        SourceTable(source.schema, source.identifier, source.loaded_at_field or None)
+        for source in manifest.sources.values()
+    ]
 
 
 def manifest_macro_calls(manifest: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

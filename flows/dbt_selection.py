@@ -19,6 +19,14 @@ data nor the clock can change.
 The earlier build is the artifacts of the last successful run (manifest.json, sources.json,
 run_results.json) copied to a folder of their own, with a fingerprint of the two project
 files.
+
+A run with nothing new (the hourly run on a quiet hour) builds only what the clock reaches:
+when every table the project reads as a source holds what it held when the last successful
+build started (``source_watermarks``), and no file of the project changed (``definitions_
+fingerprint``), nothing fresher, modified or written by the operational flows can be
+selected, and dbt's freshness check and its comparison of definitions are skipped. The
+fingerprint of those inputs is saved with a successful build and removed before every build,
+so a build that fails or crashes leaves none and the next run compares as usual.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 CLOCK_MACRO = "macro.leadflow.as_of"
 ALWAYS_REBUILT = ("source:ops+",)
@@ -40,6 +49,12 @@ STATE_ARTIFACTS = ("manifest.json", "sources.json", "run_results.json")
 DEFINITION_TYPES = ("model", "seed", "snapshot", "unit_test")
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
 FINGERPRINT_FILE = "project.sha256"
+# The inputs the last successful build read (definitions and source tables), for a run with
+# nothing new: see quiet_selection.
+INPUTS_FILE = "inputs.sha256"
+# What dbt reads of the project folder (dbt_project.yml's paths; target/, logs/ and editor
+# files are not read).
+DEFINITION_FOLDERS = ("models", "macros", "seeds", "snapshots", "tests")
 EVENTS_SOURCE = "source.leadflow.raw.events"
 # Read by macros/tested_loads.sql: the newest event load the earlier build tested.
 EVENTS_TESTED_THROUGH = "LEADFLOW_EVENTS_TESTED_THROUGH"
@@ -83,6 +98,81 @@ def save_build(target_dir: Path, state_dir: Path, project_dir: Path) -> None:
     for name in STATE_ARTIFACTS:
         shutil.copyfile(target_dir / name, state_dir / name)
     (state_dir / FINGERPRINT_FILE).write_text(project_fingerprint(project_dir) + "\n")
+
+
+def definitions_fingerprint(project_dir: Path) -> str:
+    """Every file dbt reads as a definition (models, macros, seeds, snapshots, tests, with
+    their paths) and the project fingerprint: any change, even one dbt would find harmless,
+    changes it."""
+    digest = hashlib.sha256(project_fingerprint(project_dir).encode())
+    for folder in DEFINITION_FOLDERS:
+        for path in sorted((project_dir / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(project_dir)).encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """A table the project reads with ``source()``; ``loaded_at_field`` when it is append-only
+    with a load time (raw.*), None when rows change in place (ops.*)."""
+
+    schema: str
+    identifier: str
+    loaded_at_field: str | None
+
+
+def watermark_sql(table: SourceTable) -> str:
+    """What identifies a source table's content: an append-only table with a load time by its
+    row count and newest load (what dbt's freshness compares); any other by its row count and
+    a sum of the hashes of its rows (in any order, each whole row)."""
+    name = f'"{table.schema}"."{table.identifier}"'
+    if table.loaded_at_field:
+        marker = f'max("{table.loaded_at_field}")::varchar'
+    else:
+        marker = "sum(hash(source_row))::varchar"
+    return f"select count(*), {marker} from {name} as source_row"
+
+
+def source_watermarks(connection: Any, tables: Iterable[SourceTable]) -> dict[str, list[str]]:
+    """Each source table's watermark (``watermark_sql``) by its name; a table that does not
+    exist yet counts as absent."""
+    existing = {
+        (schema, name)
+        for schema, name in connection.execute(
+            "select table_schema, table_name from information_schema.tables"
+        ).fetchall()
+    }
+    marks: dict[str, list[str]] = {}
+    for table in sorted(tables, key=lambda source: (source.schema, source.identifier)):
+        key = f"{table.schema}.{table.identifier}"
+        if (table.schema, table.identifier) not in existing:
+            marks[key] = ["absent"]
+            continue
+        row = connection.execute(watermark_sql(table)).fetchone()
+        marks[key] = [str(value) for value in row]
+    return marks
+
+
+def inputs_fingerprint(definitions: str, watermarks: Mapping[str, Sequence[str]]) -> str:
+    payload = json.dumps({"definitions": definitions, "sources": watermarks}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def saved_inputs(state_dir: Path) -> str | None:
+    path = state_dir / INPUTS_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def save_inputs(state_dir: Path, fingerprint: str) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / INPUTS_FILE).write_text(fingerprint + "\n")
+
+
+def forget_inputs(state_dir: Path) -> None:
+    """Before a build: until it succeeds, the next run compares as usual."""
+    (state_dir / INPUTS_FILE).unlink(missing_ok=True)
 
 
 def forget_build(state_dir: Path) -> None:
@@ -212,4 +302,34 @@ def build_selection(
             LAST_BUILD_FINISHED_AT: last_build_finished_at(earlier),
         },
         description,
+    )
+
+
+def nothing_new(
+    earlier: Path | None, clock_nodes: Sequence[str], saved: str | None, current: str | None
+) -> bool:
+    """Whether a run may build only what the clock reaches: there is an earlier build to
+    compare with, and the inputs it read (``saved``, kept only when it succeeded) are the
+    inputs now (``current``)."""
+    return earlier is not None and bool(clock_nodes) and current is not None and saved == current
+
+
+def quiet_selection(earlier: Path, clock_nodes: Iterable[str]) -> Selection:
+    """The build of a run with nothing new since the earlier build (same definitions, same
+    source tables): only what reads the clock and what is downstream of it, the data tests of
+    those, no unit tests (no definition changed). The tests read what the earlier build left
+    as already tested, as in any incremental run."""
+    return Selection(
+        (
+            "--select",
+            *(f"{name}+" for name in clock_nodes),
+            "--exclude-resource-type",
+            "unit_test",
+        ),
+        {
+            EVENTS_TESTED_THROUGH: events_tested_through(earlier),
+            LAST_BUILD_FINISHED_AT: last_build_finished_at(earlier),
+        },
+        "only what the clock reaches: no new data, no changed definition and no operational "
+        "table changed since the last build",
     )

@@ -4,11 +4,12 @@ import json
 from datetime import datetime
 
 import pandas as pd
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.checks.frames import read_gate_frames
 from flows.checks.gate import GateReport, run_gate
+from flows.checks.verdict import gate_fingerprint, kept_verdict, save_verdict
 from flows.settings import load_settings
 from flows.warehouse import open_warehouse
 
@@ -23,7 +24,20 @@ def read_queues(run_id: str, as_of: datetime) -> dict[str, pd.DataFrame]:
 
 @task(cache_policy=NO_CACHE)
 def validate_queues(frames: dict[str, pd.DataFrame]) -> GateReport:
-    return run_gate(frames, load_settings().expectations_dir)
+    """GX's verdict on the queues; the last one again if nothing it reads has changed since."""
+    settings = load_settings()
+    fingerprint = gate_fingerprint(frames, settings.expectations_dir)
+    kept = kept_verdict(settings.gate_verdict_path, fingerprint)
+    if kept is not None:
+        get_run_logger().info(
+            "The queues hold what the last gate validated, under the same expectations: "
+            "its verdict stands (passed: %s)",
+            kept.passed,
+        )
+        return kept
+    report = run_gate(frames, settings.expectations_dir)
+    save_verdict(settings.gate_verdict_path, fingerprint, report)
+    return report
 
 
 @task(cache_policy=NO_CACHE)

@@ -387,6 +387,11 @@ class Settings(BaseSettings):
         return self.project_dir / "expectations"
 
     @property
+    def gate_verdict_path(self) -> Path:
+        """The gate's last verdict and what it was given for (flows.checks.verdict)."""
+        return self.data_root / "gate" / "last-verdict.json"
+
+    @property
     def templates_dir(self) -> Path:
         return self.project_dir / "templates"
 

@@ -670,6 +670,48 @@ def test_the_clock_alone_changes_a_why_now_and_a_stage_when_its_time_comes_as_a_
     assert stages[0] != stages[2]
 
 
+QUIET = "only what the clock reaches"
+
+
+def test_an_hour_with_nothing_new_builds_what_the_clock_reaches_as_a_full_build_would(data_dir):
+    """The hourly run on a quiet hour: the same source tables and definitions as the last
+    successful build, so only the models that read the clock (and what reads them) are built
+    again, with their data tests, and the marts are those of a build of everything. A change
+    to an operational table, new raw rows or a failed build in between: compared as usual."""
+    settings = settings_with_scenario()
+    run_dbt_build(settings, AS_OF)
+    one_hour_later = AS_OF + timedelta(hours=1)
+
+    quiet = run_dbt_build(settings, one_hour_later)
+
+    assert quiet.rebuilt.startswith(QUIET)
+    rebuilt = built_nodes(settings, "model")
+    assert {"int_leads_staged", "fct_nurture_queue", "fct_handoff_sla", "dim_leads"} <= rebuilt
+    # Nothing fresher, modified or written by the hand-off or nurture flows since.
+    assert rebuilt.isdisjoint({"stg_ops__sales_tasks", "stg_raw__events", "int_lead_emails"})
+    assert built_nodes(settings, "test") and not built_nodes(settings, "unit_test")
+    after_quiet_run = read_marts(settings.warehouse_path)
+    forget_build(settings.dbt_state_dir)
+    assert run_dbt_build(settings, one_hour_later).rebuilt.startswith("everything")
+    assert read_marts(settings.warehouse_path) == after_quiet_run
+
+    # A sales task closed in place (same row count): the operational models are rebuilt.
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        connection.execute("update ops.sales_tasks set status = 'closed'")
+    two_hours_later = AS_OF + timedelta(hours=2)
+    assert not run_dbt_build(settings, two_hours_later).rebuilt.startswith(QUIET)
+    assert "stg_ops__sales_tasks" in built_nodes(settings, "model")
+    assert run_dbt_build(settings, two_hours_later + timedelta(hours=1)).rebuilt.startswith(QUIET)
+
+    # A failed build in between: the next run compares as usual, even with the bad rows gone.
+    add_later_event(settings.warehouse_path, "evt-bogus", "fax_received", two_hours_later)
+    with pytest.raises(DbtBuildError):
+        run_dbt_build(settings, AS_OF + timedelta(hours=4))
+    with duckdb.connect(str(settings.warehouse_path)) as connection:
+        connection.execute("delete from raw.events where event_id = 'evt-bogus'")
+    assert not run_dbt_build(settings, AS_OF + timedelta(hours=5)).rebuilt.startswith(QUIET)
+
+
 def test_an_edited_incremental_model_is_built_afresh_by_the_next_run(
     data_dir, tmp_path, monkeypatch
 ):

@@ -4,6 +4,7 @@ each warehouse: the DuckDB file, and PostgreSQL (LEADFLOW_WAREHOUSE_URL)."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, closing
@@ -164,6 +165,71 @@ def test_running_again_with_no_new_data_sends_and_creates_nothing(first_run, mon
     assert (again.emails_sent, again.tasks_created, again.handed_off) == (0, 0, 0)
     assert table_counts(run) == before
     assert len(list((data / "outbox").glob("*.eml"))) == first.emails_sent
+
+
+def warehouse_state(data: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every mart and operational table a run writes, but for the run's own id and times."""
+    with closing(connect(data / "warehouse.duckdb", read_only=True)) as connection:
+        marts = [
+            name
+            for (name,) in connection.execute(
+                "select table_name from information_schema.tables "
+                "where table_schema = 'main' and regexp_matches(table_name, '^(fct|dim)_') "
+                "order by all"
+            ).fetchall()
+        ]
+        queries = {
+            **{mart: f"select * from main.{mart}" for mart in marts},
+            "ops.sales_tasks": "select * exclude (run_id) from ops.sales_tasks",
+            "ops.email_sends": "select * from ops.email_sends",
+            "ops.gate_results": "select * exclude (run_id) from ops.gate_results",
+            "ops.quarantine": "select * exclude (run_id) from ops.quarantine",
+        }
+        return {
+            name: connection.execute(f"{query} order by all").fetchall()
+            for name, query in queries.items()
+        }
+
+
+def test_an_hour_with_nothing_new_skips_what_it_may_and_leaves_what_a_full_run_leaves(
+    first_run, tmp_path, monkeypatch
+):
+    """Once the first hand-off and nurture are taken in, an hour with nothing new builds only
+    what the clock reaches and keeps the gate's verdict; the warehouse then holds what the same
+    run holds when it compares as usual (no inputs kept from the last build, no verdict)."""
+    source, _, _ = first_run
+    if isinstance(source.warehouse, PostgresTarget):
+        pytest.skip("compares two copies of the data folder's DuckDB file")
+    data = tmp_path / "data"
+    shutil.copytree(source.data, data)
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(data))
+    lead_pipeline(as_of=RUN_AT.replace(hour=20))  # takes in what the first run wrote
+    as_usual = tmp_path / "as-usual"
+    shutil.copytree(data, as_usual)
+    verdict = data / "gate" / "last-verdict.json"
+    verdict_written = verdict.stat().st_mtime_ns
+
+    quiet = lead_pipeline(as_of=RUN_AT.replace(hour=21))
+
+    results = json.loads((data / "dbt" / "target" / "run_results.json").read_text())
+    selected = results["args"]["select"]
+    assert "source:ops+" not in selected and "dim_leads+" in selected
+    assert verdict.stat().st_mtime_ns == verdict_written  # GX did not run
+    assert quiet.gate.passed
+
+    (as_usual / "dbt" / "last-build" / "inputs.sha256").unlink()
+    (as_usual / "gate" / "last-verdict.json").unlink()
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(as_usual))
+    usual = lead_pipeline(as_of=RUN_AT.replace(hour=21))
+
+    # GX, run again on the same queues, gives the verdict that was kept.
+    validated = json.loads((as_usual / "gate" / "last-verdict.json").read_text())
+    assert validated == json.loads(verdict.read_text())
+    assert quiet.to_dict() | {"run_id": "", "durations_s": {}} == usual.to_dict() | {
+        "run_id": "",
+        "durations_s": {},
+    }
+    assert warehouse_state(data) == warehouse_state(as_usual)
 
 
 def test_a_corrupt_file_is_reported_and_left_while_the_others_load(first_run, monkeypatch):

@@ -3,19 +3,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
+import pytest
+
 from flows.dbt_selection import (
     CLOCK_MACRO,
     EVENTS_SOURCE,
     EVENTS_TESTED_THROUGH,
     LAST_BUILD_FINISHED_AT,
+    SourceTable,
     build_selection,
     clock_readers,
+    definitions_fingerprint,
     earlier_build,
     events_tested_through,
     forget_build,
+    forget_inputs,
     incremental_models,
+    inputs_fingerprint,
     last_build_finished_at,
+    nothing_new,
+    quiet_selection,
     save_build,
+    save_inputs,
+    saved_inputs,
+    source_watermarks,
 )
 
 
@@ -232,3 +244,100 @@ def test_a_changed_incremental_model_makes_the_build_start_afresh(tmp_path):
         tmp_path, ["int_leads_staged"], changed=["dim_leads"], materializations=MATERIALIZATIONS
     )
     assert "--full-refresh" not in unchanged.arguments
+
+
+# --- a run with nothing new --------------------------------------------------------------
+
+
+def test_any_definition_file_changes_the_definitions_fingerprint(tmp_path):
+    project = make_project(tmp_path)
+    (project / "models").mkdir()
+    model = project / "models" / "dim_leads.sql"
+    model.write_text("select 1 as lead_id")
+    before = definitions_fingerprint(project)
+    # What dbt writes or never reads as a definition does not count.
+    (project / "target").mkdir()
+    (project / "target" / "manifest.json").write_text("{}")
+    assert definitions_fingerprint(project) == before
+
+    model.write_text("select 2 as lead_id")
+    changed = definitions_fingerprint(project)
+    (project / "macros").mkdir()
+    (project / "macros" / "new.sql").write_text("{% macro x() %}1{% endmacro %}")
+
+    assert len({before, changed, definitions_fingerprint(project)}) == 3
+
+
+RAW = SourceTable("raw", "events", "loaded_at")
+OPS = SourceTable("ops", "sales_tasks", None)
+
+
+@pytest.fixture
+def warehouse():
+    connection = duckdb.connect()
+    connection.execute("create schema raw; create schema ops")
+    connection.execute("create table raw.events (event_id varchar, loaded_at timestamp)")
+    connection.execute("insert into raw.events values ('e1', '2026-03-01 08:00')")
+    connection.execute("create table ops.sales_tasks (task_id varchar, status varchar)")
+    connection.execute("insert into ops.sales_tasks values ('t1', 'open'), ('t2', 'open')")
+    yield connection
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "insert into raw.events values ('e2', '2026-03-01 09:00')",
+        # A task closed in place: same row count, one value changed.
+        "update ops.sales_tasks set status = 'closed' where task_id = 't1'",
+        "delete from ops.sales_tasks where task_id = 't2'",
+    ],
+)
+def test_new_rows_and_rows_changed_in_place_change_the_watermarks(warehouse, change):
+    before = source_watermarks(warehouse, [RAW, OPS])
+    assert source_watermarks(warehouse, [RAW, OPS]) == before
+    warehouse.execute(change)
+    assert source_watermarks(warehouse, [RAW, OPS]) != before
+
+
+def test_a_source_table_not_created_yet_counts_as_absent(warehouse):
+    marks = source_watermarks(warehouse, [SourceTable("ops", "email_sends", None)])
+    assert marks == {"ops.email_sends": ["absent"]}
+
+
+def test_only_a_successful_build_with_the_same_inputs_lets_a_run_build_what_the_clock_reaches(
+    tmp_path,
+):
+    state = tmp_path / "last-build"
+    inputs = inputs_fingerprint("definitions", {"raw.events": ["1", "2026-03-01 08:00:00"]})
+    save_inputs(state, inputs)
+    saved = saved_inputs(state)
+
+    assert nothing_new(state, ["dim_leads"], saved, inputs)
+    # New rows, a changed definition: compared as usual.
+    assert not nothing_new(state, ["dim_leads"], saved, inputs_fingerprint("definitions", {}))
+    assert not nothing_new(state, ["dim_leads"], saved, inputs_fingerprint("changed", {}))
+    # No earlier build, no warehouse yet, nothing reads the clock.
+    assert not nothing_new(None, ["dim_leads"], saved, inputs)
+    assert not nothing_new(state, ["dim_leads"], saved, None)
+    assert not nothing_new(state, [], saved, inputs)
+    # A build starts by forgetting them: one that fails or crashes leaves none to compare.
+    forget_inputs(state)
+    assert not nothing_new(state, ["dim_leads"], saved_inputs(state), inputs)
+
+
+def test_a_quiet_run_selects_what_reads_the_clock_and_no_unit_tests(tmp_path):
+    write_freshness(tmp_path, "2026-03-01T09:30:00+00:00")
+    write_build_results(tmp_path, "2026-03-01T10:00:05Z")
+
+    selection = quiet_selection(tmp_path, ["dim_leads", "fct_nurture_queue"])
+
+    assert selection.arguments == (
+        "--select", "dim_leads+", "fct_nurture_queue+",
+        "--exclude-resource-type", "unit_test",
+    )  # fmt: skip
+    # Tests read what the earlier build left as tested, as in any incremental run.
+    assert selection.environment == {
+        EVENTS_TESTED_THROUGH: "2026-03-01 09:30:00",
+        LAST_BUILD_FINISHED_AT: "2026-03-01 10:00:05",
+    }
