@@ -38,10 +38,13 @@ def _run_admin(server_url: str, statement: str) -> None:
 
 
 @contextmanager
-def fresh_postgres_database(server_url: str) -> Iterator[PostgresTarget]:
-    """A new database with LeadFlow's raw and ops tables, dropped after."""
+def fresh_postgres_database(
+    server_url: str, *, template: str = TEMPLATE_DATABASE
+) -> Iterator[PostgresTarget]:
+    """A new database with LeadFlow's raw and ops tables (``template0``: an empty one),
+    dropped after."""
     name = f"leadflow_test_{next(_database_numbers)}"
-    _run_admin(server_url, f"create database {name} template {TEMPLATE_DATABASE}")
+    _run_admin(server_url, f"create database {name} template {template}")
     try:
         yield PostgresTarget(_database_url(server_url, name))
     finally:

@@ -1,10 +1,11 @@
 """The dbt project on PostgreSQL: `dbt build --target postgres` passes, and builds every model,
 seed and snapshot row for row as DuckDB does from the same sources.
 
-The sources are the raw and ops tables of a real pipeline run on generated data, copied into a
-PostgreSQL server that the dev dependency pgserver ships inside its wheel (no system install,
-Unix socket only). The project is built twice on each warehouse, the second time after a later
-load re-delivers some events, so the incremental event model and the snapshot take both paths.
+The sources are the raw and ops tables of a real pipeline run on generated data, copied into an
+empty database on the session's PostgreSQL server (tests/conftest.py: the one the dev
+dependency pgserver ships inside its wheel; no system install, Unix socket only). The project
+is built twice on each warehouse, the second time after a later load re-delivers some events,
+so the incremental event model and the snapshot take both paths.
 """
 
 from __future__ import annotations
@@ -23,18 +24,15 @@ import psycopg2
 import pytest
 import yaml
 from dbt.cli.main import dbtRunnerResult
+from psycopg2.extensions import parse_dsn
 
 from flows.demo.generate import generate_dataset
 from flows.pipeline import lead_pipeline
 from flows.warehouse import OPS_TABLES, RAW_LINEAGE_COLUMNS, RAW_TABLES, ensure_schema
 from tests.integration.dbt_invocation import DBT_PROJECT, build_failures, invoke_dbt_build
+from tests.postgres import fresh_postgres_database
 
-pytestmark = [
-    pytest.mark.slow,
-    # pgserver keeps its lock file in the user's runtime folder; where XDG_RUNTIME_DIR is unset
-    # (CI), platformdirs warns and falls back to a folder in /tmp, which serves as well.
-    pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set"),
-]
+pytestmark = pytest.mark.slow
 
 GENERATED_AT = datetime(2026, 11, 1)
 RUN_AT = datetime(2026, 11, 1, 8, 30)
@@ -65,25 +63,13 @@ class Postgres:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    """A PostgreSQL server of this test's own. It must start: without it nothing is proven."""
-    try:
-        import pgserver
-    except ImportError as error:
-        pytest.fail(f"pgserver is missing ({error}): run `make .venv/.synced-dev`", pytrace=False)
-    pgdata = tmp_path_factory.mktemp("postgres") / "pgdata"
-    try:
-        # As root, pgserver runs the server as a system user of its own (initdb refuses root).
-        server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    except Exception as error:
-        log = pgdata / "log"
-        detail = log.read_text()[-2000:] if log.exists() else "no server log was written"
-        pytest.fail(
-            f"PostgreSQL (pgserver) did not start in {pgdata}: {error}\n{detail}", pytrace=False
+def postgres(postgres_server: str) -> Iterator[Postgres]:
+    """An empty database on the session's PostgreSQL server (tests/conftest.py)."""
+    with fresh_postgres_database(postgres_server, template="template0") as database:
+        parts = parse_dsn(database.url)
+        yield Postgres(
+            socket_dir=Path(parts["host"]), port=int(parts.get("port", 5432)), uri=database.url
         )
-    info = server.get_postmaster_info()
-    yield Postgres(socket_dir=info.socket_dir, port=info.port, uri=server.get_uri())
-    server.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -460,6 +460,16 @@ def dispatch_at_once(target, run: Callable[[Connection, str], DispatchReport], w
         return list(pool.map(worker, range(workers)))
 
 
+def dispatching_to(double: SendGridDouble) -> Callable[[Connection, str], DispatchReport]:
+    """A worker's dispatch through the real SendGrid client to ``double``."""
+    return lambda connection, run_id: dispatch(
+        connection,
+        SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
+        run_id=run_id,
+        tracks=sendgrid_tracks(),
+    )
+
+
 def test_two_workers_dispatching_the_same_steps_send_each_once(postgres_database):
     warehouse = connect(postgres_database)
     add_queue(warehouse, 2500, reps=5)  # five batches of 500
@@ -467,12 +477,7 @@ def test_two_workers_dispatching_the_same_steps_send_each_once(postgres_database
     with SendGridDouble(latency_s=0.1) as double:
         reports = dispatch_at_once(
             postgres_database,
-            lambda connection, run_id: dispatch(
-                connection,
-                SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
-                run_id=run_id,
-                tracks=sendgrid_tracks(),
-            ),
+            dispatching_to(double),
         )
         keys = [key for key, _ in double.accepted_messages()]
     assert len(keys) == len(set(keys)) == 2500
@@ -490,12 +495,7 @@ def test_two_workers_retrying_the_same_refused_steps_send_each_once(postgres_dat
     with SendGridDouble(latency_s=0.1) as double:
         dispatch_at_once(
             postgres_database,
-            lambda connection, run_id: dispatch(
-                connection,
-                SendGridSender(SecretStr(SENDGRID_KEY), host=double.url),
-                run_id=run_id,
-                tracks=sendgrid_tracks(),
-            ),
+            dispatching_to(double),
         )
         keys = [key for key, _ in double.accepted_messages()]
     assert len(keys) == len(set(keys)) == 1500
