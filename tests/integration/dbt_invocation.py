@@ -19,7 +19,9 @@ def invoke_dbt_build(
     work_dir: Path, as_of: datetime, *options: str, project: Path = DBT_PROJECT
 ) -> dbtRunnerResult:
     """The build (of the repository's project, or a copy of it), with the warehouse closed
-    afterwards as the pipeline closes it."""
+    afterwards as the pipeline closes it. On the DuckDB target unless ``options`` name one (an
+    earlier run in this process may have left DBT_TARGET at postgres)."""
+    target = () if "--target" in options else ("--target", "local")
     with dbt_session():
         return dbtRunner().invoke(
             [
@@ -29,6 +31,7 @@ def invoke_dbt_build(
                 "--target-path", str(work_dir / "target"),
                 "--log-path", str(work_dir / "logs"),
                 "--vars", json.dumps({"as_of": as_of.isoformat(sep=" ")}),
+                *target,
                 *options,
             ]
         )  # fmt: skip

@@ -59,6 +59,8 @@ def source_tables() -> dict[str, str]:
 class Postgres:
     socket_dir: Path
     port: int
+    user: str
+    database: str
     uri: str
 
 
@@ -68,7 +70,11 @@ def postgres(postgres_server: str) -> Iterator[Postgres]:
     with fresh_postgres_database(postgres_server, template="template0") as database:
         parts = parse_dsn(database.url)
         yield Postgres(
-            socket_dir=Path(parts["host"]), port=int(parts.get("port", 5432)), uri=database.url
+            socket_dir=Path(parts["host"]),
+            port=int(parts.get("port", 5432)),
+            user=parts["user"],
+            database=parts["dbname"],
+            uri=database.url,
         )
 
 
@@ -163,8 +169,8 @@ def builds(
         patch.setenv("LEADFLOW_WAREHOUSE_PATH", str(warehouse))
         patch.setenv("LEADFLOW_PG_HOST", str(postgres.socket_dir))
         patch.setenv("LEADFLOW_PG_PORT", str(postgres.port))
-        patch.setenv("LEADFLOW_PG_USER", "postgres")
-        patch.setenv("LEADFLOW_PG_DATABASE", "postgres")
+        patch.setenv("LEADFLOW_PG_USER", postgres.user)
+        patch.setenv("LEADFLOW_PG_DATABASE", postgres.database)
         on_postgres = [dbt_build("postgres", work_dir / "postgres-1", RUN_AT)]
         on_duckdb = [dbt_build("local", work_dir / "duckdb-1", RUN_AT)]
         redeliver_events(warehouse)
