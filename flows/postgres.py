@@ -74,8 +74,6 @@ def _portable(node: exp.Expression) -> exp.Expression:
         _group_by_all(node)
     if isinstance(node, exp.Placeholder):
         return exp.var(f"__leadflow_param_{node.name if node.this else ''}__")
-    if isinstance(node, exp.Parameter):  # $name in some sqlglot versions
-        return exp.var(f"__leadflow_param_{node.name}__")
     return node
 
 
@@ -160,30 +158,27 @@ def _client_side_copy(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-@lru_cache(maxsize=256)
-def _copy_target(sql: str) -> str | None:
-    """The file a DuckDB-dialect `copy (...) to 'file'` writes, else None."""
-    if sql.lstrip()[:4].lower() != "copy":
-        return None
-    tree = sqlglot.parse_one(sql, read="duckdb")
-    if not isinstance(tree, exp.Copy) or tree.args.get("kind") is not False:
-        return None
-    (target,) = tree.args["files"]
-    return str(target.name)
+def translate(sql: str) -> tuple[str, ...]:
+    """The PostgreSQL statements for one DuckDB-dialect text, with psycopg2's parameters."""
+    return _translation(sql)[0]
 
 
 @lru_cache(maxsize=2048)
-def translate(sql: str) -> tuple[str, ...]:
-    """The PostgreSQL statements for one DuckDB-dialect text, with psycopg2's parameters."""
+def _translation(sql: str) -> tuple[tuple[str, ...], str | None]:
+    """The statements, and the file a DuckDB `copy (...) to 'file'` writes (else None)."""
     translated: list[str] = []
+    copy_target = None
     for tree in sqlglot.parse(sql, read="duckdb"):
         if tree is None:
             continue
+        if isinstance(tree, exp.Copy) and tree.args.get("kind") is False:
+            (target,) = tree.args["files"]
+            copy_target = str(target.name)
         tree = _client_side_copy(tree.transform(_portable))
         for statement in _statements(tree):
             text = statement.sql(dialect="postgres").replace("%", "%%")
             translated.append(_MARKER.sub(lambda m: f"%({m[1]})s" if m[1] else "%s", text))
-    return tuple(translated)
+    return tuple(translated), copy_target
 
 
 def _as_duckdb_error(error: psycopg2.Error) -> duckdb.Error:
@@ -264,9 +259,9 @@ class PostgresConnection:
         self, query: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
     ) -> Self:
         arguments = _arguments(parameters)
-        copy_target = _copy_target(query)
+        statements, copy_target = _translation(query)
         try:
-            for statement in translate(query):
+            for statement in statements:
                 if copy_target is None:
                     self._cursor.execute(statement, arguments)
                     continue

@@ -35,7 +35,7 @@ import duckdb
 import pyarrow as pa
 
 from flows.runs import utc_now
-from flows.sources.inbox import file_sha256
+from flows.sources.inbox import file_sha256, parsing_connection
 from flows.sources.mapping import sql_text
 from flows.warehouse import Connection, one_writer_at_a_time
 
@@ -332,12 +332,10 @@ def _landed_lines(connection: Connection, lines: list[str], first_line: int) -> 
             "line": pa.array(lines, pa.string()),
         }
     )
-    if isinstance(connection, duckdb.DuckDBPyConnection):
-        _parse_lines(connection, landed)
-        return
-    with duckdb.connect() as reader:
+    with parsing_connection(connection) as reader:
         _parse_lines(reader, landed)
-        connection.register("landed_lines", reader.table("landed_lines").to_arrow_table())
+        if reader is not connection:
+            connection.register("landed_lines", reader.table("landed_lines").to_arrow_table())
 
 
 def _parse_lines(reader: duckdb.DuckDBPyConnection, landed: pa.Table) -> None:
