@@ -30,10 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import duckdb
-
 from flows.settings import PostgresTarget
-from flows.warehouse import WarehouseTarget, connect, ensure_schema, open_warehouse
+from flows.warehouse import WarehouseTarget, ensure_schema, open_warehouse
 
 if TYPE_CHECKING:
     from flows.postgres import PostgresConnection
@@ -309,9 +307,9 @@ def _pipeline_lock(
 
 
 def _session(warehouse: PostgresTarget) -> PostgresConnection:
-    session = connect(warehouse)
-    assert not isinstance(session, duckdb.DuckDBPyConnection)
-    return session
+    from flows.postgres import PostgresConnection
+
+    return PostgresConnection(warehouse)
 
 
 def _pipeline_holder(warehouse: PostgresTarget) -> LockHolder:
@@ -322,24 +320,20 @@ def _pipeline_holder(warehouse: PostgresTarget) -> LockHolder:
 
 
 def _record_start_on_postgres(warehouse: PostgresTarget, run_id: str, started_at: datetime) -> int:
+    # The run's own session holds its presence lock until record_end, and does the work too.
     presence = _session(warehouse)
     presence.try_advisory_lock(f"run {run_id}")
     _run_presences[run_id] = presence
-    with closing(_session(warehouse)) as connection:
-        ensure_schema(connection)
-        running = connection.execute(
-            "select run_id from ops.runs where status = 'running'"
-        ).fetchall()
-        held = connection.held_advisory_keys()
-        gone = [
-            other for (other,) in running if connection.advisory_key(f"run {other}") not in held
-        ]
-        crashed = connection.execute(
-            "update ops.runs set status = 'crashed', finished_at = ? "
-            "where status = 'running' and list_contains(?, run_id) returning run_id",
-            [started_at, gone],
-        ).fetchall()
-        connection.execute(
-            "insert into ops.runs values (?, ?, null, 'running', null)", [run_id, started_at]
-        )
+    ensure_schema(presence)
+    running = presence.execute("select run_id from ops.runs where status = 'running'").fetchall()
+    held = presence.held_advisory_keys()
+    gone = [other for (other,) in running if presence.advisory_key(f"run {other}") not in held]
+    crashed = presence.execute(
+        "update ops.runs set status = 'crashed', finished_at = ? "
+        "where status = 'running' and list_contains(?, run_id) returning run_id",
+        [started_at, gone],
+    ).fetchall()
+    presence.execute(
+        "insert into ops.runs values (?, ?, null, 'running', null)", [run_id, started_at]
+    )
     return len(crashed)
