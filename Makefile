@@ -49,7 +49,7 @@ demo: $(VENV)/.synced-runtime
 	$(VENV)/bin/leadflow demo --leads $(LEADS)
 
 test: $(VENV)/.synced-dev lint
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest --durations=20
 
 test-fast: $(VENV)/.synced-dev
 	$(VENV)/bin/python -m pytest -m "not slow"

@@ -37,7 +37,7 @@ summarised as (
         sum(case when is_past_due then 1 else 0 end) as past_due_count,
         sum(case when is_overdue then 1 else 0 end) as overdue_count,
         sum(case when sla_status = 'open' then 1 else 0 end) as open_count,
-        avg(hours_to_first_touch) as avg_hours_to_first_touch,
+        {{ rounded('avg(hours_to_first_touch)', 2) }} as avg_hours_to_first_touch,
         -- Aggregates skip the untouched hand-offs (null hours): the times sales took so far.
         percentile_cont(0.5) within group (
             order by hours_to_first_touch
@@ -66,7 +66,7 @@ final as (
         summarised.overdue_count,
         summarised.open_count,
         -- Open tasks are still in time: the share is over hand-offs whose deadline is decided.
-        {{ ratio(
+        {{ rounded(
             'summarised.within_sla_count * 1.0'
             ' / nullif(summarised.handoff_count - summarised.open_count, 0)'
         ) }} as within_sla_share,

@@ -165,9 +165,9 @@ final as (
                 when '{{ score_name }}' then summarised.score_band_lower >= {{ threshold }}
             {%- endfor %}
         end as is_at_or_above_mql_threshold,
-        {{ ratio('score_aucs.score_auc') }} as score_auc,
-        {{ ratio('threshold_quality.mql_threshold_precision') }} as mql_threshold_precision,
-        {{ ratio('threshold_quality.mql_threshold_recall') }} as mql_threshold_recall
+        {{ rounded('score_aucs.score_auc') }} as score_auc,
+        {{ rounded('threshold_quality.mql_threshold_precision') }} as mql_threshold_precision,
+        {{ rounded('threshold_quality.mql_threshold_recall') }} as mql_threshold_recall
 
     from summarised
     left join score_aucs
