@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.checks.frames import read_gate_frames
 from flows.checks.gate import GateReport, run_gate
+from flows.checks.gx_project import prune_stored_results
 from flows.checks.verdict import gate_fingerprint, kept_verdict, save_verdict
 from flows.settings import load_settings
 from flows.warehouse import open_warehouse
@@ -37,6 +38,7 @@ def validate_queues(frames: dict[str, pd.DataFrame]) -> GateReport:
         return kept
     report = run_gate(frames, settings.expectations_dir)
     save_verdict(settings.gate_verdict_path, fingerprint, report)
+    prune_stored_results(settings.expectations_dir, settings.gate_results_days)
     return report
 
 

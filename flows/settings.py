@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest event batch the receiver accepts."
     )
+    gate_results_days: float = Field(
+        default=30,
+        gt=0,
+        description="How long GX's stored validation results (the Data Docs of `leadflow "
+        "docs`) are kept; ops.gate_results keeps every verdict regardless.",
+    )
     pending_unknown_after_hours: int = Field(
         default=24,
         ge=1,

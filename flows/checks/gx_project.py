@@ -12,6 +12,7 @@ never validate (help, previews) should not pay for it.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ SEVERITIES = ("critical", "warning")
 BLOCKING_SEVERITY = "critical"
 PROJECT_FILE = Path("gx") / "great_expectations.yml"
 GATE_CHECKPOINT_SUFFIX = ".pre_send_gate"
+# What GX writes on every validation (great_expectations.yml): its result, one folder per run,
+# and the result's Data Docs page at the same path.
+STORED_RESULTS = Path("gx") / "uncommitted" / "validations"
+RESULT_PAGES = Path("gx") / "uncommitted" / "data_docs" / "local_site" / "validations"
 
 
 class GateConfigError(Exception):
@@ -178,3 +183,27 @@ def build_data_docs(expectations_dir: Path) -> Path:
     """Render GX Data Docs (suites and stored results) under uncommitted/; returns index.html."""
     index_urls = load_context(expectations_dir).build_data_docs()
     return Path(url2pathname(urlparse(index_urls["local_site"]).path))
+
+
+def prune_stored_results(expectations_dir: Path, kept_days: float) -> int:
+    """Delete GX's stored validation results older than ``kept_days``, and the Data Docs pages
+    of results no longer stored; returns how many results went.
+
+    GX keeps every validation it ever ran: an hourly gate would fill the disk in the end.
+    ``ops.gate_results`` keeps every verdict for good; these files only back the Data Docs.
+    Pages are matched to results, not aged: each Data Docs build rewrites every page.
+    """
+    results, pages = expectations_dir / STORED_RESULTS, expectations_dir / RESULT_PAGES
+    cutoff = time.time() - kept_days * 86_400
+    old = [path for path in results.rglob("*.json") if path.stat().st_mtime < cutoff]
+    for path in old:
+        path.unlink()
+    for page in pages.rglob("*.html"):
+        if not (results / page.relative_to(pages)).with_suffix(".json").exists():
+            page.unlink()
+    for root in (results, pages):
+        # Deepest first, so a run's folder goes once its files have.
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    return len(old)

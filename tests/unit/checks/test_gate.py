@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flows.checks.gate import GateConfigError, GateReport, run_gate
-from flows.settings import PROJECT_ROOT
+from tests.unit.checks.conftest import copy_expectations
 
 DUE_AT = pd.Timestamp("2026-03-02 09:00")
 
@@ -78,12 +78,8 @@ def nurture_queue(*rows: dict[str, object], size: int = 10) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def expectations_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed GX project, copied so validation results land in a temporary folder."""
-    copy = tmp_path_factory.mktemp("gate") / "expectations"
-    shutil.copytree(
-        PROJECT_ROOT / "expectations", copy, ignore=shutil.ignore_patterns("uncommitted")
-    )
-    return copy
+    """One copy for the module: these tests only read the project."""
+    return copy_expectations(tmp_path_factory.mktemp("gate"))
 
 
 def gate(expectations_dir: Path, **frames: pd.DataFrame) -> GateReport:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,17 +15,7 @@ from flows.checks.verdict import (
     save_verdict,
     suite_columns,
 )
-from flows.settings import PROJECT_ROOT
 from tests.unit.checks.test_gate import handoff_queue, handoff_row, nurture_queue, nurture_row
-
-
-@pytest.fixture
-def expectations_dir(tmp_path: Path) -> Path:
-    copy = tmp_path / "expectations"
-    shutil.copytree(
-        PROJECT_ROOT / "expectations", copy, ignore=shutil.ignore_patterns("uncommitted")
-    )
-    return copy
 
 
 def queues(**frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
