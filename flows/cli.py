@@ -210,6 +210,22 @@ def prepare_prefect(settings: Settings, verbose: bool) -> None:
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
 
+@contextmanager
+def sending_flow_logs() -> Iterator[None]:
+    """Around a flow run: its last log lines reach Prefect before the process exits.
+
+    Prefect sends logs in batches from a background worker and drains it only at exit, after
+    the temporary server has stopped: the last batch then fails with "Error logging to API"
+    on the user's terminal, and the run's last lines are missing from the UI.
+    """
+    try:
+        yield
+    finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """Exception types that describe a mistake in the user's input or configuration."""
     from flows.checks.gate import GateConfigError
@@ -254,7 +270,8 @@ def run_pipeline_holding_warehouse(
     from flows.email.message import EmailProviderError
 
     try:
-        summary = lead_pipeline(as_of=as_of)
+        with sending_flow_logs():
+            summary = lead_pipeline(as_of=as_of)
     except EmailProviderError as error:
         fail(
             f"{error}\nFix it and run again (docs/operating.md, 'Going live with SendGrid').",
@@ -1131,7 +1148,8 @@ def digest(
         from flows.digest import reps_daily_digest
 
         try:
-            result = reps_daily_digest(as_of=as_of)
+            with sending_flow_logs():
+                result = reps_daily_digest(as_of=as_of)
         except (EmailProviderError, ConfigError) as error:
             fail(str(error), code=2)
         except mistakes as error:
