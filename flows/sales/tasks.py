@@ -37,7 +37,7 @@ NURTURE_FOLLOW_UP_REASON = "nurture_follow_up"
 # Named, not positional: warehouses created before ``phone`` existed have it as the last column.
 TASK_INSERT_COLUMNS = (
     "task_id, lead_id, email, phone, owner_rep_id, owner_email, reason, track, step, title, "
-    "why_now, due_at, status, created_at, run_id, priority"
+    "why_now, due_at, status, created_at, run_id, priority, assignment_rule"
 )
 
 # When a nurture email makes a follow-up task (track.yml `follow_up_when`), and from what
@@ -158,7 +158,8 @@ def create_handoff_tasks(
             'queued',
             $as_of,
             $run_id,
-            {priority_sql(str(HANDOFF_TIER), "lead_score")}
+            {priority_sql(str(HANDOFF_TIER), "lead_score")},
+            assignment_rule
         from queue
         on conflict (task_id) do nothing
         """,
@@ -257,7 +258,9 @@ def create_follow_up_tasks(
             'queued',
             ?,
             ?,
-            {priority}
+            {priority},
+            -- The rule that made the rep the lead's owner, while the rep the email named still is.
+            case when leads.owner_rep_id = sends.owner_rep_id then leads.assignment_rule end
         from sends
         left join main.dim_leads as leads on sends.lead_id = leads.lead_id
         left join main.lifecycle_reasons as reasons on leads.stage_reason = reasons.reason_code

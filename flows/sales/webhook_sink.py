@@ -54,6 +54,7 @@ PAYLOAD_COLUMNS = (
     "lead_id",
     "owner_rep_id",
     "owner_email",
+    "assignment_rule",
     "reason",
     "title",
     "why_now",

@@ -11,7 +11,8 @@ def create_task_marts(warehouse) -> None:
     """The dbt marts the task rounds read: dim_leads, dim_reps and the reasons seed."""
     warehouse.execute(
         "create table main.dim_leads (lead_id varchar, latest_outcome_at timestamp, "
-        "phone varchar, lead_score double, stage_reason varchar)"
+        "phone varchar, lead_score double, stage_reason varchar, owner_rep_id varchar, "
+        "assignment_rule varchar)"
     )
     warehouse.execute(
         "create table main.dim_reps (rep_id varchar, daily_task_capacity integer, "
@@ -30,7 +31,7 @@ def create_task_marts(warehouse) -> None:
             lead_id varchar, email varchar, phone varchar, first_name varchar,
             last_name varchar, company varchar, owner_rep_id varchar, owner_email varchar,
             why_now varchar, due_at timestamp, source varchar, source_lead_id varchar,
-            lead_score double,
+            lead_score double, assignment_rule varchar,
             reach_by varchar as (
                 case when email is not null then 'email'
                      when phone is not null then 'phone' else 'crm' end))
@@ -38,9 +39,11 @@ def create_task_marts(warehouse) -> None:
     )
 
 
-def add_lead(warehouse, lead_id, *, phone=None, score=50.0, reason="not_ready_low_fit"):
+def add_lead(warehouse, lead_id, *, phone=None, score=50.0, reason="not_ready_low_fit", owner="R1"):
+    """A lead that rule `emea_smb` gave to ``owner``."""
     warehouse.execute(
-        "insert into main.dim_leads values (?, null, ?, ?, ?)", [lead_id, phone, score, reason]
+        "insert into main.dim_leads values (?, null, ?, ?, ?, ?, 'emea_smb')",
+        [lead_id, phone, score, reason, owner],
     )
 
 
@@ -52,10 +55,10 @@ def add_handoff_queue(warehouse, rows, score=50.0):
         warehouse.execute(
             "insert into main.fct_handoff_queue (lead_id, email, phone, first_name, last_name, "
             "company, owner_rep_id, owner_email, why_now, due_at, source, source_lead_id, "
-            "lead_score) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [*record, score],
+            "lead_score, assignment_rule) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [*record, score, f"rule_for_{row[6]}"],
         )
-        add_lead(warehouse, row[0], phone=row[2], score=score)
+        add_lead(warehouse, row[0], phone=row[2], score=score, owner=row[6])
 
 
 def add_send(warehouse, key, status="sent", *, step=1, owner="R1", lead="L1", track="warm_up"):

@@ -168,6 +168,22 @@ def test_a_new_handoff_round_supersedes_the_pending_one_and_keeps_it(warehouse):
     ]
 
 
+def test_a_task_records_the_rule_that_made_its_rep_the_owner(warehouse):
+    add_handoff_queue(warehouse, QUEUE)
+    create_handoff_tasks(warehouse, "run-1", AS_OF)
+    add_lead(warehouse, "L3", owner="R1")  # rule emea_smb gave it to R1
+    add_send(warehouse, "k1", lead="L3", owner="R1", step=1)
+    add_lead(warehouse, "L4", owner="R2")  # since the email went out, the lead moved to R2
+    add_send(warehouse, "k2", lead="L4", owner="R1", step=1)
+    create_follow_up_tasks(warehouse, "run-2", AS_OF, {("warm_up", 1): "always"})
+    assert tasks(warehouse, "lead_id, reason, owner_rep_id, assignment_rule") == [
+        ("L1", "mql_handoff", "R1", "rule_for_R1"),
+        ("L2", "mql_handoff", "R2", "rule_for_R2"),
+        ("L3", "nurture_follow_up", "R1", "emea_smb"),
+        ("L4", "nurture_follow_up", "R1", None),  # no rule makes R1 its owner now
+    ]
+
+
 OPENED_AT = datetime(2026, 11, 25, 14)
 CLICKED_AT = datetime(2026, 11, 26, 10)
 
