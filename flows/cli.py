@@ -30,7 +30,7 @@ from flows.settings import (
     apply_prefect_defaults,
     load_settings,
 )
-from flows.warehouse import Connection
+from flows.warehouse import Connection, WarehouseTarget
 
 if TYPE_CHECKING:
     from flows.runs import LockHolder
@@ -176,8 +176,13 @@ def reading_warehouse(settings: Settings) -> Iterator[Connection]:
 
 
 @contextmanager
-def holding_warehouse(settings: Settings) -> Iterator[None]:
-    """Hold the warehouse for a command that writes it, waiting for a run that has it."""
+def holding_warehouse(
+    settings: Settings, warehouse: WarehouseTarget | None = None
+) -> Iterator[None]:
+    """Hold the warehouse for a command that writes it, waiting for a run that has it.
+
+    ``warehouse`` is the lock's target when not the settings' warehouse: see ``digest``.
+    """
     from flows.runs import WarehouseBusyError, run_lock
 
     def say_waiting(holder: LockHolder) -> None:
@@ -189,7 +194,9 @@ def holding_warehouse(settings: Settings) -> Iterator[None]:
 
     try:
         with run_lock(
-            settings.warehouse, wait_seconds=settings.run_wait_seconds, on_wait=say_waiting
+            warehouse or settings.warehouse,
+            wait_seconds=settings.run_wait_seconds,
+            on_wait=say_waiting,
         ):
             yield
     except WarehouseBusyError as error:
@@ -1143,7 +1150,9 @@ def digest(
 
     settings = settings_or_fail()
     mistakes: tuple[type[Exception], ...] = (*user_errors(), DigestUnavailableError)
-    with holding_warehouse(settings):
+    # The lock the digest flow takes (flows/digest.py): the DuckDB file's, which on PostgreSQL
+    # keeps digests on this host in turn but lets them run beside a pipeline.
+    with holding_warehouse(settings, settings.warehouse_path):
         prepare_prefect(settings, verbose)
         from flows.digest import reps_daily_digest
 

@@ -5,6 +5,7 @@ the DuckDB file and on a PostgreSQL warehouse (LEADFLOW_WAREHOUSE_URL)."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.settings import PostgresTarget
 from flows.warehouse import WarehouseTarget, ensure_schema, open_warehouse
 from tests.task_receiver import Fault, task_receiver
 
@@ -38,11 +40,14 @@ def build_marts(warehouse: WarehouseTarget) -> None:
             """
             create table main.fct_handoff_queue as select * from (values
                 ('L1', 'ann@acme.com', null, 'Ann', 'Lee', 'Acme', 'rep_01', 'r1@x.com',
-                 'Asked for a demo', timestamp '2026-12-07 09:00', 'crm', 'C-1', 'email', 80),
+                 'Asked for a demo', timestamp '2026-12-07 09:00', 'crm', 'C-1', 'email', 80,
+                 'emea_smb'),
                 ('L2', null, '+1 555 0100', 'Bo', 'Ray', null, 'rep_02', 'r2@x.com',
-                 'Visited pricing twice', timestamp '2026-12-06 09:00', 'crm', 'C-2', 'phone', 60)
+                 'Visited pricing twice', timestamp '2026-12-06 09:00', 'crm', 'C-2', 'phone', 60,
+                 'account_owner')
             ) as queue (lead_id, email, phone, first_name, last_name, company, owner_rep_id,
-                owner_email, why_now, due_at, source, source_lead_id, reach_by, lead_score)
+                owner_email, why_now, due_at, source, source_lead_id, reach_by, lead_score,
+                assignment_rule)
             """
         )
         connection.execute(
@@ -73,10 +78,10 @@ def test_the_handoff_posts_its_tasks_signed_and_writes_the_rep_files(target, dat
         assert handoff("run-1", AS_OF) == 2
         assert handoff("run-2", AS_OF) == 0
         assert len(receiver.accepted) == 2 and receiver.bad_signatures == 0
-        assert {body["task"]["owner_rep_id"] for body in receiver.accepted.values()} == {
-            "rep_01",
-            "rep_02",
-        }
+        assert {
+            (body["task"]["owner_rep_id"], body["task"]["assignment_rule"])
+            for body in receiver.accepted.values()
+        } == {("rep_01", "emea_smb"), ("rep_02", "account_owner")}
     assert sorted(path.name for path in (data_dir / "tasks").glob("*.csv")) == [
         "rep_01.csv",
         "rep_02.csv",
@@ -100,6 +105,24 @@ def test_leadflow_digest_sends_each_rep_one_digest_a_day(target, data_dir, monke
     monkeypatch.setenv("LEADFLOW_DIGEST_ENABLED", "false")
     off = runner.invoke(app, ["digest"])
     assert off.exit_code == 0 and "turned off" in off.stdout
+
+
+@pytest.mark.slow
+def test_on_postgresql_leadflow_digest_goes_out_while_a_pipeline_runs(target, monkeypatch):
+    """On PostgreSQL a pipeline holds its advisory lock; the digest does not wait for it."""
+    from flows.handoff import handoff
+    from flows.postgres import PostgresConnection
+
+    if not isinstance(target, PostgresTarget):
+        pytest.skip("on the DuckDB file the digest takes its turn as the one writer")
+    build_marts(target)
+    handoff("run-1", AS_OF)
+    monkeypatch.setenv("LEADFLOW_RUN_WAIT_SECONDS", "1")
+    with closing(PostgresConnection(target)) as running_pipeline:
+        assert running_pipeline.try_advisory_lock("pipeline")
+        result = runner.invoke(app, ["digest", "--as-of", "2026-12-07T07:00:00", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["digests_sent"] == 2
 
 
 @pytest.mark.slow
