@@ -83,6 +83,10 @@ def dbt_target_environment(warehouse: Path | PostgresTarget) -> dict[str, str]:
         "LEADFLOW_PG_USER": parts.get("user", ""),
         "LEADFLOW_PG_PASSWORD": parts.get("password", ""),
         "LEADFLOW_PG_DATABASE": parts.get("dbname", ""),
+        "LEADFLOW_PG_SSLMODE": parts.get("sslmode", "prefer"),  # libpq's own default
+        # LeadFlow's own SQL reads the models in `main`: a schema set for a build by hand
+        # (docs/operating.md) must not send a run's models elsewhere.
+        "LEADFLOW_PG_SCHEMA": "main",
     }
 
 
