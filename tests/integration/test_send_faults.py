@@ -181,7 +181,7 @@ def build_due_queue(connection: Any) -> None:
         select
             lead_id, email, first_name, last_name, company, title, owner_rep_id, owner_name,
             owner_email, stage, stage_reason, nurture_track, lead_id = 'L0022' as is_suppressed,
-            null::varchar as phone, 10 as lead_score
+            null::varchar as phone, 10 as lead_score, 'emea_smb' as assignment_rule
         from main.fct_nurture_queue
         """
     )
