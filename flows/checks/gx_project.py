@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -195,15 +196,19 @@ def prune_stored_results(expectations_dir: Path, kept_days: float) -> int:
     """
     results, pages = expectations_dir / STORED_RESULTS, expectations_dir / RESULT_PAGES
     cutoff = time.time() - kept_days * 86_400
-    old = [path for path in results.rglob("*.json") if path.stat().st_mtime < cutoff]
-    for path in old:
-        path.unlink()
-    for page in pages.rglob("*.html"):
-        if not (results / page.relative_to(pages)).with_suffix(".json").exists():
-            page.unlink()
-    for root in (results, pages):
-        # Deepest first, so a run's folder goes once its files have.
-        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-            if not any(folder.iterdir()):
-                folder.rmdir()
+    old: list[Path] = []
+    # Another run on this host may prune or validate at the same moment: a file or folder it
+    # removed first is its part of the job, a folder it just wrote into stays.
+    with suppress(FileNotFoundError):
+        old.extend(path for path in results.rglob("*.json") if path.stat().st_mtime < cutoff)
+        for path in old:
+            path.unlink(missing_ok=True)
+        for page in pages.rglob("*.html"):
+            if not (results / page.relative_to(pages)).with_suffix(".json").exists():
+                page.unlink(missing_ok=True)
+        for root in (results, pages):
+            # Deepest first, so a run's folder goes once its files have.
+            for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+                with suppress(OSError):
+                    folder.rmdir()  # only an empty folder goes
     return len(old)
