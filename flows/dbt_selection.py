@@ -41,6 +41,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from flows.files import add_files
+
 CLOCK_MACRO = "macro.leadflow.as_of"
 ALWAYS_REBUILT = ("source:ops+",)
 REBUILT_WHEN_FRESHER_OR_CHANGED = ("source_status:fresher+", "state:modified+")
@@ -106,10 +108,8 @@ def definitions_fingerprint(project_dir: Path) -> str:
     changes it."""
     digest = hashlib.sha256(project_fingerprint(project_dir).encode())
     for folder in DEFINITION_FOLDERS:
-        for path in sorted((project_dir / folder).rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(project_dir)).encode() + b"\0")
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        files = sorted(path for path in (project_dir / folder).rglob("*") if path.is_file())
+        add_files(digest, project_dir, files)
     return digest.hexdigest()
 
 

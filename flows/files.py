@@ -1,8 +1,10 @@
-"""Writing a file whole or not at all: the one helper for atomic writes."""
+"""Files as a whole: written whole or not at all, and fingerprinted with their names."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -30,3 +32,11 @@ def write_atomically(path: Path, content: bytes | str, *, durable: bool = False)
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def add_files(digest: hashlib._Hash, root: Path, paths: Iterable[Path]) -> None:
+    """Add each file's path under ``root`` and a hash of its content to ``digest``: a file
+    edited, renamed, added or removed changes the fingerprint. The paths in a fixed order."""
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())

@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 
 SEVERITIES = ("critical", "warning")
 BLOCKING_SEVERITY = "critical"
-PROJECT_FILE = Path("gx") / "great_expectations.yml"
+GX_FOLDER = Path("gx")
+PROJECT_FILE = GX_FOLDER / "great_expectations.yml"
 GATE_CHECKPOINT_SUFFIX = ".pre_send_gate"
-# What GX writes on every validation (great_expectations.yml): its result, one folder per run,
-# and the result's Data Docs page at the same path.
-STORED_RESULTS = Path("gx") / "uncommitted" / "validations"
-RESULT_PAGES = Path("gx") / "uncommitted" / "data_docs" / "local_site" / "validations"
+# What GX writes itself (great_expectations.yml), which git ignores: no part of the gate's
+# definition. Each validation stores its result, one folder per run, and the result's Data
+# Docs page at the same path.
+UNCOMMITTED = GX_FOLDER / "uncommitted"
+STORED_RESULTS = UNCOMMITTED / "validations"
+RESULT_PAGES = UNCOMMITTED / "data_docs" / "local_site" / "validations"
 
 
 class GateConfigError(Exception):
@@ -85,7 +88,7 @@ def load_gate_checkpoint(
     from great_expectations.exceptions import GreatExpectationsError
 
     name = gate_checkpoint_name(asset)
-    checkpoint_file = expectations_dir / "gx" / "checkpoints" / f"{name}.json"
+    checkpoint_file = expectations_dir / GX_FOLDER / "checkpoints" / f"{name}.json"
     try:
         checkpoint = context.checkpoints.get(name)
     except (GreatExpectationsError, ValueError) as error:
@@ -113,7 +116,7 @@ def load_gate_checkpoint(
         unreadable = _unreadable_expectations(context, definition.suite)
         if unreadable:
             raise GateConfigError(
-                f"{_suite_file(expectations_dir, definition.suite.name)}: GX cannot read "
+                f"{suite_file(expectations_dir, definition.suite.name)}: GX cannot read "
                 f"{', '.join(unreadable)} (unknown type or invalid arguments) and would skip it "
                 "without a word. Fix the expectation's type or kwargs."
             )
@@ -144,9 +147,9 @@ def _unreadable_expectations(context: FileDataContext, suite: ExpectationSuite) 
     return sorted(dropped.elements())
 
 
-def _suite_file(expectations_dir: Path, suite_name: str) -> Path:
+def suite_file(expectations_dir: Path, suite_name: str) -> Path:
     # GX's filesystem store keeps suite "a.b" in expectations/a/b.json.
-    return expectations_dir.joinpath("gx", "expectations", *suite_name.split(".")).with_suffix(
+    return expectations_dir.joinpath(GX_FOLDER, "expectations", *suite_name.split(".")).with_suffix(
         ".json"
     )
 

@@ -24,24 +24,22 @@ import pandas as pd
 
 from flows.checks.failures import ROW_ID_COLUMN, ExpectationFailure
 from flows.checks.gate import AssetGateResult, GateReport
-from flows.files import write_atomically
+from flows.checks.gx_project import GX_FOLDER, SEVERITIES, UNCOMMITTED, suite_file
+from flows.files import add_files, write_atomically
 
 # Expectation arguments that name the columns an expectation reads.
 COLUMN_ARGUMENTS = ("column", "column_A", "column_B", "column_list")
 # Arguments that name columns only to compare with the frame's names, which the fingerprint
 # holds anyway.
 NAME_ONLY_ARGUMENTS = ("column_set",)
-GX_FOLDER = "gx"
-# GX's own stores of results and docs: written by each validation, not part of the gate.
-NOT_DEFINITIONS = "uncommitted"
 
 
 def definition_files(expectations_dir: Path) -> list[Path]:
-    folder = expectations_dir / GX_FOLDER
+    uncommitted = expectations_dir / UNCOMMITTED
     return sorted(
         path
-        for path in folder.rglob("*")
-        if path.is_file() and NOT_DEFINITIONS not in path.relative_to(folder).parts
+        for path in (expectations_dir / GX_FOLDER).rglob("*")
+        if path.is_file() and not path.is_relative_to(uncommitted)
     )
 
 
@@ -64,9 +62,11 @@ def columns_read(expectations: Iterable[Mapping[str, Any]]) -> set[str] | None:
 def suite_columns(expectations_dir: Path, asset: str) -> set[str] | None:
     """The columns every suite of ``asset`` reads (None: possibly any)."""
     columns: set[str] = set()
-    suites = expectations_dir / GX_FOLDER / "expectations" / asset
-    for suite_file in sorted(suites.glob("*.json")):
-        read = columns_read(json.loads(suite_file.read_text()).get("expectations") or [])
+    for severity in SEVERITIES:
+        path = suite_file(expectations_dir, f"{asset}.{severity}")
+        if not path.is_file():
+            continue  # the gate itself says what is missing
+        read = columns_read(json.loads(path.read_text()).get("expectations") or [])
         if read is None:
             return None
         columns |= read
@@ -76,9 +76,7 @@ def suite_columns(expectations_dir: Path, asset: str) -> set[str] | None:
 def gate_fingerprint(frames: Mapping[str, pd.DataFrame], expectations_dir: Path) -> str:
     """What the gate's verdict on these frames depends on (module docstring)."""
     digest = hashlib.sha256()
-    for path in definition_files(expectations_dir):
-        digest.update(str(path.relative_to(expectations_dir)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    add_files(digest, expectations_dir, definition_files(expectations_dir))
     for asset in sorted(frames):
         frame = frames[asset]
         read = suite_columns(expectations_dir, asset)
