@@ -225,12 +225,8 @@ def median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
 def section(document: Mapping[str, Any]) -> str:
-    from bench.results import machine_line
+    from bench.results import format_seconds, machine_line
 
     lines = [
         SECTION_TITLE,
@@ -277,8 +273,8 @@ def section(document: Mapping[str, Any]) -> str:
         ]
         for part in usual[0]:
             lines.append(
-                f"| {part} | {seconds(median([row[part] for row in usual]))} "
-                f"| {seconds(median([row[part] for row in noop]))} |"
+                f"| {part} | {format_seconds(median([row[part] for row in usual]))} "
+                f"| {format_seconds(median([row[part] for row in noop]))} |"
             )
         walls = {
             kind: ", ".join(f"{pair[kind]['wall_seconds']:.1f}" for pair in pairs)
